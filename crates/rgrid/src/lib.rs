@@ -1,8 +1,64 @@
 //! rgrid: fast two-way RPC between the servers of a cluster over one persistent websocket per
 //! pair of servers, byte-compatible with MinIO's internode grid (protocol v1).
 //!
-//! This crate will hold the async layer: the connection manager, connection driver tasks, the
-//! mux client and server, handler registries, typed handlers and transports. The wire format it
-//! builds on lives in the I/O-free [`proto`] crate (`rgrid-proto`), re-exported here.
+//! # Architecture
+//!
+//! * [`rgrid_proto`] (re-exported as [`proto`]) is the I/O-free wire format: message tuple,
+//!   merged frames, handshake maps, subroute ids, the who-dials rule.
+//! * A [`Manager`] per node knows every host of the grid (itself included) and owns one
+//!   [`Connection`] per remote. Which side dials is fixed by a hash of the two host names, so
+//!   exactly one websocket exists per pair; the dialing side redials with jittered backoff
+//!   (1–2 s after the previous attempt started) and at once after an established connection
+//!   ends.
+//! * Each live websocket is driven by exactly two tasks: a writer that owns the sending half
+//!   and merges queued messages into `OpMerged` frames (up to 50 messages / 31 KiB), sending
+//!   control messages (pongs) ahead of data, and a reader that owns the receiving half and
+//!   dispatches without ever blocking (handlers run in their own tasks). Everyone else holds
+//!   cheap handles.
+//! * Connection pings flow both ways every 10 s; a connection with no pong for 20 s is
+//!   dropped, every call in flight on it fails with [`Error::Disconnected`], and the grid
+//!   reconnects by itself.
+//!
+//! # Single requests: deadlines and cancellation
+//!
+//! [`Connection::request`] sends one payload and waits for one answer: the handler's bytes,
+//! [`Error::Remote`] with the handler's error text, or a local error. The deadline (default
+//! 60 s, [`Options::default_deadline`]) travels with the request; the handler is dropped when
+//! it passes (its answer could not be used) and the caller gets [`Error::DeadlineExceeded`].
+//! A call made while the connection is down fails at once with [`Error::Disconnected`].
+//! Dropping the call's future cancels it locally at once and frees its state; a response
+//! that arrives later is discarded. Like MinIO, single requests send no cancel message.
+//!
+//! # Limits and defaults
+//!
+//! See [`Options`]: 64 MiB maximum message size (both directions, checked before sending and
+//! by the websocket layer before allocating), 65535-message outbound queue, 10 s handshake
+//! timeout (MinIO has none), 4 s write timeout, 5 minutes maximum clock skew.
+//!
+//! # Features
+//!
+//! * `test-util`: `test_util::LocalGrid` (local n-node grids on loopback) and fault hooks on
+//!   [`Connection`] (`kill`, `block_inbound`). Not a stable API.
+
+mod auth;
+mod connection;
+mod error;
+mod handlers;
+mod manager;
+mod options;
+#[cfg(feature = "test-util")]
+pub mod test_util;
+pub mod transport;
 
 pub use rgrid_proto as proto;
+pub use rgrid_proto::{HandlerId, SubrouteId};
+
+pub use auth::{StaticToken, TokenSource, TokenValidator};
+#[cfg(feature = "test-util")]
+pub use connection::InboundBlock;
+pub use connection::{ConnStats, Connection, State, Subroute};
+pub use error::{Error, RemoteError};
+pub use handlers::{BoxFuture, SingleHandlerFn};
+pub use manager::{HttpAuthFn, Manager, ManagerBuilder};
+pub use options::{DEFAULT_ROUTE_PATH, LOCK_ROUTE_PATH, Options};
+pub use transport::{ConnDialer, WebSocket, connect_ws, serve};

@@ -1,0 +1,485 @@
+//! One remote host: its state, its live websocket session, and the calls made to it.
+
+mod outgoing;
+mod session;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rgrid_proto::{Flags, HandlerId, Op, RouteHash, SubrouteId};
+use tokio::sync::{Notify, watch};
+
+pub(crate) use self::outgoing::Outgoing;
+pub(crate) use self::session::Session;
+use crate::error::Error;
+use crate::manager::ManagerCtx;
+use crate::transport::WebSocket;
+
+/// The state of a connection (MinIO's `State`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Never connected yet (an accepting side stays here until the peer dials).
+    Unconnected,
+    /// The dial loop is trying to connect.
+    Connecting,
+    /// A websocket is up; calls can be made.
+    Connected,
+    /// The last attempt failed or the connection was lost; it is being re-established.
+    ConnectionError,
+    /// The manager shut down. Terminal.
+    Shutdown,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Unconnected => "Unconnected",
+            State::Connecting => "Connecting",
+            State::Connected => "Connected",
+            State::ConnectionError => "ConnectionError",
+            State::Shutdown => "Shutdown",
+        })
+    }
+}
+
+/// A snapshot of a connection's statistics (MinIO's per-connection RPC metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnStats {
+    /// Whether the connection is up.
+    pub connected: bool,
+    /// Requests being handled here for the remote.
+    pub incoming_muxes: usize,
+    /// Calls to the remote waiting for their response.
+    pub outgoing_muxes: usize,
+    /// Bytes received (websocket payloads).
+    pub incoming_bytes: u64,
+    /// Bytes sent (websocket payloads).
+    pub outgoing_bytes: u64,
+    /// Messages received; each message of a merged frame counts.
+    pub incoming_messages: u64,
+    /// Messages sent; each message of a merged frame counts.
+    pub outgoing_messages: u64,
+    /// Messages waiting in the outbound queue.
+    pub out_queue: usize,
+    /// When the last connection-level pong arrived (Unix nanoseconds, 0 = never).
+    pub last_pong_unix_nanos: u64,
+    /// When the connection last came up (Unix nanoseconds, 0 = never).
+    pub last_connect_unix_nanos: u64,
+    /// How often the connection was re-established after the first time.
+    pub reconnects: u64,
+    /// Round-trip time of the last connection ping, in microseconds.
+    pub last_ping_rtt_micros: u64,
+    /// Largest round-trip time of a connection ping seen, in microseconds.
+    pub max_ping_rtt_micros: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) incoming_bytes: AtomicU64,
+    pub(crate) outgoing_bytes: AtomicU64,
+    pub(crate) incoming_messages: AtomicU64,
+    pub(crate) outgoing_messages: AtomicU64,
+    pub(crate) incoming_muxes: AtomicUsize,
+    pub(crate) last_pong: AtomicU64,
+    pub(crate) last_connect: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) last_rtt_micros: AtomicU64,
+    pub(crate) max_rtt_micros: AtomicU64,
+}
+
+/// Unix time in nanoseconds.
+pub(crate) fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Test-only fault injection state.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    pub(crate) inbound_blocked: AtomicBool,
+    pub(crate) inbound_released: Notify,
+}
+
+/// Everything about one remote, shared by the handle, the dial loop and the session tasks.
+pub(crate) struct ConnShared {
+    pub(crate) local: String,
+    pub(crate) remote: String,
+    /// Whether this side dials (the who-dials rule).
+    pub(crate) dials: bool,
+    /// Checksums are on unless both hosts use TLS (spec §3.6).
+    pub(crate) base_flags: Flags,
+    pub(crate) ctx: Arc<ManagerCtx>,
+    state: watch::Sender<State>,
+    session: Mutex<Option<Arc<Session>>>,
+    next_mux: AtomicU64,
+    remote_id: Mutex<Option<[u8; 16]>>,
+    pub(crate) counters: Counters,
+    pub(crate) faults: Faults,
+}
+
+impl fmt::Debug for ConnShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the data guarded
+/// here stays consistent across every critical section).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ConnShared {
+    pub(crate) fn new(ctx: Arc<ManagerCtx>, local: &str, remote: &str) -> Self {
+        let tls = |h: &str| h.starts_with("https://") || h.starts_with("wss://");
+        let base_flags = if tls(local) && tls(remote) {
+            Flags::NONE
+        } else {
+            Flags::CRC
+        };
+        ConnShared {
+            local: local.to_owned(),
+            remote: remote.to_owned(),
+            dials: rgrid_proto::should_dial(local, remote),
+            base_flags,
+            ctx,
+            state: watch::Sender::new(State::Unconnected),
+            session: Mutex::new(None),
+            next_mux: AtomicU64::new(1),
+            remote_id: Mutex::new(None),
+            counters: Counters::default(),
+            faults: Faults::default(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        *self.state.borrow()
+    }
+
+    /// Changes the state unless it is the terminal Shutdown.
+    pub(crate) fn set_state(&self, new: State) {
+        let changed = self.state.send_if_modified(|s| {
+            if *s == State::Shutdown || *s == new {
+                false
+            } else {
+                *s = new;
+                true
+            }
+        });
+        if changed {
+            tracing::debug!(local = %self.local, remote = %self.remote, state = %new, "grid connection state");
+        }
+    }
+
+    /// The live session, if connected.
+    pub(crate) fn session(&self) -> Option<Arc<Session>> {
+        lock(&self.session).clone()
+    }
+
+    pub(crate) fn next_mux_id(&self) -> u64 {
+        self.next_mux.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Starts serving `ws` as this connection's session, replacing (and failing) any previous
+    /// one. Returns `None` when the manager is shut down.
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        ws: WebSocket,
+        remote_id: [u8; 16],
+    ) -> Option<Arc<Session>> {
+        if self.state() == State::Shutdown || self.ctx.shutdown.is_cancelled() {
+            return None;
+        }
+        let (session, tasks) = Session::start(self.clone(), ws);
+        let old = {
+            let mut cur = lock(&self.session);
+            let old = cur.replace(session.clone());
+            let mut known = lock(&self.remote_id);
+            if known.is_some() {
+                self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            *known = Some(remote_id);
+            old
+        };
+        if let Some(old) = old {
+            tracing::info!(local = %self.local, remote = %self.remote, "grid connection replaced by a new one");
+            old.close(Error::Disconnected);
+        }
+        self.counters
+            .last_connect
+            .store(unix_nanos(), Ordering::Relaxed);
+        self.counters
+            .last_pong
+            .store(unix_nanos(), Ordering::Relaxed);
+        self.set_state(State::Connected);
+        tracing::info!(local = %self.local, remote = %self.remote, "grid connected");
+        tasks.spawn(&self.ctx);
+        Some(session)
+    }
+
+    /// Called when a session ended: forgets it if it is still the current one.
+    pub(crate) fn session_ended(&self, session: &Arc<Session>) {
+        let was_current = {
+            let mut cur = lock(&self.session);
+            if cur.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+                *cur = None;
+                true
+            } else {
+                false
+            }
+        };
+        if was_current {
+            tracing::info!(local = %self.local, remote = %self.remote, "grid connection lost");
+            self.set_state(State::ConnectionError);
+        }
+    }
+
+    /// Shuts the connection down for good: in-flight calls end with [`Error::Shutdown`].
+    pub(crate) fn shutdown(&self) {
+        let _ = self.state.send_replace(State::Shutdown);
+        if let Some(s) = lock(&self.session).take() {
+            s.close(Error::Shutdown);
+        }
+    }
+}
+
+/// A handle to the connection with one remote host. Cheap to clone.
+///
+/// Calls fail at once with [`Error::Disconnected`] while the connection is not up; they never
+/// wait or queue for a connection.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub(crate) inner: Arc<ConnShared>,
+}
+
+impl Connection {
+    /// The remote host, as in the host list.
+    pub fn remote(&self) -> &str {
+        &self.inner.remote
+    }
+
+    /// The local host.
+    pub fn local(&self) -> &str {
+        &self.inner.local
+    }
+
+    /// Whether this side dials the remote (otherwise the remote dials here).
+    pub fn dials(&self) -> bool {
+        self.inner.dials
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.inner.state()
+    }
+
+    /// Waits until the connection is up. Fails with [`Error::Shutdown`] if the manager shuts
+    /// down first. Bound it with a timeout.
+    pub async fn wait_for_connect(&self) -> Result<(), Error> {
+        let mut rx = self.inner.state.subscribe();
+        let state = rx
+            .wait_for(|s| matches!(s, State::Connected | State::Shutdown))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        if *state == State::Shutdown {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A snapshot of the connection's statistics.
+    pub fn stats(&self) -> ConnStats {
+        let c = &self.inner.counters;
+        let session = self.inner.session();
+        ConnStats {
+            connected: self.state() == State::Connected,
+            incoming_muxes: c.incoming_muxes.load(Ordering::Relaxed),
+            outgoing_muxes: session.as_ref().map_or(0, |s| s.pending_len()),
+            incoming_bytes: c.incoming_bytes.load(Ordering::Relaxed),
+            outgoing_bytes: c.outgoing_bytes.load(Ordering::Relaxed),
+            incoming_messages: c.incoming_messages.load(Ordering::Relaxed),
+            outgoing_messages: c.outgoing_messages.load(Ordering::Relaxed),
+            out_queue: session.as_ref().map_or(0, |s| s.queue_len()),
+            last_pong_unix_nanos: c.last_pong.load(Ordering::Relaxed),
+            last_connect_unix_nanos: c.last_connect.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            last_ping_rtt_micros: c.last_rtt_micros.load(Ordering::Relaxed),
+            max_ping_rtt_micros: c.max_rtt_micros.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A view of this connection bound to a static subroute.
+    pub fn subroute(&self, route: &str) -> Subroute {
+        Subroute {
+            conn: self.clone(),
+            route: route.to_owned(),
+            hash: RouteHash::new(route),
+        }
+    }
+
+    /// Makes a single request with the default deadline (60 s unless configured).
+    ///
+    /// Returns the handler's response, [`Error::Remote`] with the handler's error text, or a
+    /// local error. Dropping the returned future cancels the call locally at once and frees
+    /// its state; a response that arrives later is dropped.
+    pub async fn request(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+    ) -> Result<Bytes, Error> {
+        let deadline = self.inner.ctx.options.default_deadline;
+        self.call(handler, None, payload.into(), deadline).await
+    }
+
+    /// Makes a single request that must complete within `deadline`. The remaining time is
+    /// sent to the remote, which drops a response it finishes too late.
+    pub async fn request_with_deadline(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        deadline: Duration,
+    ) -> Result<Bytes, Error> {
+        self.call(handler, None, payload.into(), deadline).await
+    }
+
+    async fn call(
+        &self,
+        handler: HandlerId,
+        subroute: Option<SubrouteId>,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, Error> {
+        if !handler.is_valid() {
+            return Err(Error::UnknownHandler(handler));
+        }
+        let limit = self.inner.ctx.options.max_message_size;
+        if payload.len() > limit {
+            return Err(Error::MessageTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        let deadline_ms = u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX);
+        if deadline_ms == 0 {
+            return Err(Error::DeadlineExceeded);
+        }
+        let Some(session) = self.inner.session() else {
+            return Err(match self.state() {
+                State::Shutdown => Error::Shutdown,
+                _ => Error::Disconnected,
+            });
+        };
+        let mux_id = self.inner.next_mux_id();
+        let msg = Outgoing {
+            mux_id,
+            seq: 0,
+            deadline_ms,
+            handler,
+            op: Op::REQUEST,
+            flags: self.inner.base_flags | Flags::EOF,
+            payload: Some(payload),
+            subroute,
+        };
+        let at = tokio::time::Instant::now() + deadline;
+        match tokio::time::timeout_at(at, session.roundtrip(mux_id, msg)).await {
+            Ok(res) => res,
+            Err(_) => Err(Error::DeadlineExceeded),
+        }
+    }
+
+    /// Test hook: drops the live websocket as if the network failed (MinIO's
+    /// `debugKillInbound`). In-flight calls fail with [`Error::Disconnected`]; the dialing side
+    /// reconnects by itself.
+    #[cfg(feature = "test-util")]
+    pub fn kill(&self) {
+        if let Some(s) = self.inner.session() {
+            s.close(Error::Disconnected);
+        }
+    }
+
+    /// Test hook: stops processing inbound messages until the returned guard is dropped
+    /// (MinIO's `debugBlockInboundMessages`). Pongs and responses from the remote stay unread.
+    #[cfg(feature = "test-util")]
+    pub fn block_inbound(&self) -> InboundBlock {
+        self.inner
+            .faults
+            .inbound_blocked
+            .store(true, Ordering::SeqCst);
+        InboundBlock {
+            conn: self.inner.clone(),
+        }
+    }
+}
+
+/// Releases an inbound block when dropped.
+#[cfg(feature = "test-util")]
+#[derive(Debug)]
+pub struct InboundBlock {
+    conn: Arc<ConnShared>,
+}
+
+#[cfg(feature = "test-util")]
+impl Drop for InboundBlock {
+    fn drop(&mut self) {
+        self.conn
+            .faults
+            .inbound_blocked
+            .store(false, Ordering::SeqCst);
+        self.conn.faults.inbound_released.notify_waiters();
+    }
+}
+
+/// A connection bound to a static subroute. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Subroute {
+    conn: Connection,
+    route: String,
+    hash: RouteHash,
+}
+
+impl Subroute {
+    /// The route string.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// A deeper subroute: the routes are joined with `/`.
+    pub fn subroute(&self, route: &str) -> Subroute {
+        self.conn
+            .subroute(&rgrid_proto::join_route(&[self.route.as_str(), route]))
+    }
+
+    /// Makes a single request to the handler registered under this subroute.
+    pub async fn request(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+    ) -> Result<Bytes, Error> {
+        let deadline = self.conn.inner.ctx.options.default_deadline;
+        self.request_with_deadline(handler, payload, deadline).await
+    }
+
+    /// Makes a single request with a deadline to the handler registered under this subroute.
+    pub async fn request_with_deadline(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        deadline: Duration,
+    ) -> Result<Bytes, Error> {
+        let sub = SubrouteId::from_route_hash(self.hash, handler);
+        self.conn
+            .call(handler, Some(sub), payload.into(), deadline)
+            .await
+    }
+}

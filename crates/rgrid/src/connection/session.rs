@@ -1,0 +1,581 @@
+//! One live websocket: its reader task, its writer task, and the calls in flight on it.
+//!
+//! The writer task owns the sending half of the socket and the reader task the receiving half;
+//! everyone else talks to them through two bounded queues (control messages first, then data)
+//! and the pending-call table. When either task stops, the session closes: every call in
+//! flight fails, both tasks exit and the socket is dropped.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use rgrid_proto::{
+    DecodeLimits, Flags, Frame, GridTime, Message, MuxConnectError, Op, PingMsg, PongMsg,
+    put_merged_header,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::{ConnShared, Outgoing, lock, unix_nanos};
+use crate::error::{Error, RemoteError};
+use crate::manager::ManagerCtx;
+use crate::options::{MAX_MERGE_BYTES, MAX_MERGE_MESSAGES};
+use crate::transport::WebSocket;
+
+type Reply = oneshot::Sender<Result<Bytes, Error>>;
+type WsSink = SplitSink<WebSocket, tokio_websockets::Message>;
+type WsStream = SplitStream<WebSocket>;
+
+struct Pending {
+    /// Set once the session closed; new calls fail with `reason`.
+    closed: bool,
+    reason: Error,
+    calls: HashMap<u64, Reply>,
+}
+
+/// A live websocket session.
+pub(crate) struct Session {
+    data_tx: mpsc::Sender<Outgoing>,
+    ctl_tx: mpsc::Sender<Outgoing>,
+    pending: Mutex<Pending>,
+    cancel: CancellationToken,
+}
+
+/// The reader and writer futures of a new session, spawned once the session is installed.
+pub(crate) struct Tasks {
+    reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    writer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Tasks {
+    pub(crate) fn spawn(self, ctx: &ManagerCtx) {
+        ctx.tracker.spawn(self.writer);
+        ctx.tracker.spawn(self.reader);
+    }
+}
+
+impl Session {
+    /// Builds a session over `ws`. The returned tasks must be spawned to run it.
+    pub(crate) fn start(conn: Arc<ConnShared>, ws: WebSocket) -> (Arc<Session>, Tasks) {
+        let opts = &conn.ctx.options;
+        let (data_tx, data_rx) = mpsc::channel(opts.out_queue.max(1));
+        let (ctl_tx, ctl_rx) = mpsc::channel(opts.control_queue.max(1));
+        let session = Arc::new(Session {
+            data_tx,
+            ctl_tx,
+            pending: Mutex::new(Pending {
+                closed: false,
+                reason: Error::Disconnected,
+                calls: HashMap::new(),
+            }),
+            cancel: conn.ctx.shutdown.child_token(),
+        });
+        let (sink, stream) = ws.split();
+        let tasks = Tasks {
+            reader: Box::pin(run_reader(conn.clone(), session.clone(), stream)),
+            writer: Box::pin(run_writer(conn, session.clone(), sink, data_rx, ctl_rx)),
+        };
+        (session, tasks)
+    }
+
+    /// Resolves when the session has closed.
+    pub(crate) async fn closed(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Closes the session: in-flight calls fail with `reason`, the tasks stop, the socket is
+    /// dropped. Idempotent; the first reason wins.
+    pub(crate) fn close(&self, reason: Error) {
+        let calls = {
+            let mut p = lock(&self.pending);
+            if p.closed {
+                return;
+            }
+            p.closed = true;
+            p.reason = reason.clone();
+            std::mem::take(&mut p.calls)
+        };
+        self.cancel.cancel();
+        for (_, reply) in calls {
+            let _ = reply.send(Err(reason.clone()));
+        }
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        lock(&self.pending).calls.len()
+    }
+
+    pub(crate) fn queue_len(&self) -> usize {
+        self.data_tx.max_capacity() - self.data_tx.capacity()
+    }
+
+    /// Sends a request and waits for its response. The pending entry is removed however the
+    /// future ends, including when it is dropped.
+    pub(crate) async fn roundtrip(&self, mux_id: u64, msg: Outgoing) -> Result<Bytes, Error> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = lock(&self.pending);
+            if p.closed {
+                return Err(p.reason.clone());
+            }
+            p.calls.insert(mux_id, tx);
+        }
+        let _guard = PendingGuard {
+            session: self,
+            mux_id,
+        };
+        if self.data_tx.send(msg).await.is_err() {
+            return Err(self.close_reason());
+        }
+        match rx.await {
+            Ok(res) => res,
+            Err(_) => Err(self.close_reason()),
+        }
+    }
+
+    fn close_reason(&self) -> Error {
+        let p = lock(&self.pending);
+        if p.closed {
+            p.reason.clone()
+        } else {
+            Error::Disconnected
+        }
+    }
+
+    fn take_pending(&self, mux_id: u64) -> Option<Reply> {
+        lock(&self.pending).calls.remove(&mux_id)
+    }
+
+    /// Queues a data message without blocking the caller (the reader task): if the queue is
+    /// full, a task waits for room.
+    fn send_detached(&self, ctx: &ManagerCtx, msg: Outgoing) {
+        match self.data_tx.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let tx = self.data_tx.clone();
+                ctx.tracker.spawn(async move {
+                    let _ = tx.send(msg).await;
+                });
+            }
+        }
+    }
+}
+
+struct PendingGuard<'a> {
+    session: &'a Session,
+    mux_id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.session.take_pending(self.mux_id);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+async fn run_writer(
+    conn: Arc<ConnShared>,
+    session: Arc<Session>,
+    mut sink: WsSink,
+    mut data_rx: mpsc::Receiver<Outgoing>,
+    mut ctl_rx: mpsc::Receiver<Outgoing>,
+) {
+    let opts = &conn.ctx.options;
+    let ping_every = opts.ping_interval;
+    let mut ticker = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut frame = BytesMut::with_capacity(32 * 1024);
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_MERGE_MESSAGES + 1);
+
+    let reason = loop {
+        let first = tokio::select! {
+            biased;
+            _ = session.cancel.cancelled() => break None,
+            Some(m) = ctl_rx.recv() => m,
+            Some(m) = data_rx.recv() => m,
+            _ = ticker.tick() => {
+                let last = conn.counters.last_pong.load(Ordering::Relaxed);
+                let silent = Duration::from_nanos(unix_nanos().saturating_sub(last));
+                if silent > 2 * ping_every {
+                    tracing::warn!(local = %conn.local, remote = %conn.remote, ?silent,
+                        "grid: last pong too old, dropping connection");
+                    break Some(Error::Disconnected);
+                }
+                connection_ping(ping_every)
+            }
+        };
+        batch.push(first);
+        // Give other tasks one chance to queue more, so small messages merge (MinIO yields
+        // once the same way).
+        if ctl_rx.is_empty() && data_rx.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let mut bytes = batch
+            .iter()
+            .map(|m| m.as_message().encoded_len())
+            .sum::<usize>();
+        while batch.len() <= MAX_MERGE_MESSAGES && bytes < MAX_MERGE_BYTES {
+            let next = match ctl_rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => match data_rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            bytes += next.as_message().encoded_len();
+            batch.push(next);
+        }
+
+        if let Err(e) = encode_batch(&batch, &mut frame) {
+            // Only a payload of 4 GiB or more gets here; senders check sizes first.
+            tracing::error!(error = %e, "grid: cannot encode outgoing message");
+            batch.clear();
+            frame.clear();
+            continue;
+        }
+        let count = batch.len() as u64;
+        batch.clear();
+        let len = frame.len() as u64;
+        let out = tokio_websockets::Message::binary(frame.split().freeze());
+        match tokio::time::timeout(opts.write_timeout, sink.send(out)).await {
+            Ok(Ok(())) => {
+                conn.counters
+                    .outgoing_bytes
+                    .fetch_add(len, Ordering::Relaxed);
+                conn.counters
+                    .outgoing_messages
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(remote = %conn.remote, error = %e, "grid write failed");
+                break Some(Error::Disconnected);
+            }
+            Err(_) => {
+                tracing::warn!(remote = %conn.remote, "grid write timed out, dropping connection");
+                break Some(Error::Disconnected);
+            }
+        }
+    };
+    if let Some(reason) = reason {
+        session.close(reason);
+    }
+    conn.session_ended(&session);
+}
+
+/// Encodes a batch as one frame: a single message, or a merged container.
+fn encode_batch(batch: &[Outgoing], frame: &mut BytesMut) -> Result<(), rgrid_proto::EncodeError> {
+    frame.clear();
+    if let [only] = batch {
+        return only.as_message().encode(frame);
+    }
+    put_merged_header(frame, batch.len() as u32);
+    for m in batch {
+        m.as_message().encode_merged_entry(frame)?;
+    }
+    Ok(())
+}
+
+/// A connection-level ping: mux 0, flags 0, DeadlineMS = the ping interval, payload `{t}`.
+fn connection_ping(interval: Duration) -> Outgoing {
+    let mut payload = BytesMut::with_capacity(24);
+    PingMsg {
+        t: GridTime::from_system_time(std::time::SystemTime::now()),
+    }
+    .encode(&mut payload);
+    Outgoing {
+        deadline_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+        payload: Some(payload.freeze()),
+        ..Outgoing::new(Op::PING, Flags::NONE)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+async fn run_reader(conn: Arc<ConnShared>, session: Arc<Session>, mut stream: WsStream) {
+    let limits = DecodeLimits::new(conn.ctx.options.max_message_size.saturating_add(64));
+    let reason = loop {
+        let next = tokio::select! {
+            biased;
+            _ = session.cancel.cancelled() => break None,
+            m = stream.next() => m,
+        };
+        let msg = match next {
+            None => break Some(Error::Disconnected),
+            Some(Err(e)) => {
+                tracing::debug!(remote = %conn.remote, error = %e, "grid read failed");
+                break Some(Error::Disconnected);
+            }
+            Some(Ok(m)) => m,
+        };
+        if msg.is_close() {
+            break Some(Error::Disconnected);
+        }
+        if !msg.is_binary() {
+            // Text frames are ignored like MinIO does; ping/pong are answered by the
+            // websocket layer.
+            continue;
+        }
+        if !wait_inbound_unblocked(&conn, &session).await {
+            break None;
+        }
+        let data = Bytes::from(msg.into_payload());
+        conn.counters
+            .incoming_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Err(e) = handle_frame(&conn, &session, &data, &limits) {
+            tracing::warn!(local = %conn.local, remote = %conn.remote, error = %e,
+                "grid: closing connection after a protocol error");
+            break Some(Error::Disconnected);
+        }
+    };
+    if let Some(reason) = reason {
+        session.close(reason);
+    }
+    conn.session_ended(&session);
+}
+
+/// Test hook: waits while inbound processing is blocked. Returns false if the session closed.
+async fn wait_inbound_unblocked(conn: &ConnShared, session: &Session) -> bool {
+    loop {
+        let released = conn.faults.inbound_released.notified();
+        if !conn.faults.inbound_blocked.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::select! {
+            _ = released => {}
+            _ = session.cancel.cancelled() => return false,
+        }
+    }
+}
+
+fn handle_frame(
+    conn: &Arc<ConnShared>,
+    session: &Arc<Session>,
+    data: &Bytes,
+    limits: &DecodeLimits,
+) -> Result<(), Error> {
+    match Frame::decode(data, limits)? {
+        Frame::Message(m) => {
+            conn.counters
+                .incoming_messages
+                .fetch_add(1, Ordering::Relaxed);
+            dispatch(conn, session, &m, data);
+        }
+        Frame::Merged(merged) => {
+            conn.counters
+                .incoming_messages
+                .fetch_add(u64::from(merged.len()), Ordering::Relaxed);
+            for m in merged {
+                dispatch(conn, session, &m?, data);
+                if session.cancel.is_cancelled() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Handles one message. Never blocks: anything that may wait runs in its own task.
+fn dispatch(conn: &Arc<ConnShared>, session: &Arc<Session>, m: &Message<'_>, frame: &Bytes) {
+    let payload = m.payload.map(|p| frame.slice_ref(p));
+    match m.op {
+        Op::REQUEST => handle_request(conn, session, m, payload),
+        Op::RESPONSE => {
+            if let Some(reply) = session.take_pending(m.mux_id.0) {
+                let res = if m.seq != 0 {
+                    Err(Error::IncorrectSequence {
+                        want: 0,
+                        got: m.seq,
+                    })
+                } else if m.flags.contains(Flags::PAYLOAD_IS_ERR) {
+                    Err(Error::Remote(remote_text(payload.as_deref())))
+                } else {
+                    Ok(payload.unwrap_or_default())
+                };
+                let _ = reply.send(res);
+            }
+            // Unknown mux: a late response to a call that already gave up. Dropped.
+        }
+        Op::MUX_CONNECT_ERROR => {
+            if let Some(reply) = session.take_pending(m.mux_id.0) {
+                let text = match MuxConnectError::decode(payload.as_deref().unwrap_or_default()) {
+                    Ok(e) => e.error.into_owned(),
+                    Err(e) => format!("malformed mux connect error: {e}"),
+                };
+                let _ = reply.send(Err(Error::Remote(RemoteError::new(text))));
+            }
+        }
+        Op::PING => handle_ping(conn, session, m, payload),
+        Op::PONG => {
+            if m.mux_id.0 == 0 {
+                let now = unix_nanos();
+                conn.counters.last_pong.store(now, Ordering::Relaxed);
+                if let Ok(pong) = PongMsg::decode(payload.as_deref().unwrap_or_default()) {
+                    let sent = pong.t.unix_nanos();
+                    if sent > 0 {
+                        let rtt = (i128::from(now) - sent).max(0) / 1000;
+                        let rtt = u64::try_from(rtt).unwrap_or(u64::MAX);
+                        conn.counters.last_rtt_micros.store(rtt, Ordering::Relaxed);
+                        conn.counters
+                            .max_rtt_micros
+                            .fetch_max(rtt, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        Op::CONNECT_MUX => {
+            // Streams are not served yet: refuse like an unknown handler.
+            let text = unknown_handler_text(m);
+            reply_connect_error(conn, session, m, text);
+        }
+        other => {
+            tracing::debug!(remote = %conn.remote, op = %other, mux = %m.mux_id,
+                "grid: ignoring message");
+        }
+    }
+}
+
+fn remote_text(payload: Option<&[u8]>) -> RemoteError {
+    RemoteError::new(String::from_utf8_lossy(payload.unwrap_or_default()).into_owned())
+}
+
+fn unknown_handler_text(m: &Message<'_>) -> String {
+    match (&m.subroute, m.handler.name()) {
+        (Some(sub), _) => format!("Invalid Handler for type: {sub}"),
+        (None, Some(name)) => format!("Invalid Handler for type: {name}"),
+        (None, None) => "Invalid Handler".to_owned(),
+    }
+}
+
+fn reply_connect_error(conn: &ConnShared, session: &Session, m: &Message<'_>, text: String) {
+    let mut payload = BytesMut::new();
+    let err = MuxConnectError { error: text.into() };
+    if err.encode(&mut payload).is_ok() {
+        let reply = Outgoing::reply_to(
+            m,
+            Op::MUX_CONNECT_ERROR,
+            conn.base_flags,
+            Some(payload.freeze()),
+        );
+        session.send_detached(&conn.ctx, reply);
+    }
+}
+
+fn handle_ping(conn: &ConnShared, session: &Session, m: &Message<'_>, payload: Option<Bytes>) {
+    let ping = PingMsg::decode(payload.as_deref().unwrap_or_default()).unwrap_or_default();
+    let pong = PongMsg {
+        // Mux pings belong to streams, which are not served yet: the mux is not found.
+        not_found: m.mux_id.0 != 0,
+        err: None,
+        t: ping.t,
+    };
+    let mut buf = BytesMut::with_capacity(32);
+    if pong.encode(&mut buf).is_err() {
+        return;
+    }
+    let reply = Outgoing::reply_to(m, Op::PONG, conn.base_flags, Some(buf.freeze()));
+    if let Err(mpsc::error::TrySendError::Full(_)) = session.ctl_tx.try_send(reply) {
+        tracing::warn!(remote = %conn.remote, "grid: control queue full (ping flood?), closing");
+        session.close(Error::Disconnected);
+    }
+}
+
+fn handle_request(
+    conn: &Arc<ConnShared>,
+    session: &Arc<Session>,
+    m: &Message<'_>,
+    payload: Option<Bytes>,
+) {
+    let handler = {
+        let registry = conn
+            .ctx
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        registry.single(m.handler, m.subroute.as_ref())
+    };
+    let Some(handler) = handler else {
+        reply_connect_error(conn, session, m, unknown_handler_text(m));
+        return;
+    };
+    let deadline = (m.deadline_ms > 0)
+        .then(|| Instant::now() + Duration::from_millis(u64::from(m.deadline_ms)));
+    let (mux_id, seq) = (m.mux_id.0, m.seq);
+    let base = conn.base_flags;
+    let max = conn.ctx.options.max_message_size;
+    let cancel = session.cancel.clone();
+    let tx = session.data_tx.clone();
+    let counters = conn.clone();
+    counters
+        .counters
+        .incoming_muxes
+        .fetch_add(1, Ordering::Relaxed);
+    conn.ctx.tracker.spawn(async move {
+        let _active = ActiveGuard(&counters);
+        let run = AssertUnwindSafe(handler(payload.unwrap_or_default())).catch_unwind();
+        let res = tokio::select! {
+            _ = cancel.cancelled() => return, // connection gone: nobody to answer
+            res = async {
+                match deadline {
+                    Some(at) => tokio::time::timeout_at(at, run).await.ok(),
+                    None => Some(run.await),
+                }
+            } => res,
+        };
+        // Finished after the caller's deadline: the caller has given up; send nothing.
+        let Some(res) = res else { return };
+        let (flags, payload) = match res {
+            Ok(Ok(body)) if body.len() > max => (
+                Flags::PAYLOAD_IS_ERR,
+                Bytes::from(format!(
+                    "response of {} bytes exceeds the limit of {max}",
+                    body.len()
+                )),
+            ),
+            Ok(Ok(body)) => (Flags::NONE, body),
+            Ok(Err(e)) => (Flags::PAYLOAD_IS_ERR, Bytes::from(e.text().to_owned())),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!(mux = mux_id, panic = %what, "grid: single handler panicked");
+                (
+                    Flags::PAYLOAD_IS_ERR,
+                    Bytes::from(format!("handleMessages: panic recovered: {what}")),
+                )
+            }
+        };
+        let out = Outgoing {
+            mux_id,
+            seq,
+            flags: base | Flags::EOF | flags,
+            payload: Some(payload),
+            ..Outgoing::new(Op::RESPONSE, Flags::NONE)
+        };
+        let _ = tx.send(out).await;
+    });
+}
+
+struct ActiveGuard<'a>(&'a ConnShared);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .counters
+            .incoming_muxes
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,145 @@
+//! The error type of every rgrid call.
+
+use std::fmt;
+
+use rgrid_proto::HandlerId;
+
+/// An error produced by a handler on the remote node: only its text crosses the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RemoteError(String);
+
+impl RemoteError {
+    /// An error with the given text.
+    pub fn new(text: impl Into<String>) -> Self {
+        RemoteError(text.into())
+    }
+
+    /// The text the handler returned.
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl From<String> for RemoteError {
+    fn from(s: String) -> Self {
+        RemoteError(s)
+    }
+}
+
+impl From<&str> for RemoteError {
+    fn from(s: &str) -> Self {
+        RemoteError(s.to_owned())
+    }
+}
+
+/// Why a call (or registration) failed.
+///
+/// Remote errors (the handler's own text, [`Error::Remote`]) are kept apart from local ones so
+/// callers can choose a retry policy: after [`Error::Disconnected`] the outcome of the call is
+/// unknown (the handler may or may not have run); after [`Error::Remote`] the handler ran and
+/// refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The remote handler returned this error, or the remote refused the call (unknown
+    /// handler or subroute), or the handler panicked.
+    #[error("remote: {0}")]
+    Remote(RemoteError),
+    /// The connection to the remote is not up, or was lost while the call was in flight.
+    /// Whatever path produced it, this variant is the one to match.
+    #[error("remote disconnected")]
+    Disconnected,
+    /// The call's deadline passed before a response arrived.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The call was cancelled locally.
+    #[error("call cancelled")]
+    Cancelled,
+    /// The handler id is invalid, or (for streams) not registered locally.
+    #[error("unknown handler {0}")]
+    UnknownHandler(HandlerId),
+    /// A handler is already registered under this id (and subroute).
+    #[error("handler {0} already registered")]
+    HandlerAlreadyExists(HandlerId),
+    /// A response arrived out of sequence.
+    #[error("out-of-sequence item received: want {want}, got {got}")]
+    IncorrectSequence {
+        /// The sequence number expected.
+        want: u32,
+        /// The sequence number received.
+        got: u32,
+    },
+    /// A payload is larger than the configured maximum message size.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// The payload size.
+        size: usize,
+        /// The configured limit ([`crate::Options::max_message_size`]).
+        limit: usize,
+    },
+    /// The manager is shutting down or has shut down.
+    #[error("grid manager shut down")]
+    Shutdown,
+    /// The host is not part of the grid.
+    #[error("unknown host {0}")]
+    UnknownHost(String),
+    /// The peer refused the connection during the handshake.
+    #[error("connection rejected: {0}")]
+    Rejected(String),
+    /// The peer broke the protocol (malformed frame, bad handshake, ...).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The transport (TCP, TLS, websocket) failed.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The manager was configured wrongly.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether this is [`Error::Disconnected`].
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Disconnected)
+    }
+
+    /// The remote error, if this is one.
+    pub fn as_remote(&self) -> Option<&RemoteError> {
+        match self {
+            Error::Remote(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RemoteError> for Error {
+    fn from(e: RemoteError) -> Self {
+        Error::Remote(e)
+    }
+}
+
+impl From<rgrid_proto::DecodeError> for Error {
+    fn from(e: rgrid_proto::DecodeError) -> Self {
+        Error::Protocol(e.to_string())
+    }
+}
+
+impl From<tokio_websockets::Error> for Error {
+    fn from(e: tokio_websockets::Error) -> Self {
+        Error::Transport(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Transport(e.to_string())
+    }
+}

@@ -1,0 +1,554 @@
+//! The manager: one per node; owns every connection, the handler registry, the dial loops and
+//! the accepting side of the handshake.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use rgrid_proto::{
+    ConnectRequest, ConnectResponse, DecodeLimits, Flags, GridTime, HandlerId, Message, Op,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{StaticToken, TokenSource, TokenValidator};
+use crate::connection::{ConnShared, Connection, State, lock};
+use crate::error::{Error, RemoteError};
+use crate::handlers::{Registry, single_fn};
+use crate::options::Options;
+use crate::transport::{ConnDialer, GridService, WebSocket, connect_ws, split_host};
+
+/// An HTTP-level check run on every upgrade request before the websocket is accepted (MinIO's
+/// `authReq`), given the request headers; an `Err` answers 403.
+pub type HttpAuthFn = Arc<dyn Fn(&http::HeaderMap) -> Result<(), String> + Send + Sync>;
+
+/// What the connections of a manager share.
+pub(crate) struct ManagerCtx {
+    pub(crate) options: Options,
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) id: [u8; 16],
+    pub(crate) local: String,
+    token: Arc<dyn TokenSource>,
+    validator: Arc<dyn TokenValidator>,
+    dialer: Arc<dyn ConnDialer>,
+    http_auth: Option<HttpAuthFn>,
+    /// Remotes whose rejection was already logged (logged once each).
+    rejections_logged: Mutex<HashSet<String>>,
+}
+
+/// Builds a [`Manager`].
+pub struct ManagerBuilder {
+    local: String,
+    hosts: Vec<String>,
+    options: Options,
+    token: Option<Arc<dyn TokenSource>>,
+    validator: Option<Arc<dyn TokenValidator>>,
+    dialer: Option<Arc<dyn ConnDialer>>,
+    http_auth: Option<HttpAuthFn>,
+}
+
+impl std::fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("local", &self.local)
+            .field("hosts", &self.hosts)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagerBuilder {
+    /// Sets timings and limits.
+    #[must_use]
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Uses one shared secret both as the token sent and as the only token accepted.
+    #[must_use]
+    pub fn token(self, token: impl Into<String>) -> Self {
+        let t = StaticToken::new(token);
+        self.token_source(t.clone()).token_validator(t)
+    }
+
+    /// Sets where the token sent to peers comes from.
+    #[must_use]
+    pub fn token_source(mut self, source: impl TokenSource) -> Self {
+        self.token = Some(Arc::new(source));
+        self
+    }
+
+    /// Sets how tokens of incoming connections are judged.
+    #[must_use]
+    pub fn token_validator(mut self, validator: impl TokenValidator) -> Self {
+        self.validator = Some(Arc::new(validator));
+        self
+    }
+
+    /// Sets the dialer. Default: [`connect_ws`] on the route path with the token source.
+    #[must_use]
+    pub fn dialer(mut self, dialer: impl ConnDialer) -> Self {
+        self.dialer = Some(Arc::new(dialer));
+        self
+    }
+
+    /// Sets an HTTP-level check for upgrade requests (403 when it fails). Default: none; the
+    /// token is judged on the connect message, so a refused dialer learns why.
+    #[must_use]
+    pub fn http_auth(
+        mut self,
+        check: impl Fn(&http::HeaderMap) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.http_auth = Some(Arc::new(check));
+        self
+    }
+
+    /// Checks the configuration and creates the manager with one connection per remote host.
+    /// No dialing happens until [`Manager::start`].
+    pub fn build(self) -> Result<Manager, Error> {
+        let token = self
+            .token
+            .ok_or_else(|| Error::Config("no token source".to_owned()))?;
+        let validator = self
+            .validator
+            .ok_or_else(|| Error::Config("no token validator".to_owned()))?;
+        split_host(&self.local)?;
+        let mut seen = HashSet::new();
+        for h in &self.hosts {
+            split_host(h)?;
+            if !seen.insert(h.as_str()) {
+                return Err(Error::Config(format!("host {h} appears twice")));
+            }
+        }
+        if !seen.contains(self.local.as_str()) {
+            return Err(Error::Config(format!(
+                "local host {} is not in the host list",
+                self.local
+            )));
+        }
+        if self.options.ping_interval.is_zero() || self.options.dial_timeout.is_zero() {
+            return Err(Error::Config(
+                "ping interval and dial timeout must be positive".to_owned(),
+            ));
+        }
+        let dialer = self.dialer.unwrap_or_else(|| {
+            Arc::new(
+                connect_ws(&self.options.route_path, token.clone())
+                    .timeout(self.options.dial_timeout)
+                    .max_message_size(self.options.max_message_size.saturating_add(64)),
+            )
+        });
+        let ctx = Arc::new(ManagerCtx {
+            options: self.options,
+            registry: RwLock::new(Registry::default()),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            id: *uuid::Uuid::new_v4().as_bytes(),
+            local: self.local.clone(),
+            token,
+            validator,
+            dialer,
+            http_auth: self.http_auth,
+            rejections_logged: Mutex::new(HashSet::new()),
+        });
+        let conns = self
+            .hosts
+            .iter()
+            .filter(|h| **h != self.local)
+            .map(|h| {
+                let conn = Connection {
+                    inner: Arc::new(ConnShared::new(ctx.clone(), &self.local, h)),
+                };
+                (h.clone(), conn)
+            })
+            .collect();
+        Ok(Manager {
+            inner: Arc::new(ManagerInner {
+                ctx,
+                conns,
+                started: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+struct ManagerInner {
+    ctx: Arc<ManagerCtx>,
+    conns: HashMap<String, Connection>,
+    started: AtomicBool,
+}
+
+/// One node's view of the grid. Cheap to clone.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), rgrid::Error> {
+/// use rgrid::{HandlerId, Manager, RemoteError};
+///
+/// let hosts = ["http://10.0.0.1:9000", "http://10.0.0.2:9000"];
+/// let manager = Manager::builder(hosts[0], hosts).token("secret").build()?;
+/// manager.register_single(HandlerId::TEST, |payload| async move {
+///     Ok::<_, RemoteError>(payload) // echo
+/// })?;
+/// let listener = tokio::net::TcpListener::bind("10.0.0.1:9000").await?;
+/// tokio::spawn(rgrid::serve(listener, manager.clone()));
+/// manager.start();
+///
+/// let conn = manager.connection(hosts[1]).expect("known host");
+/// conn.wait_for_connect().await?;
+/// let reply = conn.request(HandlerId::TEST, "hello").await?;
+/// assert_eq!(&reply[..], b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<ManagerInner>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("local", &self.inner.ctx.local)
+            .field("remotes", &self.inner.conns.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Starts building a manager for `local`, one of `hosts` (all hosts of the grid, each with
+    /// its scheme, e.g. `http://10.0.0.1:9000`).
+    pub fn builder<I, S>(local: impl Into<String>, hosts: I) -> ManagerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ManagerBuilder {
+            local: local.into(),
+            hosts: hosts.into_iter().map(Into::into).collect(),
+            options: Options::default(),
+            token: None,
+            validator: None,
+            dialer: None,
+            http_auth: None,
+        }
+    }
+
+    /// The local host.
+    pub fn host(&self) -> &str {
+        &self.inner.ctx.local
+    }
+
+    /// The remote hosts.
+    pub fn remotes(&self) -> impl Iterator<Item = &str> {
+        self.inner.conns.keys().map(String::as_str)
+    }
+
+    /// The connection to `host`, or `None` if it is not a remote of this grid.
+    pub fn connection(&self, host: &str) -> Option<Connection> {
+        self.inner.conns.get(host).cloned()
+    }
+
+    /// Every connection.
+    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
+        self.inner.conns.values()
+    }
+
+    /// The manager's options.
+    pub fn options(&self) -> &Options {
+        &self.inner.ctx.options
+    }
+
+    pub(crate) fn http_auth(&self) -> Option<&HttpAuthFn> {
+        self.inner.ctx.http_auth.as_ref()
+    }
+
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.inner.ctx.shutdown.clone()
+    }
+
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.inner.ctx.tracker.spawn(fut);
+    }
+
+    /// Registers a single-request handler under `id`.
+    ///
+    /// The handler gets the request payload and returns the response payload or a
+    /// [`RemoteError`] whose text the caller receives. A panic becomes a remote error and the
+    /// node keeps serving. The handler is cancelled (its future dropped) when the caller's
+    /// deadline passes or the connection is lost, since nobody could receive its answer.
+    pub fn register_single<F, Fut>(&self, id: HandlerId, handler: F) -> Result<(), Error>
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
+    {
+        self.registry_mut().add_single(id, None, single_fn(handler))
+    }
+
+    /// Registers a single-request handler under `id` and a static subroute.
+    pub fn register_single_subroute<F, Fut>(
+        &self,
+        id: HandlerId,
+        subroute: &str,
+        handler: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
+    {
+        self.registry_mut()
+            .add_single(id, Some(subroute), single_fn(handler))
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.inner
+            .ctx
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a dial loop for every remote this node must dial. Idempotent. Must be called
+    /// within a tokio runtime.
+    pub fn start(&self) {
+        if self.inner.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for conn in self.inner.conns.values() {
+            if conn.inner.dials {
+                let inner = conn.inner.clone();
+                self.inner.ctx.tracker.spawn(dial_loop(inner));
+            }
+        }
+    }
+
+    /// The HTTP entry point (a tower service) for websocket upgrades on the route path.
+    pub fn service(&self) -> GridService {
+        GridService::new(self.clone())
+    }
+
+    /// Runs the accepting half of the handshake on an already-upgraded websocket (from any
+    /// transport) and, if the peer is accepted, serves it as that peer's connection. Returns
+    /// once the handshake is over; the connection keeps running in the background.
+    pub async fn incoming_conn(&self, mut ws: WebSocket) {
+        let ctx = &self.inner.ctx;
+        let outcome = tokio::time::timeout(ctx.options.handshake_timeout, read_binary(&mut ws))
+            .await
+            .map_err(|_| Error::Protocol("handshake timed out".to_owned()))
+            .and_then(|r| r)
+            .map_err(|e| (None, e.to_string()))
+            .and_then(|frame| self.check_connect(&frame));
+        let (conn, remote_id) = match outcome {
+            Ok(ok) => ok,
+            Err((remote, reason)) => {
+                self.log_rejection(remote.as_deref(), &reason);
+                let resp = ConnectResponse {
+                    id: ctx.id,
+                    accepted: false,
+                    rejected_reason: reason.as_str().into(),
+                };
+                let _ = send_control(&mut ws, Op::CONNECT_RESPONSE, |b| resp.encode(b), ctx).await;
+                let _ = ws.close().await;
+                return;
+            }
+        };
+        let resp = ConnectResponse {
+            id: ctx.id,
+            accepted: true,
+            rejected_reason: "".into(),
+        };
+        if let Err(e) = send_control(&mut ws, Op::CONNECT_RESPONSE, |b| resp.encode(b), ctx).await {
+            tracing::debug!(remote = %conn.remote, error = %e, "grid: handshake answer failed");
+            return;
+        }
+        if conn.attach(ws, remote_id).is_none() {
+            tracing::debug!(remote = %conn.remote, "grid: connection refused during shutdown");
+        }
+    }
+
+    /// The accepting side's checks, in MinIO's order. On failure returns the remote (if known)
+    /// and the reason sent back.
+    fn check_connect(
+        &self,
+        frame: &Bytes,
+    ) -> Result<(Arc<ConnShared>, [u8; 16]), Rejection> {
+        let ctx = &self.inner.ctx;
+        let limits = DecodeLimits::new(ctx.options.max_message_size);
+        let msg = Message::decode(frame, &limits).map_err(|e| (None, e.to_string()))?;
+        if msg.op != Op::CONNECT {
+            return Err((None, format!("unexpected op {} in handshake", msg.op)));
+        }
+        let req = ConnectRequest::decode(msg.payload_bytes()).map_err(|e| (None, e.to_string()))?;
+        let remote = Some(req.host.to_owned());
+        let Some(conn) = self.inner.conns.get(req.host) else {
+            return Err((remote, "unknown incoming host".to_owned()));
+        };
+        let now = GridTime::from_system_time(SystemTime::now());
+        if now.abs_diff(req.time) > ctx.options.max_clock_skew {
+            return Err((
+                remote,
+                "time difference too large between servers".to_owned(),
+            ));
+        }
+        if let Err(e) = ctx.validator.validate(req.token) {
+            return Err((remote, format!("auth token: {e}")));
+        }
+        if conn.inner.dials {
+            return Err((
+                remote,
+                "grid: expected to be client side, not server side".to_owned(),
+            ));
+        }
+        Ok((conn.inner.clone(), req.id))
+    }
+
+    fn log_rejection(&self, remote: Option<&str>, reason: &str) {
+        let key = remote.unwrap_or("<unknown>").to_owned();
+        if lock(&self.inner.ctx.rejections_logged).insert(key.clone()) {
+            tracing::warn!(remote = %key, %reason, "grid: rejected incoming connection");
+        } else {
+            tracing::debug!(remote = %key, %reason, "grid: rejected incoming connection");
+        }
+    }
+
+    /// Shuts down: every connection goes to [`State::Shutdown`], calls in flight end with
+    /// [`Error::Shutdown`], dial loops and connection tasks stop and sockets close. Waits for
+    /// the manager's tasks to finish.
+    pub async fn shutdown(&self) {
+        self.inner.ctx.shutdown.cancel();
+        for conn in self.inner.conns.values() {
+            conn.inner.shutdown();
+        }
+        self.inner.ctx.tracker.close();
+        self.inner.ctx.tracker.wait().await;
+    }
+}
+
+/// Why an incoming connection was refused: the remote (when known) and the reason sent back.
+type Rejection = (Option<String>, String);
+
+/// Reads the next binary websocket message.
+async fn read_binary(ws: &mut WebSocket) -> Result<Bytes, Error> {
+    loop {
+        match ws.next().await {
+            None => return Err(Error::Disconnected),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) if m.is_binary() => return Ok(Bytes::from(m.into_payload())),
+            Some(Ok(m)) if m.is_close() => return Err(Error::Disconnected),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends one handshake message (flags 0, no checksum) with the write timeout.
+async fn send_control<F>(
+    ws: &mut WebSocket,
+    op: Op,
+    payload: F,
+    ctx: &ManagerCtx,
+) -> Result<(), Error>
+where
+    F: FnOnce(&mut BytesMut) -> Result<(), rgrid_proto::EncodeError>,
+{
+    let mut body = BytesMut::with_capacity(128);
+    payload(&mut body).map_err(|e| Error::Protocol(e.to_string()))?;
+    let msg = Message {
+        payload: Some(&body),
+        flags: Flags::NONE,
+        ..Message::new(op)
+    };
+    let mut frame = BytesMut::with_capacity(msg.encoded_len());
+    msg.encode(&mut frame)
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    let send = ws.send(tokio_websockets::Message::binary(frame.freeze()));
+    match tokio::time::timeout(ctx.options.write_timeout, send).await {
+        Ok(res) => res.map_err(Error::from),
+        Err(_) => Err(Error::Transport("handshake write timed out".to_owned())),
+    }
+}
+
+/// Dials `conn.remote` until shutdown, serving each established connection until it ends.
+async fn dial_loop(conn: Arc<ConnShared>) {
+    let ctx = conn.ctx.clone();
+    let base = ctx.options.dial_timeout;
+    conn.set_state(State::Connecting);
+    let mut failures: u64 = 0;
+    let mut last_warn: Option<Instant> = None;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            return;
+        }
+        let started = Instant::now();
+        let attempt = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            res = connect_once(&conn) => res,
+        };
+        match attempt {
+            Ok(session) => {
+                failures = 0;
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = session.closed() => {}
+                }
+                // An established connection ended: redial at once (MinIO does the same).
+            }
+            Err(e) => {
+                conn.set_state(State::ConnectionError);
+                failures += 1;
+                // Log the first failure after a success once, then at most once per hour.
+                let hourly = last_warn.is_none_or(|t| t.elapsed().as_secs() >= 3600);
+                if failures > 1 && hourly {
+                    last_warn = Some(Instant::now());
+                    tracing::warn!(local = %conn.local, remote = %conn.remote, error = %e,
+                        "grid: cannot connect, retrying");
+                } else {
+                    tracing::debug!(local = %conn.local, remote = %conn.remote, error = %e,
+                        "grid: connect attempt failed");
+                }
+                // Next attempt 1-2 s (with the default 2 s dial timeout) after this one
+                // started: (base + rand[0, base)) / 2.
+                let jitter = base.mul_f64(fastrand::f64());
+                let wake = started + (base + jitter) / 2;
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(wake) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One dial attempt: websocket, connect message, answer, then attach.
+async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<crate::connection::Session>, Error> {
+    let ctx = &conn.ctx;
+    let mut ws = ctx.dialer.dial(&conn.remote).await?;
+    let token = ctx.token.token();
+    let req = ConnectRequest {
+        id: ctx.id,
+        host: &conn.local,
+        time: GridTime::from_system_time(SystemTime::now()),
+        token: &token,
+    };
+    send_control(&mut ws, Op::CONNECT, |b| req.encode(b), ctx).await?;
+    let frame = tokio::time::timeout(ctx.options.handshake_timeout, read_binary(&mut ws))
+        .await
+        .map_err(|_| Error::Protocol("timed out waiting for the handshake answer".to_owned()))??;
+    let msg = Message::decode(&frame, &DecodeLimits::new(ctx.options.max_message_size))?;
+    if msg.op != Op::CONNECT_RESPONSE {
+        return Err(Error::Protocol(format!(
+            "unexpected op {} in handshake answer",
+            msg.op
+        )));
+    }
+    let resp = ConnectResponse::decode(msg.payload_bytes())?;
+    if !resp.accepted {
+        return Err(Error::Rejected(resp.rejected_reason.into_owned()));
+    }
+    conn.attach(ws, resp.id).ok_or(Error::Shutdown)
+}

@@ -1,0 +1,259 @@
+//! Single requests over a real two-node grid on loopback: ports of MinIO's TestSingleRoundtrip
+//! and TestSingleRoundtripNotReady, plus deadlines, cancellation, panics and subroutes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rgrid::test_util::LocalGrid;
+use rgrid::{Error, HandlerId, Manager, RemoteError};
+
+const TEXT: &str = "Hello Grid World!";
+
+/// handlerTest echoes a copy; handlerTest2 returns the payload as a remote error.
+fn register_echo_and_error(_: usize, m: &Manager) {
+    m.register_single(HandlerId::TEST, |p: Bytes| async move {
+        Ok(Bytes::copy_from_slice(&p))
+    })
+    .unwrap();
+    m.register_single(HandlerId::TEST2, |p: Bytes| async move {
+        Err(RemoteError::new(String::from_utf8_lossy(&p).into_owned()))
+    })
+    .unwrap();
+}
+
+async fn grid(n: usize) -> LocalGrid {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        LocalGrid::start(n, register_echo_and_error),
+    )
+    .await
+    .expect("grid start timed out")
+    .expect("grid start failed")
+}
+
+/// Every call ends within this bound, so a hang fails the test instead of blocking CI.
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("call hung")
+}
+
+#[tokio::test]
+async fn single_roundtrip() {
+    let g = grid(2).await;
+    let conn = g.conn(0, 1);
+
+    // localToRemote
+    let resp = bounded(conn.request(HandlerId::TEST, TEXT)).await.unwrap();
+    assert_eq!(&resp[..], TEXT.as_bytes());
+
+    // localToRemoteErr: the error equals the handler's text, and it is a remote error.
+    let err = bounded(conn.request(HandlerId::TEST2, TEXT))
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::Remote(RemoteError::new(TEXT)));
+
+    // localToRemoteHuge: 1 MiB of '?' echoes byte-exact.
+    let huge = Bytes::from(vec![b'?'; 1 << 20]);
+    let resp = bounded(conn.request(HandlerId::TEST, huge.clone()))
+        .await
+        .unwrap();
+    assert_eq!(resp, huge);
+
+    // localToRemoteErrHuge: 1 KiB of '!' as an error.
+    let text = "!".repeat(1024);
+    let err = bounded(conn.request(HandlerId::TEST2, text.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_remote().map(RemoteError::text), Some(text.as_str()));
+
+    // The other direction over the same websocket.
+    let back = g.conn(1, 0);
+    let resp = bounded(back.request(HandlerId::TEST, "back"))
+        .await
+        .unwrap();
+    assert_eq!(&resp[..], b"back");
+
+    // Empty payloads stay empty.
+    let resp = bounded(conn.request(HandlerId::TEST, Bytes::new()))
+        .await
+        .unwrap();
+    assert!(resp.is_empty());
+
+    assert_eq!(conn.stats().outgoing_muxes, 0);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn single_roundtrip_not_ready() {
+    // Only node 0 registers handlers: a request to node 1 is refused by the remote.
+    let g = LocalGrid::start(2, |i, m| {
+        if i == 0 {
+            register_echo_and_error(i, m);
+        }
+    })
+    .await
+    .unwrap();
+    let err = bounded(g.conn(0, 1).request(HandlerId::TEST, TEXT))
+        .await
+        .unwrap_err();
+    let remote = err.as_remote().expect("a remote error");
+    assert!(remote.text().contains("Invalid Handler"), "{remote}");
+    // Invalid handler ids fail locally.
+    let err = bounded(g.conn(0, 1).request(HandlerId(0), TEXT))
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::UnknownHandler(HandlerId(0)));
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_both_directions() {
+    let g = grid(2).await;
+    let mut tasks = Vec::new();
+    for i in 0..2000u32 {
+        let conn = g.conn((i % 2) as usize, ((i + 1) % 2) as usize);
+        tasks.push(tokio::spawn(async move {
+            let payload = Bytes::from(i.to_be_bytes().to_vec());
+            let resp = conn
+                .request(HandlerId::TEST, payload.clone())
+                .await
+                .unwrap();
+            assert_eq!(resp, payload);
+        }));
+    }
+    for t in tasks {
+        bounded(t).await.unwrap();
+    }
+    let s = g.conn(0, 1).stats();
+    assert!(s.connected);
+    // Merging: fewer frames than messages is not observable here, but every message counts.
+    assert!(
+        s.outgoing_messages >= 1000 && s.incoming_messages >= 1000,
+        "{s:?}"
+    );
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn deadline_and_cancellation() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s2 = started.clone();
+    let g = LocalGrid::start(2, move |_, m| {
+        let s = s2.clone();
+        m.register_single(HandlerId::LOCK_LOCK, move |_| {
+            s.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(Bytes::new())
+            }
+        })
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let conn = g.conn(0, 1);
+
+    // The deadline ends the call, and frees its state.
+    let t0 = std::time::Instant::now();
+    let err =
+        bounded(conn.request_with_deadline(HandlerId::LOCK_LOCK, "x", Duration::from_millis(200)))
+            .await
+            .unwrap_err();
+    assert_eq!(err, Error::DeadlineExceeded);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(conn.stats().outgoing_muxes, 0);
+    // The remote handler was dropped at its deadline too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(g.conn(1, 0).stats().incoming_muxes, 0);
+
+    // Dropping the future cancels at once and frees the pending entry.
+    let call = conn.request(HandlerId::LOCK_LOCK, "y");
+    let res = tokio::time::timeout(Duration::from_millis(100), call).await;
+    assert!(res.is_err());
+    assert_eq!(conn.stats().outgoing_muxes, 0);
+    assert!(started.load(Ordering::SeqCst) >= 1);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn handler_panic_is_a_remote_error_and_the_node_keeps_serving() {
+    let g = LocalGrid::start(2, |i, m| {
+        register_echo_and_error(i, m);
+        m.register_single(HandlerId::LOCK_UNLOCK, |_| async move {
+            if true {
+                panic!("boom");
+            }
+            Ok(Bytes::new())
+        })
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let conn = g.conn(0, 1);
+    let err = bounded(conn.request(HandlerId::LOCK_UNLOCK, "x"))
+        .await
+        .unwrap_err();
+    assert!(err.as_remote().unwrap().text().contains("boom"), "{err}");
+    let ok = bounded(conn.request(HandlerId::TEST, "still here"))
+        .await
+        .unwrap();
+    assert_eq!(&ok[..], b"still here");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn subroutes_are_static_and_exact() {
+    let g = LocalGrid::start(2, |_, m| {
+        m.register_single_subroute(HandlerId::DISK_INFO, "/mnt/disk1", |_| async {
+            Ok(Bytes::from_static(b"disk1"))
+        })
+        .unwrap();
+        m.register_single_subroute(HandlerId::DISK_INFO, "/mnt/disk2", |_| async {
+            Ok(Bytes::from_static(b"disk2"))
+        })
+        .unwrap();
+        m.register_single_subroute(HandlerId::DISK_INFO, "a/b", |_| async {
+            Ok(Bytes::from_static(b"a/b"))
+        })
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let conn = g.conn(0, 1);
+    let r1 = bounded(
+        conn.subroute("/mnt/disk1")
+            .request(HandlerId::DISK_INFO, ""),
+    )
+    .await
+    .unwrap();
+    let r2 = bounded(
+        conn.subroute("/mnt/disk2")
+            .request(HandlerId::DISK_INFO, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!((&r1[..], &r2[..]), (&b"disk1"[..], &b"disk2"[..]));
+    let nested = bounded(
+        conn.subroute("a")
+            .subroute("b")
+            .request(HandlerId::DISK_INFO, ""),
+    )
+    .await;
+    assert_eq!(&nested.unwrap()[..], b"a/b");
+    // Without a subroute, or with another one, the handler is not found.
+    let err = bounded(conn.request(HandlerId::DISK_INFO, ""))
+        .await
+        .unwrap_err();
+    assert!(err.as_remote().is_some());
+    let err = bounded(
+        conn.subroute("/mnt/disk3")
+            .request(HandlerId::DISK_INFO, ""),
+    )
+    .await;
+    assert!(err.unwrap_err().as_remote().is_some());
+    g.shutdown().await;
+}
