@@ -374,10 +374,7 @@ impl Manager {
 
     /// The accepting side's checks, in MinIO's order. On failure returns the remote (if known)
     /// and the reason sent back.
-    fn check_connect(
-        &self,
-        frame: &Bytes,
-    ) -> Result<(Arc<ConnShared>, [u8; 16]), Rejection> {
+    fn check_connect(&self, frame: &Bytes) -> Result<(Arc<ConnShared>, [u8; 16]), Rejection> {
         let ctx = &self.inner.ctx;
         let limits = DecodeLimits::new(ctx.options.max_message_size);
         let msg = Message::decode(frame, &limits).map_err(|e| (None, e.to_string()))?;

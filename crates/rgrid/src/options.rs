@@ -12,7 +12,6 @@ pub const LOCK_ROUTE_PATH: &str = "/minio/grid/lock/v1";
 /// Timings and limits. Every field has a default; change them with struct update syntax on
 /// [`Options::default`].
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct Options {
     /// HTTP path of the websocket upgrade. Default `/minio/grid/v1`.
     pub route_path: String,

@@ -1,0 +1,370 @@
+//! The accepting side of the handshake and hostile peers, driven by a raw protocol client:
+//! token, unknown host, clock skew and dial-direction checks (with the reason sent back),
+//! a silent peer that never answers, and garbage from a connected peer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rgrid::proto::{
+    ConnectRequest, ConnectResponse, DecodeLimits, Flags, Frame, GridTime, Message, MuxId, Op,
+    should_dial,
+};
+use rgrid::transport::ConnDialer;
+use rgrid::{
+    DEFAULT_ROUTE_PATH, HandlerId, Manager, Options, RemoteError, State, StaticToken, WebSocket,
+    connect_ws, serve,
+};
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "debug";
+
+struct Node {
+    manager: Manager,
+    host: String,
+    /// A host name the node accepts connections from (it must not dial it).
+    peer: String,
+    /// A host name the node itself must dial.
+    dialed: String,
+    calls: Arc<AtomicUsize>,
+}
+
+/// Picks a host name `x` for which `should_dial(x, host) == want`.
+fn host_where(host: &str, want: bool) -> String {
+    (1..1000)
+        .map(|i| format!("http://127.0.0.2:{i}"))
+        .find(|x| should_dial(x, host) == want)
+        .unwrap()
+}
+
+async fn node() -> Node {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = format!("http://{}", listener.local_addr().unwrap());
+    let peer = host_where(&host, true);
+    let dialed = host_where(&host, false);
+    let manager = Manager::builder(host.clone(), [host.clone(), peer.clone(), dialed.clone()])
+        .token(TOKEN)
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    manager
+        .register_single(HandlerId::TEST, move |p| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, RemoteError>(p) }
+        })
+        .unwrap();
+    tokio::spawn(serve(listener, manager.clone()));
+    Node {
+        manager,
+        host,
+        peer,
+        dialed,
+        calls,
+    }
+}
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("hung")
+}
+
+async fn send(ws: &mut WebSocket, m: Message<'_>) {
+    let bytes = m.encode_to_vec().unwrap();
+    ws.send(tokio_websockets::Message::binary(Bytes::from(bytes)))
+        .await
+        .unwrap();
+}
+
+async fn recv_frame(ws: &mut WebSocket) -> Option<Bytes> {
+    loop {
+        match ws.next().await {
+            Some(Ok(m)) if m.is_binary() => return Some(Bytes::from(m.into_payload())),
+            Some(Ok(m)) if m.is_close() => return None,
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Dials `node` as `host` and sends a connect message; returns the answer and the socket.
+async fn handshake(
+    node: &Node,
+    host: &str,
+    token: &str,
+    time: SystemTime,
+) -> (ConnectResponse<'static>, WebSocket) {
+    let dialer = connect_ws(DEFAULT_ROUTE_PATH, Arc::new(StaticToken::new(TOKEN)));
+    let mut ws = bounded(dialer.dial(&node.host)).await.unwrap();
+    let mut payload = Vec::new();
+    ConnectRequest {
+        id: [7; 16],
+        host,
+        time: GridTime::from_system_time(time),
+        token,
+    }
+    .encode(&mut payload)
+    .unwrap();
+    send(
+        &mut ws,
+        Message {
+            payload: Some(&payload),
+            ..Message::new(Op::CONNECT)
+        },
+    )
+    .await;
+    let frame = bounded(recv_frame(&mut ws)).await.expect("an answer");
+    let msg = Message::decode(&frame, &DecodeLimits::default()).unwrap();
+    assert_eq!(msg.op, Op::CONNECT_RESPONSE);
+    assert_eq!(
+        msg.flags,
+        Flags::NONE,
+        "handshake messages carry no checksum"
+    );
+    let resp = ConnectResponse::decode(msg.payload_bytes()).unwrap();
+    let resp = ConnectResponse {
+        id: resp.id,
+        accepted: resp.accepted,
+        rejected_reason: resp.rejected_reason.into_owned().into(),
+    };
+    (resp, ws)
+}
+
+/// Sends a checksummed single request on an accepted raw connection and returns the answer.
+async fn raw_request(ws: &mut WebSocket, mux: u64, payload: &[u8]) -> Message<'static> {
+    send(
+        ws,
+        Message {
+            mux_id: MuxId(mux),
+            deadline_ms: 5000,
+            handler: HandlerId::TEST,
+            flags: Flags::CRC | Flags::EOF,
+            payload: Some(payload),
+            ..Message::new(Op::REQUEST)
+        },
+    )
+    .await;
+    loop {
+        let frame = bounded(recv_frame(ws)).await.expect("a response");
+        let frame: &'static [u8] = Box::leak(frame.to_vec().into_boxed_slice());
+        let msgs: Vec<Message<'static>> =
+            match Frame::decode(frame, &DecodeLimits::default()).unwrap() {
+                Frame::Message(m) => vec![m],
+                Frame::Merged(m) => m.iter().map(Result::unwrap).collect(),
+            };
+        if let Some(m) = msgs.into_iter().find(|m| m.op == Op::RESPONSE) {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn accepted_peer_can_call_with_checksums() {
+    let n = node().await;
+    let (resp, mut ws) = handshake(&n, &n.peer, TOKEN, SystemTime::now()).await;
+    assert!(resp.accepted, "{}", resp.rejected_reason);
+    assert_eq!(resp.rejected_reason, "");
+    let conn = n.manager.connection(&n.peer).unwrap();
+    bounded(conn.wait_for_connect()).await.unwrap();
+    let answer = raw_request(&mut ws, 1, b"hi").await;
+    assert_eq!(answer.mux_id, MuxId(1));
+    assert_eq!(answer.payload, Some(&b"hi"[..]));
+    assert!(answer.flags.contains(Flags::CRC | Flags::EOF));
+    // The node calls back over the same socket: its request arrives here.
+    let back = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.request(HandlerId::TEST2, "ping").await }
+    });
+    let frame = bounded(recv_frame(&mut ws)).await.unwrap();
+    let m = Message::decode(&frame, &DecodeLimits::default()).unwrap();
+    assert_eq!(
+        (m.op, m.handler, m.deadline_ms),
+        (Op::REQUEST, HandlerId::TEST2, 60_000)
+    );
+    assert!(m.flags.contains(Flags::CRC | Flags::EOF));
+    send(
+        &mut ws,
+        Message {
+            mux_id: m.mux_id,
+            flags: Flags::CRC | Flags::EOF,
+            payload: Some(b"pong"),
+            ..Message::new(Op::RESPONSE)
+        },
+    )
+    .await;
+    assert_eq!(&bounded(back).await.unwrap().unwrap()[..], b"pong");
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_carry_their_reason_and_run_no_handler() {
+    let n = node().await;
+    let now = SystemTime::now();
+    let cases = [
+        (n.peer.clone(), "wrong", now, "auth token: "),
+        (
+            "http://10.9.9.9:1".to_owned(),
+            TOKEN,
+            now,
+            "unknown incoming host",
+        ),
+        (
+            n.peer.clone(),
+            TOKEN,
+            now - Duration::from_secs(301),
+            "time difference too large",
+        ),
+        (
+            n.peer.clone(),
+            TOKEN,
+            now + Duration::from_secs(301),
+            "time difference too large",
+        ),
+        (
+            n.dialed.clone(),
+            TOKEN,
+            now,
+            "expected to be client side, not server side",
+        ),
+    ];
+    for (host, token, time, reason) in cases {
+        let (resp, mut ws) = handshake(&n, &host, token, time).await;
+        assert!(!resp.accepted, "{host} {token} accepted");
+        assert!(
+            resp.rejected_reason.contains(reason),
+            "{}",
+            resp.rejected_reason
+        );
+        // The node closes the socket; a request sent anyway is never handled.
+        let _ = ws
+            .send(tokio_websockets::Message::binary(Bytes::from_static(b"x")))
+            .await;
+        assert!(bounded(recv_frame(&mut ws)).await.is_none());
+    }
+    assert_eq!(n.calls.load(Ordering::SeqCst), 0);
+    assert_ne!(
+        n.manager.connection(&n.peer).unwrap().state(),
+        State::Connected
+    );
+    // 4 min 59 s of skew is fine.
+    let (resp, _ws) = handshake(&n, &n.peer, TOKEN, now - Duration::from_secs(299)).await;
+    assert!(resp.accepted, "{}", resp.rejected_reason);
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_closes_only_that_connection_and_the_peer_can_reconnect() {
+    let n = node().await;
+    let conn = n.manager.connection(&n.peer).unwrap();
+    let garbage: [&[u8]; 4] = [
+        b"\xff\xff\xff\xff",
+        // A checksummed request whose checksum is wrong.
+        b"\x97\x05\x00\xcd\xea\x60\x4e\x0e\x03\xc4\x03abc\x00\x00\x00\x00",
+        // Truncated.
+        b"\x97\x05\x00\xcd\xea",
+        // Declares a payload far above the limit.
+        b"\x97\x05\x00\x00\x4e\x0e\x02\xc6\xff\xff\xff\xff",
+    ];
+    for (i, bad) in garbage.into_iter().enumerate() {
+        let (resp, mut ws) = handshake(&n, &n.peer, TOKEN, SystemTime::now()).await;
+        assert!(resp.accepted);
+        bounded(conn.wait_for_connect()).await.unwrap();
+        // A good call works on this connection ...
+        let ok = raw_request(&mut ws, 100 + i as u64, b"ok").await;
+        assert_eq!(ok.payload, Some(&b"ok"[..]));
+        // ... then garbage closes it.
+        ws.send(tokio_websockets::Message::binary(Bytes::copy_from_slice(
+            bad,
+        )))
+        .await
+        .unwrap();
+        assert!(
+            bounded(recv_frame(&mut ws)).await.is_none(),
+            "case {i}: socket still open"
+        );
+        bounded(async {
+            while conn.state() == State::Connected {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+    assert_eq!(conn.stats().reconnects, 3);
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_the_handshake_does_not_stall_the_dialer() {
+    // A server that upgrades to a websocket and then says nothing.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_host = format!("http://{}", silent.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            if let Ok((_, ws)) = tokio_websockets::ServerBuilder::new().accept(tcp).await {
+                held.push(ws); // never read, never answer
+            }
+        }
+    });
+    // A local host name that dials the silent one.
+    let local = host_where(&silent_host, true);
+    let options = Options {
+        handshake_timeout: Duration::from_millis(200),
+        dial_timeout: Duration::from_millis(400),
+        ..Options::default()
+    };
+    let m = Manager::builder(local.clone(), [local.clone(), silent_host.clone()])
+        .options(options)
+        .token(TOKEN)
+        .build()
+        .unwrap();
+    m.start();
+    // Attempts keep coming: the dial loop is not stuck on the first silent handshake.
+    bounded(async {
+        while accepted.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_ne!(
+        m.connection(&silent_host).unwrap().state(),
+        State::Connected
+    );
+    bounded(m.shutdown()).await;
+}
+
+#[tokio::test]
+async fn http_auth_hook_answers_403_before_the_upgrade() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = format!("http://{}", listener.local_addr().unwrap());
+    let peer = host_where(&host, true);
+    let m = Manager::builder(host.clone(), [host.clone(), peer])
+        .token(TOKEN)
+        .http_auth(|headers| match headers.get("authorization") {
+            Some(v) if v == "Bearer letmein" => Ok(()),
+            _ => Err("bad bearer".to_owned()),
+        })
+        .build()
+        .unwrap();
+    tokio::spawn(serve(listener, m.clone()));
+    let dialer = connect_ws(DEFAULT_ROUTE_PATH, Arc::new(StaticToken::new("nope")));
+    let Err(err) = bounded(dialer.dial(&host)).await else {
+        panic!("dial should fail")
+    };
+    assert!(err.to_string().contains("403"), "{err}");
+    let dialer = connect_ws(DEFAULT_ROUTE_PATH, Arc::new(StaticToken::new("letmein")));
+    assert!(bounded(dialer.dial(&host)).await.is_ok());
+    let dialer = connect_ws("/wrong/path", Arc::new(StaticToken::new("letmein")));
+    let Err(err) = bounded(dialer.dial(&host)).await else {
+        panic!("dial should fail")
+    };
+    assert!(err.to_string().contains("404"), "{err}");
+    m.shutdown().await;
+}
