@@ -111,10 +111,10 @@ async fn single_roundtrip_not_ready() {
 }
 
 #[tokio::test]
-async fn many_concurrent_requests_both_directions() {
+async fn ten_thousand_concurrent_requests_both_directions() {
     let g = grid(2).await;
     let mut tasks = Vec::new();
-    for i in 0..2000u32 {
+    for i in 0..10_000u32 {
         let conn = g.conn((i % 2) as usize, ((i + 1) % 2) as usize);
         tasks.push(tokio::spawn(async move {
             let payload = Bytes::from(i.to_be_bytes().to_vec());
@@ -130,11 +130,60 @@ async fn many_concurrent_requests_both_directions() {
     }
     let s = g.conn(0, 1).stats();
     assert!(s.connected);
-    // Merging: fewer frames than messages is not observable here, but every message counts.
     assert!(
-        s.outgoing_messages >= 1000 && s.incoming_messages >= 1000,
+        s.outgoing_messages >= 10_000 && s.incoming_messages >= 10_000,
         "{s:?}"
     );
+    // No mux is left on either side.
+    for (a, b) in [(0, 1), (1, 0)] {
+        let s = g.conn(a, b).stats();
+        assert_eq!(
+            (s.outgoing_muxes, s.incoming_muxes),
+            (0, 0),
+            "{a}->{b}: {s:?}"
+        );
+    }
+    assert_eq!(g.conn(0, 1).stats().reconnects, 0);
+    g.shutdown().await;
+}
+
+/// Established TCP sockets (Linux `/proc/net/tcp`) whose local port is one of `ports`.
+fn established_to(ports: &[u16]) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let local_port = cols.get(1).and_then(|a| a.rsplit(':').next());
+            let port = local_port.and_then(|p| u16::from_str_radix(p, 16).ok());
+            cols.get(3) == Some(&"01") && port.is_some_and(|p| ports.contains(&p))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_three_node_grid_has_exactly_three_sockets() {
+    let g = grid(3).await;
+    // Calls in every direction, so every connection is used both ways.
+    for a in 0..3 {
+        for b in 0..3 {
+            if a != b {
+                let r = bounded(g.conn(a, b).request(HandlerId::TEST, "x"))
+                    .await
+                    .unwrap();
+                assert_eq!(&r[..], b"x");
+            }
+        }
+    }
+    let ports: Vec<u16> = g
+        .hosts
+        .iter()
+        .map(|h| h.rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    if std::path::Path::new("/proc/net/tcp").exists() {
+        assert_eq!(established_to(&ports), 3);
+    }
     g.shutdown().await;
 }
 
