@@ -15,20 +15,23 @@ async fn bounded<T>(f: impl Future<Output = T>) -> T {
         .expect("hung")
 }
 
+/// Registers handlerTest as MinIO's h1: signal "got call", then block until the test ends.
+fn register_blocking(m: &Manager, got_call: mpsc::UnboundedSender<()>) {
+    m.register_single(HandlerId::TEST, move |_| {
+        let _ = got_call.send(());
+        async move {
+            std::future::pending::<()>().await;
+            Ok(Bytes::new())
+        }
+    })
+    .unwrap();
+}
+
 #[tokio::test]
 async fn pending_call_fails_on_disconnect_and_the_grid_reconnects() {
     let (got_call, mut calls) = mpsc::unbounded_channel::<()>();
     let g = LocalGrid::start(2, move |_, m| {
-        let got_call = got_call.clone();
-        // h1: signals, then blocks until the test ends.
-        m.register_single(HandlerId::TEST, move |_| {
-            let _ = got_call.send(());
-            async move {
-                std::future::pending::<()>().await;
-                Ok(Bytes::new())
-            }
-        })
-        .unwrap();
+        register_blocking(m, got_call.clone());
         m.register_single(HandlerId::TEST2, |p| async move { Ok::<_, RemoteError>(p) })
             .unwrap();
     })
@@ -97,19 +100,9 @@ async fn calls_before_the_connection_is_up_fail_fast() {
 #[tokio::test]
 async fn shutdown_ends_calls_in_flight() {
     let (got_call, mut calls) = mpsc::unbounded_channel::<()>();
-    let g = LocalGrid::start(2, move |_, m| {
-        let got_call = got_call.clone();
-        m.register_single(HandlerId::TEST, move |_| {
-            let _ = got_call.send(());
-            async move {
-                std::future::pending::<()>().await;
-                Ok(Bytes::new())
-            }
-        })
+    let g = LocalGrid::start(2, move |_, m| register_blocking(m, got_call.clone()))
+        .await
         .unwrap();
-    })
-    .await
-    .unwrap();
     let conn = g.conn(0, 1);
     let pending = tokio::spawn(async move { conn.request(HandlerId::TEST, "x").await });
     bounded(calls.recv()).await.unwrap();
