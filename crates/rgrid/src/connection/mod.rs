@@ -339,7 +339,7 @@ impl Connection {
         payload: impl Into<Bytes>,
     ) -> Result<Bytes, Error> {
         let deadline = self.inner.ctx.options.default_deadline;
-        self.call(handler, None, payload.into(), deadline).await
+        self.request_with_deadline(handler, payload, deadline).await
     }
 
     /// Makes a single request that must complete within `deadline`. The remaining time is

@@ -346,6 +346,10 @@ async fn run_reader(conn: Arc<ConnShared>, session: Arc<Session>, mut stream: Ws
 
 /// Test hook: waits while inbound processing is blocked. Returns false if the session closed.
 async fn wait_inbound_unblocked(conn: &ConnShared, session: &Session) -> bool {
+    // Fast path for every frame: one relaxed-enough load, no waiter registration.
+    if !conn.faults.inbound_blocked.load(Ordering::SeqCst) {
+        return true;
+    }
     loop {
         let released = conn.faults.inbound_released.notified();
         if !conn.faults.inbound_blocked.load(Ordering::SeqCst) {
