@@ -1,30 +1,120 @@
-//! Handler registries.
+//! Handler registries and the context every handler gets.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rgrid_proto::{HandlerId, SubrouteId};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, RemoteError};
 
 /// A boxed future returned by type-erased handlers.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// A type-erased single-request handler: request payload in, response payload or remote
-/// error out.
+/// A type-erased single-request handler: context and request payload in, response payload or
+/// remote error out.
 pub type SingleHandlerFn =
-    Arc<dyn Fn(Bytes) -> BoxFuture<Result<Bytes, RemoteError>> + Send + Sync>;
+    Arc<dyn Fn(HandlerCtx, Bytes) -> BoxFuture<Result<Bytes, RemoteError>> + Send + Sync>;
 
-/// Wraps an async function as a [`SingleHandlerFn`].
+/// What a handler knows about the call it serves: who called, which handler and subroute,
+/// the caller's deadline, and a cancellation signal.
+///
+/// The deadline is the one the caller sent (`DeadlineMS`), counted from the moment the
+/// request arrived here. rgrid enforces it: a single handler still running at its deadline
+/// is dropped and its answer is never sent. Long handlers can use [`HandlerCtx::remaining`]
+/// to size their work, and [`HandlerCtx::cancelled`] to stop early when the call is gone
+/// (its connection dropped, or, for streams, the caller cancelled).
+#[derive(Clone, Debug)]
+pub struct HandlerCtx {
+    remote: Arc<str>,
+    handler: HandlerId,
+    subroute: Option<SubrouteId>,
+    deadline: Option<Instant>,
+    cancel: CancellationToken,
+}
+
+impl HandlerCtx {
+    pub(crate) fn new(
+        remote: Arc<str>,
+        handler: HandlerId,
+        subroute: Option<SubrouteId>,
+        deadline: Option<Instant>,
+        cancel: CancellationToken,
+    ) -> Self {
+        HandlerCtx {
+            remote,
+            handler,
+            subroute,
+            deadline,
+            cancel,
+        }
+    }
+
+    /// The host that made the call, as in the host list.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// The handler id the call addressed.
+    pub fn handler(&self) -> HandlerId {
+        self.handler
+    }
+
+    /// The subroute id the call addressed, if any.
+    pub fn subroute(&self) -> Option<&SubrouteId> {
+        self.subroute.as_ref()
+    }
+
+    /// When the caller gives up on this call, or `None` if it sent no deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The time left before the deadline (zero once it has passed), or `None` if the caller
+    /// sent no deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the call has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the call is cancelled: its connection dropped, the manager shut down,
+    /// or (for streams) the caller cancelled or its deadline passed.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// The cancellation token of the call, for handing to sub-tasks.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+}
+
+/// Wraps an async function of the payload as a [`SingleHandlerFn`].
 pub(crate) fn single_fn<F, Fut>(f: F) -> SingleHandlerFn
 where
     F: Fn(Bytes) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
 {
-    Arc::new(move |payload| Box::pin(f(payload)))
+    Arc::new(move |_ctx, payload| Box::pin(f(payload)))
+}
+
+/// Wraps an async function of the context and the payload as a [`SingleHandlerFn`].
+pub(crate) fn single_ctx_fn<F, Fut>(f: F) -> SingleHandlerFn
+where
+    F: Fn(HandlerCtx, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
+{
+    Arc::new(move |ctx, payload| Box::pin(f(ctx, payload)))
 }
 
 /// All handlers of a manager, by id and by subroute id.

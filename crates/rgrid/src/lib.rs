@@ -58,7 +58,7 @@ pub use auth::{StaticToken, TokenSource, TokenValidator};
 pub use connection::InboundBlock;
 pub use connection::{ConnStats, Connection, State, Subroute};
 pub use error::{Error, RemoteError};
-pub use handlers::{BoxFuture, SingleHandlerFn};
+pub use handlers::{BoxFuture, HandlerCtx, SingleHandlerFn};
 pub use manager::{HttpAuthFn, Manager, ManagerBuilder};
 pub use options::{DEFAULT_ROUTE_PATH, LOCK_ROUTE_PATH, Options};
 pub use transport::{ConnDialer, WebSocket, connect_ws, serve};

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{StaticToken, TokenSource, TokenValidator};
 use crate::connection::{ConnShared, Connection, State, lock};
 use crate::error::{Error, RemoteError};
-use crate::handlers::{Registry, single_fn};
+use crate::handlers::{HandlerCtx, Registry, single_ctx_fn, single_fn};
 use crate::options::Options;
 use crate::transport::{ConnDialer, GridService, WebSocket, connect_ws, split_host};
 
@@ -304,6 +304,35 @@ impl Manager {
     {
         self.registry_mut()
             .add_single(id, Some(subroute), single_fn(handler))
+    }
+
+    /// Registers a single-request handler that also receives the call's [`HandlerCtx`]
+    /// (caller, deadline, cancellation), under `id` and an optional static subroute.
+    ///
+    /// ```
+    /// # use rgrid::{HandlerCtx, HandlerId, Manager, RemoteError};
+    /// # use bytes::Bytes;
+    /// # let manager = Manager::builder("http://a:1", ["http://a:1", "http://b:1"]).token("t").build()?;
+    /// manager.register_single_with_ctx(HandlerId::TEST, None, |ctx: HandlerCtx, payload: Bytes| async move {
+    ///     match ctx.remaining() {
+    ///         Some(left) if left.as_millis() < 10 => Err(RemoteError::new("not enough time")),
+    ///         _ => Ok(payload),
+    ///     }
+    /// })?;
+    /// # Ok::<(), rgrid::Error>(())
+    /// ```
+    pub fn register_single_with_ctx<F, Fut>(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        handler: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn(HandlerCtx, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
+    {
+        self.registry_mut()
+            .add_single(id, subroute, single_ctx_fn(handler))
     }
 
     fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {

@@ -27,28 +27,35 @@ struct Node {
     host: String,
     /// A host name the node accepts connections from (it must not dial it).
     peer: String,
+    /// A second host name the node accepts connections from.
+    peer2: String,
     /// A host name the node itself must dial.
     dialed: String,
     calls: Arc<AtomicUsize>,
 }
 
-/// Picks a host name `x` for which `should_dial(x, host) == want`.
-fn host_where(host: &str, want: bool) -> String {
+/// Picks the `nth` host name `x` for which `should_dial(x, host) == want`.
+fn host_where(host: &str, want: bool, nth: usize) -> String {
     (1..1000)
         .map(|i| format!("http://127.0.0.2:{i}"))
-        .find(|x| should_dial(x, host) == want)
+        .filter(|x| should_dial(x, host) == want)
+        .nth(nth)
         .unwrap()
 }
 
 async fn node() -> Node {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = format!("http://{}", listener.local_addr().unwrap());
-    let peer = host_where(&host, true);
-    let dialed = host_where(&host, false);
-    let manager = Manager::builder(host.clone(), [host.clone(), peer.clone(), dialed.clone()])
-        .token(TOKEN)
-        .build()
-        .unwrap();
+    let peer = host_where(&host, true, 0);
+    let peer2 = host_where(&host, true, 1);
+    let dialed = host_where(&host, false, 0);
+    let manager = Manager::builder(
+        host.clone(),
+        [host.clone(), peer.clone(), peer2.clone(), dialed.clone()],
+    )
+    .token(TOKEN)
+    .build()
+    .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     manager
@@ -62,6 +69,7 @@ async fn node() -> Node {
         manager,
         host,
         peer,
+        peer2,
         dialed,
         calls,
     }
@@ -260,6 +268,11 @@ async fn refusals_carry_their_reason_and_run_no_handler() {
 async fn bad_input_closes_only_that_connection_and_the_peer_can_reconnect() {
     let n = node().await;
     let conn = n.manager.connection(&n.peer).unwrap();
+    // A second peer whose connection must live through all of it.
+    let (resp, mut other) = handshake(&n, &n.peer2, TOKEN, SystemTime::now()).await;
+    assert!(resp.accepted);
+    let other_conn = n.manager.connection(&n.peer2).unwrap();
+    bounded(other_conn.wait_for_connect()).await.unwrap();
     let garbage: [&[u8]; 4] = [
         b"\xff\xff\xff\xff",
         // A checksummed request whose checksum is wrong.
@@ -292,8 +305,13 @@ async fn bad_input_closes_only_that_connection_and_the_peer_can_reconnect() {
             }
         })
         .await;
+        // The other connection is untouched and still serves calls.
+        assert_eq!(other_conn.state(), State::Connected);
+        let ok = raw_request(&mut other, 200 + i as u64, b"still here").await;
+        assert_eq!(ok.payload, Some(&b"still here"[..]));
     }
     assert_eq!(conn.stats().reconnects, 3);
+    assert_eq!(other_conn.stats().reconnects, 0);
     n.manager.shutdown().await;
 }
 
@@ -314,7 +332,7 @@ async fn a_peer_that_never_answers_the_handshake_does_not_stall_the_dialer() {
         }
     });
     // A local host name that dials the silent one.
-    let local = host_where(&silent_host, true);
+    let local = host_where(&silent_host, true, 0);
     let options = Options {
         handshake_timeout: Duration::from_millis(200),
         dial_timeout: Duration::from_millis(400),
@@ -344,7 +362,7 @@ async fn a_peer_that_never_answers_the_handshake_does_not_stall_the_dialer() {
 async fn http_auth_hook_answers_403_before_the_upgrade() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = format!("http://{}", listener.local_addr().unwrap());
-    let peer = host_where(&host, true);
+    let peer = host_where(&host, true, 0);
     let m = Manager::builder(host.clone(), [host.clone(), peer])
         .token(TOKEN)
         .http_auth(|headers| match headers.get("authorization") {

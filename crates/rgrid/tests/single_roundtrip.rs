@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rgrid::test_util::LocalGrid;
-use rgrid::{Error, HandlerId, Manager, RemoteError};
+use rgrid::{Error, HandlerCtx, HandlerId, Manager, RemoteError};
 
 const TEXT: &str = "Hello Grid World!";
 
@@ -225,6 +225,62 @@ async fn deadline_and_cancellation() {
     assert!(res.is_err());
     assert_eq!(conn.stats().outgoing_muxes, 0);
     assert!(started.load(Ordering::SeqCst) >= 1);
+    g.shutdown().await;
+}
+
+/// The handler sees who called and how much time is left; a tight deadline ends the call on
+/// time; the default deadline of 60 s is what arrives.
+#[tokio::test]
+async fn handler_sees_the_remaining_time_and_tight_deadlines_hold() {
+    let g = LocalGrid::start(2, |_, m| {
+        m.register_single_with_ctx(HandlerId::TEST, None, |ctx: HandlerCtx, _| async move {
+            let left = ctx.remaining().map_or(u128::MAX, |d| d.as_millis());
+            Ok(Bytes::from(format!("{} {left}", ctx.remote())))
+        })
+        .unwrap();
+        m.register_single_with_ctx(HandlerId::TEST2, None, |ctx: HandlerCtx, _| async move {
+            assert!(ctx.deadline().is_some());
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Bytes::new())
+        })
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let conn = g.conn(0, 1);
+    let parse = |b: Bytes| {
+        let text = String::from_utf8(b.to_vec()).unwrap();
+        let (host, left) = text.split_once(' ').unwrap();
+        (host.to_owned(), left.parse::<u128>().unwrap())
+    };
+
+    let (host, left) = parse(
+        bounded(conn.request_with_deadline(HandlerId::TEST, "", Duration::from_secs(3)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(host, g.hosts[0]);
+    assert!((2000..=3000).contains(&left), "{left} ms left of 3000");
+
+    let (_, left) = parse(bounded(conn.request(HandlerId::TEST, "")).await.unwrap());
+    assert!(
+        (59_000..=60_000).contains(&left),
+        "{left} ms left of the default 60 s"
+    );
+
+    // 50 ms on a handler that never answers: DeadlineExceeded, on time.
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        let err =
+            bounded(conn.request_with_deadline(HandlerId::TEST2, "", Duration::from_millis(50)))
+                .await
+                .unwrap_err();
+        let took = t0.elapsed();
+        assert_eq!(err, Error::DeadlineExceeded);
+        assert!(took >= Duration::from_millis(50), "{took:?}");
+        assert!(took < Duration::from_millis(250), "{took:?}");
+    }
+    assert_eq!(conn.stats().outgoing_muxes, 0);
     g.shutdown().await;
 }
 

@@ -109,7 +109,7 @@ pub(crate) struct Faults {
 /// Everything about one remote, shared by the handle, the dial loop and the session tasks.
 pub(crate) struct ConnShared {
     pub(crate) local: String,
-    pub(crate) remote: String,
+    pub(crate) remote: Arc<str>,
     /// Whether this side dials (the who-dials rule).
     pub(crate) dials: bool,
     /// Checksums are on unless both hosts use TLS (spec §3.6).
@@ -149,7 +149,7 @@ impl ConnShared {
         };
         ConnShared {
             local: local.to_owned(),
-            remote: remote.to_owned(),
+            remote: Arc::from(remote),
             dials: rgrid_proto::should_dial(local, remote),
             base_flags,
             ctx,

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ConnShared, Outgoing, lock, unix_nanos};
 use crate::error::{Error, RemoteError};
+use crate::handlers::HandlerCtx;
 use crate::manager::ManagerCtx;
 use crate::options::{MAX_MERGE_BYTES, MAX_MERGE_MESSAGES};
 use crate::transport::WebSocket;
@@ -519,6 +520,13 @@ fn handle_request(
     let base = conn.base_flags;
     let max = conn.ctx.options.max_message_size;
     let cancel = session.cancel.clone();
+    let ctx = HandlerCtx::new(
+        conn.remote.clone(),
+        m.handler,
+        m.subroute,
+        deadline,
+        cancel.clone(),
+    );
     let tx = session.data_tx.clone();
     let counters = conn.clone();
     counters
@@ -527,7 +535,7 @@ fn handle_request(
         .fetch_add(1, Ordering::Relaxed);
     conn.ctx.tracker.spawn(async move {
         let _active = ActiveGuard(&counters);
-        let run = AssertUnwindSafe(handler(payload.unwrap_or_default())).catch_unwind();
+        let run = AssertUnwindSafe(handler(ctx, payload.unwrap_or_default())).catch_unwind();
         let res = tokio::select! {
             _ = cancel.cancelled() => return, // connection gone: nobody to answer
             res = async {
