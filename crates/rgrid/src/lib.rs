@@ -13,8 +13,11 @@
 //! * Each live websocket is driven by exactly two tasks: a writer that owns the sending half
 //!   and merges queued messages into `OpMerged` frames (up to 50 messages / 31 KiB), sending
 //!   control messages (pongs) ahead of data, and a reader that owns the receiving half and
-//!   dispatches without ever blocking (handlers run in their own tasks). Everyone else holds
-//!   cheap handles.
+//!   dispatches without ever waiting: a single handler gets its first poll on the reader and
+//!   moves to a task of its own if it does not answer at once
+//!   ([`Options::inline_handlers`]). Everyone else holds cheap handles.
+//! * The writer yields once before writing only when its previous frame merged several
+//!   messages, so a lone call pays no extra wake-up and a busy connection still merges.
 //! * Connection pings flow both ways every 10 s; a connection with no pong for 20 s is
 //!   dropped, every call in flight on it fails with [`Error::Disconnected`], and the grid
 //!   reconnects by itself.

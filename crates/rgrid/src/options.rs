@@ -38,6 +38,13 @@ pub struct Options {
     pub max_clock_skew: Duration,
     /// Deadline of a single request made without one. Default 60 s.
     pub default_deadline: Duration,
+    /// Run a single handler's first poll on the connection's reader task, and give it a task
+    /// of its own only if it does not finish at once. Default `true`: a handler that answers
+    /// without waiting (locks, in-memory metadata) then costs no task spawn and no extra
+    /// wake-up. The catch: code before the handler's first `.await` delays the reading of
+    /// that connection, so handlers that block or burn CPU should move that work to
+    /// `spawn_blocking` or set this to `false`.
+    pub inline_handlers: bool,
 }
 
 impl Default for Options {
@@ -53,6 +60,7 @@ impl Default for Options {
             control_queue: 1024,
             max_clock_skew: Duration::from_secs(5 * 60),
             default_deadline: Duration::from_secs(60),
+            inline_handlers: true,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rgrid::test_util::LocalGrid;
-use rgrid::{Error, HandlerCtx, HandlerId, Manager, RemoteError};
+use rgrid::{Error, HandlerCtx, HandlerId, Manager, Options, RemoteError};
 
 const TEXT: &str = "Hello Grid World!";
 
@@ -43,7 +43,27 @@ async fn bounded<T>(f: impl Future<Output = T>) -> T {
 
 #[tokio::test]
 async fn single_roundtrip() {
-    let g = grid(2).await;
+    roundtrip_on(grid(2).await).await;
+}
+
+/// The same with every handler in a task of its own (`inline_handlers: false`).
+#[tokio::test]
+async fn single_roundtrip_spawned_handlers() {
+    let options = Options {
+        inline_handlers: false,
+        ..Options::default()
+    };
+    let g = tokio::time::timeout(
+        Duration::from_secs(20),
+        LocalGrid::start_with(2, options, register_echo_and_error),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    roundtrip_on(g).await;
+}
+
+async fn roundtrip_on(g: LocalGrid) {
     let conn = g.conn(0, 1);
 
     // localToRemote
@@ -288,9 +308,19 @@ async fn handler_sees_the_remaining_time_and_tight_deadlines_hold() {
 async fn handler_panic_is_a_remote_error_and_the_node_keeps_serving() {
     let g = LocalGrid::start(2, |i, m| {
         register_echo_and_error(i, m);
+        // Panics on its first poll (on the reader, inline) ...
         m.register_single(HandlerId::LOCK_UNLOCK, |_| async move {
             if true {
                 panic!("boom");
+            }
+            Ok(Bytes::new())
+        })
+        .unwrap();
+        // ... and after waiting (in a task of its own).
+        m.register_single(HandlerId::LOCK_R_UNLOCK, |_| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if true {
+                panic!("late boom");
             }
             Ok(Bytes::new())
         })
@@ -303,6 +333,13 @@ async fn handler_panic_is_a_remote_error_and_the_node_keeps_serving() {
         .await
         .unwrap_err();
     assert!(err.as_remote().unwrap().text().contains("boom"), "{err}");
+    let err = bounded(conn.request(HandlerId::LOCK_R_UNLOCK, "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_remote().unwrap().text().contains("late boom"),
+        "{err}"
+    );
     let ok = bounded(conn.request(HandlerId::TEST, "still here"))
         .await
         .unwrap();

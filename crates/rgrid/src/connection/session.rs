@@ -8,8 +8,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -51,8 +53,8 @@ pub(crate) struct Session {
 
 /// The reader and writer futures of a new session, spawned once the session is installed.
 pub(crate) struct Tasks {
-    reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-    writer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    reader: Pin<Box<dyn Future<Output = ()> + Send>>,
+    writer: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Tasks {
@@ -196,6 +198,7 @@ async fn run_writer(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut frame = BytesMut::with_capacity(32 * 1024);
     let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_MERGE_MESSAGES + 1);
+    let mut last_batch = 1;
 
     let reason = loop {
         let first = tokio::select! {
@@ -215,9 +218,10 @@ async fn run_writer(
             }
         };
         batch.push(first);
-        // Give other tasks one chance to queue more, so small messages merge (MinIO yields
-        // once the same way).
-        if ctl_rx.is_empty() && data_rx.is_empty() {
+        // Under load, give other tasks one chance to queue more so small messages merge
+        // (MinIO yields once the same way). When the last frame carried a single message
+        // there is no load to merge, and yielding would only add a wake-up to the round trip.
+        if last_batch > 1 && ctl_rx.is_empty() && data_rx.is_empty() {
             tokio::task::yield_now().await;
         }
         let mut bytes = batch
@@ -244,6 +248,7 @@ async fn run_writer(
             continue;
         }
         let count = batch.len() as u64;
+        last_batch = batch.len();
         batch.clear();
         let len = frame.len() as u64;
         let out = tokio_websockets::Message::binary(frame.split().freeze());
@@ -516,17 +521,40 @@ fn handle_request(
     };
     let deadline = (m.deadline_ms > 0)
         .then(|| Instant::now() + Duration::from_millis(u64::from(m.deadline_ms)));
-    let (mux_id, seq) = (m.mux_id.0, m.seq);
-    let base = conn.base_flags;
-    let max = conn.ctx.options.max_message_size;
-    let cancel = session.cancel.clone();
     let ctx = HandlerCtx::new(
         conn.remote.clone(),
         m.handler,
         m.subroute,
         deadline,
-        cancel.clone(),
+        session.cancel.clone(),
     );
+    let reply = ReplyTo {
+        mux_id: m.mux_id.0,
+        seq: m.seq,
+        base: conn.base_flags,
+        max: conn.ctx.options.max_message_size,
+    };
+    let mut run = AssertUnwindSafe(handler(ctx, payload.unwrap_or_default())).catch_unwind();
+    if conn.ctx.options.inline_handlers {
+        // First poll right here: most handlers answer without waiting, and then cost no
+        // task. A pending handler moves to its own task, whose first poll registers its
+        // real waker (the no-op one used here is never needed).
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(res) = Pin::new(&mut run).poll(&mut cx) {
+            let out = reply.response(res);
+            match session.data_tx.try_send(out) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(out)) => {
+                    let tx = session.data_tx.clone();
+                    conn.ctx.tracker.spawn(async move {
+                        let _ = tx.send(out).await;
+                    });
+                }
+            }
+            return;
+        }
+    }
+    let cancel = session.cancel.clone();
     let tx = session.data_tx.clone();
     let counters = conn.clone();
     counters
@@ -535,7 +563,6 @@ fn handle_request(
         .fetch_add(1, Ordering::Relaxed);
     conn.ctx.tracker.spawn(async move {
         let _active = ActiveGuard(&counters);
-        let run = AssertUnwindSafe(handler(ctx, payload.unwrap_or_default())).catch_unwind();
         let res = tokio::select! {
             _ = cancel.cancelled() => return, // connection gone: nobody to answer
             res = async {
@@ -547,6 +574,25 @@ fn handle_request(
         };
         // Finished after the caller's deadline: the caller has given up; send nothing.
         let Some(res) = res else { return };
+        let _ = tx.send(reply.response(res)).await;
+    });
+}
+
+/// Where the answer to one request goes.
+struct ReplyTo {
+    mux_id: u64,
+    seq: u32,
+    base: Flags,
+    max: usize,
+}
+
+impl ReplyTo {
+    /// The response message for a handler's outcome (a panic becomes a remote error).
+    fn response(
+        &self,
+        res: Result<Result<Bytes, RemoteError>, Box<dyn std::any::Any + Send>>,
+    ) -> Outgoing {
+        let max = self.max;
         let (flags, payload) = match res {
             Ok(Ok(body)) if body.len() > max => (
                 Flags::PAYLOAD_IS_ERR,
@@ -563,22 +609,21 @@ fn handle_request(
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::error!(mux = mux_id, panic = %what, "grid: single handler panicked");
+                tracing::error!(mux = self.mux_id, panic = %what, "grid: single handler panicked");
                 (
                     Flags::PAYLOAD_IS_ERR,
                     Bytes::from(format!("handleMessages: panic recovered: {what}")),
                 )
             }
         };
-        let out = Outgoing {
-            mux_id,
-            seq,
-            flags: base | Flags::EOF | flags,
+        Outgoing {
+            mux_id: self.mux_id,
+            seq: self.seq,
+            flags: self.base | Flags::EOF | flags,
             payload: Some(payload),
             ..Outgoing::new(Op::RESPONSE, Flags::NONE)
-        };
-        let _ = tx.send(out).await;
-    });
+        }
+    }
 }
 
 struct ActiveGuard<'a>(&'a ConnShared);

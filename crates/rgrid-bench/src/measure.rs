@@ -1,0 +1,171 @@
+//! Closed-loop measurement: warm up, measure for a fixed time, collect ops, latencies and
+//! allocations; repeat and keep the median.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::alloc::Snapshot;
+
+/// Warm-up, measurement time and repetitions of each point.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Time run before measuring.
+    pub warmup: Duration,
+    /// Time measured.
+    pub measure: Duration,
+    /// Repetitions; the median by ops/s is reported.
+    pub repeats: usize,
+}
+
+/// The phase all client tasks of one run are in: warming up (the initial state), measuring,
+/// or stopped.
+#[derive(Debug, Default)]
+pub struct Phase(AtomicU8);
+
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+impl Phase {
+    /// Whether calls are being measured now.
+    pub fn measuring(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == MEASURE
+    }
+
+    /// Whether the run is over.
+    pub fn stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == STOP
+    }
+}
+
+/// What one client task saw while measuring.
+#[derive(Debug, Default)]
+pub struct TaskResult {
+    /// Operations completed.
+    pub ops: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// Latency of each operation in nanoseconds (up to the reserved capacity).
+    pub lat_ns: Vec<u32>,
+}
+
+impl TaskResult {
+    /// A result with room for `cap` latencies, reserved up front so that recording never
+    /// allocates while measuring.
+    pub fn with_capacity(cap: usize) -> TaskResult {
+        TaskResult {
+            ops: 0,
+            errors: 0,
+            lat_ns: Vec::with_capacity(cap),
+        }
+    }
+
+    /// Records one operation that started at `t0`.
+    pub fn record(&mut self, t0: Instant, ok: bool) {
+        if !ok {
+            self.errors += 1;
+            return;
+        }
+        self.ops += 1;
+        if self.lat_ns.len() < self.lat_ns.capacity() {
+            let ns = u32::try_from(t0.elapsed().as_nanos()).unwrap_or(u32::MAX);
+            self.lat_ns.push(ns);
+        }
+    }
+}
+
+/// One measured point.
+#[derive(Clone, Debug, Default)]
+pub struct Point {
+    /// Operations per second.
+    pub ops_per_sec: f64,
+    /// Mean latency in microseconds.
+    pub mean_us: f64,
+    /// Median latency in microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency in microseconds.
+    pub p99_us: f64,
+    /// Allocations per operation, whole process (both ends).
+    pub allocs_per_op: f64,
+    /// Bytes allocated per operation, whole process.
+    pub bytes_per_op: f64,
+    /// Failed operations.
+    pub errors: u64,
+}
+
+/// Runs one timed repetition: `start` spawns the client tasks (which watch `phase`) and
+/// returns their join handles.
+pub async fn run_once<S>(timing: Timing, start: S) -> Point
+where
+    S: FnOnce(Arc<Phase>) -> Vec<tokio::task::JoinHandle<TaskResult>>,
+{
+    let phase = Arc::new(Phase::default());
+    let tasks = start(phase.clone());
+    tokio::time::sleep(timing.warmup).await;
+    let a0 = Snapshot::now();
+    let t0 = Instant::now();
+    phase.0.store(MEASURE, Ordering::Relaxed);
+    tokio::time::sleep(timing.measure).await;
+    phase.0.store(STOP, Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    let allocs = Snapshot::now().since(a0);
+    let mut ops = 0;
+    let mut errors = 0;
+    let mut lat: Vec<u32> = Vec::new();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            ops += r.ops;
+            errors += r.errors;
+            lat.extend_from_slice(&r.lat_ns);
+        }
+    }
+    summarize(ops, errors, elapsed, allocs, &mut lat)
+}
+
+fn summarize(ops: u64, errors: u64, elapsed: Duration, allocs: Snapshot, lat: &mut [u32]) -> Point {
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat.get(i).map_or(0.0, |&ns| f64::from(ns) / 1000.0)
+    };
+    let mean = if lat.is_empty() {
+        0.0
+    } else {
+        lat.iter().map(|&n| f64::from(n)).sum::<f64>() / lat.len() as f64 / 1000.0
+    };
+    let per_op = |x: u64| if ops == 0 { 0.0 } else { x as f64 / ops as f64 };
+    Point {
+        ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
+        mean_us: mean,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        allocs_per_op: per_op(allocs.allocs),
+        bytes_per_op: per_op(allocs.bytes),
+        errors,
+    }
+}
+
+/// Runs `timing.repeats` repetitions of a point and returns the median by ops/s.
+pub async fn median_of<F, Fut>(timing: Timing, mut once: F) -> Point
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Point>,
+{
+    let mut runs = Vec::with_capacity(timing.repeats.max(1));
+    for _ in 0..timing.repeats.max(1) {
+        runs.push(once().await);
+    }
+    runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+/// Latency capacity to reserve per task for `tasks` tasks measuring for `measure`.
+pub fn lat_capacity(tasks: usize, measure: Duration) -> usize {
+    // Room for 1.5 M ops/s in total; beyond that latencies are sampled from the first ones.
+    let total = (measure.as_secs_f64() * 1_500_000.0) as usize;
+    total / tasks.max(1) + 1024
+}
