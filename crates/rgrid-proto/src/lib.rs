@@ -69,6 +69,7 @@ pub mod ids;
 pub mod merged;
 pub mod message;
 mod msgpack;
+pub mod mux;
 pub mod op;
 pub mod subroute;
 
@@ -80,5 +81,6 @@ pub use merged::{
     Frame, Merged, MergedIter, RawEntries, encode_merged, put_merged_entry, put_merged_header,
 };
 pub use message::{CRC_LEN, DEFAULT_MAX_MESSAGE_SIZE, DecodeLimits, Message, checksum};
+pub use mux::{CreditOverflow, Credits, RecvSeq, SendSeq, SeqMismatch, Window, WindowExceeded};
 pub use op::{Flags, Op};
 pub use subroute::{RouteHash, SubrouteId, join_route};

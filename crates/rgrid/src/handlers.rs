@@ -11,6 +11,7 @@ use rgrid_proto::{HandlerId, SubrouteId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::connection::{StreamIn, StreamOut};
 use crate::error::{Error, RemoteError};
 
 /// A boxed future returned by type-erased handlers.
@@ -34,6 +35,7 @@ pub struct HandlerCtx {
     remote: Arc<str>,
     handler: HandlerId,
     subroute: Option<SubrouteId>,
+    route: Option<Arc<str>>,
     deadline: Option<Instant>,
     cancel: CancellationToken,
 }
@@ -50,9 +52,15 @@ impl HandlerCtx {
             remote,
             handler,
             subroute,
+            route: None,
             deadline,
             cancel,
         }
+    }
+
+    pub(crate) fn with_route(mut self, route: Option<Arc<str>>) -> Self {
+        self.route = route;
+        self
     }
 
     /// The host that made the call, as in the host list.
@@ -68,6 +76,11 @@ impl HandlerCtx {
     /// The subroute id the call addressed, if any.
     pub fn subroute(&self) -> Option<&SubrouteId> {
         self.subroute.as_ref()
+    }
+
+    /// The static subroute the handler was registered under (`"a/b"`), if any.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
     }
 
     /// When the caller gives up on this call, or `None` if it sent no deadline.
@@ -117,11 +130,75 @@ where
     Arc::new(move |ctx, payload| Box::pin(f(ctx, payload)))
 }
 
+/// A type-erased stream handler: context, initial payload, the input (when the handler
+/// takes one) and the output in; `Ok` or a remote error out, sent to the caller as the end
+/// of the stream.
+pub type StreamHandlerFn = Arc<
+    dyn Fn(HandlerCtx, Bytes, Option<StreamIn>, StreamOut) -> BoxFuture<Result<(), RemoteError>>
+        + Send
+        + Sync,
+>;
+
+/// A stream handler and its capacities, for [`crate::Manager::register_stream`].
+#[derive(Clone)]
+pub struct StreamHandler {
+    pub(crate) in_capacity: u32,
+    pub(crate) out_capacity: u32,
+    pub(crate) f: StreamHandlerFn,
+}
+
+impl StreamHandler {
+    /// A handler with `in_capacity` input messages in flight (0 = the stream has no input)
+    /// and `out_capacity` output messages in flight (at least 1). Both ends size their
+    /// credit windows from these numbers, so they must be registered alike on every node.
+    pub fn new<F, Fut>(in_capacity: usize, out_capacity: usize, f: F) -> Self
+    where
+        F: Fn(HandlerCtx, Bytes, Option<StreamIn>, StreamOut) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
+    {
+        StreamHandler {
+            in_capacity: u32::try_from(in_capacity).unwrap_or(u32::MAX),
+            out_capacity: u32::try_from(out_capacity).unwrap_or(u32::MAX).max(1),
+            f: Arc::new(move |ctx, payload, input, output| {
+                Box::pin(f(ctx, payload, input, output))
+            }),
+        }
+    }
+
+    /// Input messages in flight (0 = no input stream).
+    pub fn in_capacity(&self) -> usize {
+        self.in_capacity as usize
+    }
+
+    /// Output messages in flight (at least 1).
+    pub fn out_capacity(&self) -> usize {
+        self.out_capacity as usize
+    }
+}
+
+impl std::fmt::Debug for StreamHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHandler")
+            .field("in_capacity", &self.in_capacity)
+            .field("out_capacity", &self.out_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registered stream handler with the route it was registered under.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamEntry {
+    pub(crate) handler: StreamHandler,
+    pub(crate) route: Option<Arc<str>>,
+}
+
 /// All handlers of a manager, by id and by subroute id.
 #[derive(Default)]
 pub(crate) struct Registry {
     single: HashMap<HandlerId, SingleHandlerFn>,
     single_sub: HashMap<SubrouteId, SingleHandlerFn>,
+    stream: HashMap<HandlerId, StreamEntry>,
+    stream_sub: HashMap<SubrouteId, StreamEntry>,
 }
 
 impl Registry {
@@ -154,6 +231,56 @@ impl Registry {
         Ok(())
     }
 
+    /// Registers a stream handler under `id`, or under `(id, subroute)`.
+    pub(crate) fn add_stream(
+        &mut self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        handler: StreamHandler,
+    ) -> Result<(), Error> {
+        if !id.is_valid() {
+            return Err(Error::UnknownHandler(id));
+        }
+        let exists = match subroute {
+            None => self.stream.contains_key(&id),
+            Some(route) => self.stream_sub.contains_key(&SubrouteId::new(id, route)),
+        };
+        if exists && !id.is_test() {
+            return Err(Error::HandlerAlreadyExists(id));
+        }
+        match subroute {
+            None => {
+                self.stream.insert(
+                    id,
+                    StreamEntry {
+                        handler,
+                        route: None,
+                    },
+                );
+            }
+            Some(route) => {
+                let entry = StreamEntry {
+                    handler,
+                    route: Some(Arc::from(route)),
+                };
+                self.stream_sub.insert(SubrouteId::new(id, route), entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream handler for `id` with an optional subroute id.
+    pub(crate) fn stream(
+        &self,
+        id: HandlerId,
+        subroute: Option<&SubrouteId>,
+    ) -> Option<StreamEntry> {
+        match subroute {
+            None => self.stream.get(&id).cloned(),
+            Some(sub) => self.stream_sub.get(sub).cloned(),
+        }
+    }
+
     /// The single handler for a request to `id` with an optional subroute id.
     pub(crate) fn single(
         &self,
@@ -172,6 +299,8 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("single", &self.single.keys().collect::<Vec<_>>())
             .field("single_sub", &self.single_sub.len())
+            .field("stream", &self.stream.keys().collect::<Vec<_>>())
+            .field("stream_sub", &self.stream_sub.len())
             .finish()
     }
 }

@@ -59,9 +59,11 @@ pub use rgrid_proto::{HandlerId, SubrouteId};
 pub use auth::{StaticToken, TokenSource, TokenValidator};
 #[cfg(feature = "test-util")]
 pub use connection::InboundBlock;
-pub use connection::{ConnStats, Connection, State, Subroute};
+pub use connection::{
+    ConnStats, Connection, Responses, State, Stream, StreamIn, StreamOut, StreamSender, Subroute,
+};
 pub use error::{Error, RemoteError};
-pub use handlers::{BoxFuture, HandlerCtx, SingleHandlerFn};
+pub use handlers::{BoxFuture, HandlerCtx, SingleHandlerFn, StreamHandler, StreamHandlerFn};
 pub use manager::{HttpAuthFn, Manager, ManagerBuilder};
 pub use options::{DEFAULT_ROUTE_PATH, LOCK_ROUTE_PATH, Options};
 pub use transport::{ConnDialer, WebSocket, connect_ws, serve};

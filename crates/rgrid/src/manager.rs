@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{StaticToken, TokenSource, TokenValidator};
 use crate::connection::{ConnShared, Connection, State, lock};
 use crate::error::{Error, RemoteError};
-use crate::handlers::{HandlerCtx, Registry, single_ctx_fn, single_fn};
+use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
 use crate::options::Options;
 use crate::transport::{ConnDialer, GridService, WebSocket, connect_ws, split_host};
 
@@ -304,6 +304,22 @@ impl Manager {
     {
         self.registry_mut()
             .add_single(id, Some(subroute), single_fn(handler))
+    }
+
+    /// Registers a stream handler under `id` and an optional static subroute.
+    ///
+    /// The handler gets its context, the initial payload, its input (`None` when
+    /// `in_capacity` is 0) and its output; what it returns ends the stream (an error reaches
+    /// the caller as [`Error::Remote`]). When the stream is cancelled (caller cancel or drop,
+    /// deadline, lost connection) the handler's future is dropped at its next await: put
+    /// cleanup in `Drop`, and use [`HandlerCtx::cancelled`] in tasks it spawned.
+    pub fn register_stream(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        handler: StreamHandler,
+    ) -> Result<(), Error> {
+        self.registry_mut().add_stream(id, subroute, handler)
     }
 
     /// Registers a single-request handler that also receives the call's [`HandlerCtx`]

@@ -45,6 +45,11 @@ pub struct Options {
     /// that connection, so handlers that block or burn CPU should move that work to
     /// `spawn_blocking` or set this to `false`.
     pub inline_handlers: bool,
+    /// Interval of stream pings (spec §3.12). The caller pings each of its streams that has
+    /// no deadline or one longer than this, and fails a stream whose handler side has been
+    /// silent for two intervals with `Disconnected`; the handler side cancels a stream not
+    /// pinged for four intervals (if its deadline is longer than that). Default 15 s.
+    pub stream_ping_interval: Duration,
 }
 
 impl Default for Options {
@@ -61,6 +66,7 @@ impl Default for Options {
             max_clock_skew: Duration::from_secs(5 * 60),
             default_deadline: Duration::from_secs(60),
             inline_handlers: true,
+            stream_ping_interval: Duration::from_secs(15),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! One remote host: its state, its live websocket session, and the calls made to it.
 
 mod outgoing;
+mod serve_stream;
 mod session;
+mod stream;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +15,9 @@ use rgrid_proto::{Flags, HandlerId, Op, RouteHash, SubrouteId};
 use tokio::sync::{Notify, watch};
 
 pub(crate) use self::outgoing::Outgoing;
+pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
+pub use self::stream::{Responses, Stream, StreamSender};
 use crate::error::Error;
 use crate::manager::ManagerCtx;
 use crate::transport::WebSocket;
@@ -51,9 +55,9 @@ impl fmt::Display for State {
 pub struct ConnStats {
     /// Whether the connection is up.
     pub connected: bool,
-    /// Requests being handled here for the remote.
+    /// Requests and streams being handled here for the remote.
     pub incoming_muxes: usize,
-    /// Calls to the remote waiting for their response.
+    /// Calls to the remote waiting for their response, and streams to it not yet ended.
     pub outgoing_muxes: usize,
     /// Bytes received (websocket payloads).
     pub incoming_bytes: u64,
@@ -390,12 +394,40 @@ impl Connection {
             flags: self.inner.base_flags | Flags::EOF,
             payload: Some(payload),
             subroute,
+            queued: None,
         };
         let at = tokio::time::Instant::now() + deadline;
         match tokio::time::timeout_at(at, session.roundtrip(mux_id, msg)).await {
             Ok(res) => res,
             Err(_) => Err(Error::DeadlineExceeded),
         }
+    }
+
+    /// Opens a stream to the handler `handler`, with no deadline. Returns at once, before
+    /// the handler acknowledges; a refusal arrives as the stream's error.
+    ///
+    /// Like MinIO, the handler must be registered on this node too (same id, same
+    /// capacities): its capacities size the stream's windows. Fails with
+    /// [`Error::UnknownHandler`] otherwise, and with [`Error::Disconnected`] if the connection
+    /// is down.
+    pub async fn open_stream(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+    ) -> Result<Stream, Error> {
+        stream::open(&self.inner, handler, None, payload.into(), None).await
+    }
+
+    /// Opens a stream that must end within `deadline`. The deadline travels to the handler,
+    /// whose context is cancelled when it passes; the caller sees
+    /// [`Error::DeadlineExceeded`].
+    pub async fn open_stream_with_deadline(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        deadline: Duration,
+    ) -> Result<Stream, Error> {
+        stream::open(&self.inner, handler, None, payload.into(), Some(deadline)).await
     }
 
     /// Test hook: drops the live websocket as if the network failed (MinIO's
@@ -481,5 +513,35 @@ impl Subroute {
         self.conn
             .call(handler, Some(sub), payload.into(), deadline)
             .await
+    }
+
+    /// Opens a stream to the handler registered under this subroute (see
+    /// [`Connection::open_stream`]).
+    pub async fn open_stream(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+    ) -> Result<Stream, Error> {
+        let sub = SubrouteId::from_route_hash(self.hash, handler);
+        stream::open(&self.conn.inner, handler, Some(sub), payload.into(), None).await
+    }
+
+    /// Opens a stream with a deadline to the handler registered under this subroute.
+    pub async fn open_stream_with_deadline(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        deadline: Duration,
+    ) -> Result<Stream, Error> {
+        let sub = SubrouteId::from_route_hash(self.hash, handler);
+        let payload = payload.into();
+        stream::open(
+            &self.conn.inner,
+            handler,
+            Some(sub),
+            payload,
+            Some(deadline),
+        )
+        .await
     }
 }

@@ -1,5 +1,8 @@
 //! Messages waiting in a connection's outbound queues.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use rgrid_proto::{Flags, HandlerId, Message, MuxId, Op, SubrouteId};
 
@@ -15,6 +18,9 @@ pub(crate) struct Outgoing {
     pub(crate) flags: Flags,
     pub(crate) payload: Option<Bytes>,
     pub(crate) subroute: Option<SubrouteId>,
+    /// For stream messages in the data queue: the stream's count of queued data messages,
+    /// which the writer decrements as it takes this one (see [`Outgoing::taken`]).
+    pub(crate) queued: Option<Arc<AtomicUsize>>,
 }
 
 impl Outgoing {
@@ -29,6 +35,14 @@ impl Outgoing {
             flags,
             payload: None,
             subroute: None,
+            queued: None,
+        }
+    }
+
+    /// The writer took this message off the data queue.
+    pub(crate) fn taken(&self) {
+        if let Some(q) = &self.queued {
+            q.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -63,6 +77,7 @@ impl Outgoing {
             flags: request.flags.without(Flags::SUBROUTE).with(base),
             payload,
             subroute: None,
+            queued: None,
         }
     }
 }

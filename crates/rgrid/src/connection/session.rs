@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::serve_stream::{self, ServerMux};
+use super::stream::ClientMux;
 use super::{ConnShared, Outgoing, lock, unix_nanos};
 use crate::error::{Error, RemoteError};
 use crate::handlers::HandlerCtx;
@@ -41,6 +43,10 @@ struct Pending {
     closed: bool,
     reason: Error,
     calls: HashMap<u64, Reply>,
+    /// Streams opened from this side.
+    clients: HashMap<u64, Arc<ClientMux>>,
+    /// Streams served on this side.
+    servers: HashMap<u64, Arc<ServerMux>>,
 }
 
 /// A live websocket session.
@@ -48,19 +54,21 @@ pub(crate) struct Session {
     data_tx: mpsc::Sender<Outgoing>,
     ctl_tx: mpsc::Sender<Outgoing>,
     pending: Mutex<Pending>,
-    cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// The reader and writer futures of a new session, spawned once the session is installed.
 pub(crate) struct Tasks {
     reader: Pin<Box<dyn Future<Output = ()> + Send>>,
     writer: Pin<Box<dyn Future<Output = ()> + Send>>,
+    keepalive: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Tasks {
     pub(crate) fn spawn(self, ctx: &ManagerCtx) {
         ctx.tracker.spawn(self.writer);
         ctx.tracker.spawn(self.reader);
+        ctx.tracker.spawn(self.keepalive);
     }
 }
 
@@ -77,11 +85,14 @@ impl Session {
                 closed: false,
                 reason: Error::Disconnected,
                 calls: HashMap::new(),
+                clients: HashMap::new(),
+                servers: HashMap::new(),
             }),
             cancel: conn.ctx.shutdown.child_token(),
         });
         let (sink, stream) = ws.split();
         let tasks = Tasks {
+            keepalive: Box::pin(run_keepalive(conn.clone(), session.clone())),
             reader: Box::pin(run_reader(conn.clone(), session.clone(), stream)),
             writer: Box::pin(run_writer(conn, session.clone(), sink, data_rx, ctl_rx)),
         };
@@ -103,16 +114,111 @@ impl Session {
             }
             p.closed = true;
             p.reason = reason.clone();
-            std::mem::take(&mut p.calls)
+            p.servers.clear();
+            (std::mem::take(&mut p.calls), std::mem::take(&mut p.clients))
         };
+        let (calls, clients) = calls;
         self.cancel.cancel();
         for (_, reply) in calls {
             let _ = reply.send(Err(reason.clone()));
         }
+        for (_, mux) in clients {
+            mux.fail_with(reason.clone(), false);
+        }
     }
 
+    /// Calls and streams opened from this side that have not ended.
     pub(crate) fn pending_len(&self) -> usize {
-        lock(&self.pending).calls.len()
+        let p = lock(&self.pending);
+        p.calls.len() + p.clients.len()
+    }
+
+    pub(crate) fn add_client(&self, mux: Arc<ClientMux>) -> Result<(), Error> {
+        let mut p = lock(&self.pending);
+        if p.closed {
+            return Err(p.reason.clone());
+        }
+        p.clients.insert(mux.id, mux);
+        Ok(())
+    }
+
+    pub(crate) fn remove_client(&self, id: u64) {
+        lock(&self.pending).clients.remove(&id);
+    }
+
+    /// Registers a served stream; false if the id is taken or the session closed.
+    pub(crate) fn add_server(&self, mux: Arc<ServerMux>) -> bool {
+        let mut p = lock(&self.pending);
+        if p.closed || p.servers.contains_key(&mux.id) {
+            return false;
+        }
+        p.servers.insert(mux.id, mux);
+        true
+    }
+
+    pub(crate) fn remove_server(&self, id: u64) {
+        lock(&self.pending).servers.remove(&id);
+    }
+
+    fn client(&self, id: u64) -> Option<Arc<ClientMux>> {
+        lock(&self.pending).clients.get(&id).cloned()
+    }
+
+    fn server(&self, id: u64) -> Option<Arc<ServerMux>> {
+        lock(&self.pending).servers.get(&id).cloned()
+    }
+
+    /// Waits for room in the data queue.
+    pub(crate) async fn reserve(&self) -> Result<mpsc::Permit<'_, Outgoing>, Error> {
+        match self.data_tx.reserve().await {
+            Ok(p) => Ok(p),
+            Err(_) => Err(self.close_reason()),
+        }
+    }
+
+    /// Queues a stream's data message into a reserved slot. Call under the stream's lock,
+    /// which assigned its sequence number.
+    pub(crate) fn send_reserved(
+        &self,
+        permit: mpsc::Permit<'_, Outgoing>,
+        queued: &Arc<AtomicUsize>,
+        mut msg: Outgoing,
+    ) {
+        queued.fetch_add(1, Ordering::AcqRel);
+        msg.queued = Some(queued.clone());
+        permit.send(msg);
+    }
+
+    /// Queues a stream's message without waiting, keeping the stream's order: on the control
+    /// queue (ahead of other calls' data) when none of this stream's data messages is still
+    /// queued, otherwise behind them. Call under the stream's lock, which assigned its
+    /// sequence number. If both queues are full the connection is hopelessly behind and is
+    /// closed; order could not be kept otherwise.
+    pub(crate) fn send_ordered(&self, queued: &Arc<AtomicUsize>, mut msg: Outgoing) {
+        if queued.load(Ordering::Acquire) == 0 {
+            match self.ctl_tx.try_send(msg) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(m)) => msg = m,
+            }
+        }
+        queued.fetch_add(1, Ordering::AcqRel);
+        msg.queued = Some(queued.clone());
+        match self.data_tx.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!("grid: outbound queues full, closing connection");
+                self.close(Error::Disconnected);
+            }
+        }
+    }
+
+    /// Queues a control message (not part of any stream's sequence) without waiting.
+    pub(crate) fn send_control(&self, msg: Outgoing) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.ctl_tx.try_send(msg) {
+            tracing::warn!("grid: control queue full, closing connection");
+            self.close(Error::Disconnected);
+        }
     }
 
     pub(crate) fn queue_len(&self) -> usize {
@@ -205,7 +311,10 @@ async fn run_writer(
             biased;
             _ = session.cancel.cancelled() => break None,
             Some(m) = ctl_rx.recv() => m,
-            Some(m) = data_rx.recv() => m,
+            Some(m) = data_rx.recv() => {
+                m.taken();
+                m
+            }
             _ = ticker.tick() => {
                 let last = conn.counters.last_pong.load(Ordering::Relaxed);
                 let silent = Duration::from_nanos(unix_nanos().saturating_sub(last));
@@ -232,7 +341,10 @@ async fn run_writer(
             let next = match ctl_rx.try_recv() {
                 Ok(m) => m,
                 Err(_) => match data_rx.try_recv() {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        m.taken();
+                        m
+                    }
                     Err(_) => break,
                 },
             };
@@ -417,8 +529,42 @@ fn dispatch(conn: &Arc<ConnShared>, session: &Arc<Session>, m: &Message<'_>, fra
             }
             // Unknown mux: a late response to a call that already gave up. Dropped.
         }
+        Op::ACK_MUX | Op::MUX_SERVER_MSG | Op::UNBLOCK_CL_MUX | Op::DISCONNECT_CLIENT_MUX => {
+            match session.client(m.mux_id.0) {
+                Some(mux) => mux.on_message(m, payload),
+                None if matches!(m.op, Op::ACK_MUX | Op::MUX_SERVER_MSG)
+                    && !m.flags.contains(Flags::EOF) =>
+                {
+                    // A stream this side no longer has: tell the handler side to stop. (Go
+                    // answers with OpDisconnectClientMux, which targets the wrong table.)
+                    let msg = Outgoing {
+                        mux_id: m.mux_id.0,
+                        handler: m.handler,
+                        ..Outgoing::new(Op::DISCONNECT_SERVER_MUX, conn.base_flags)
+                    };
+                    session.send_control(msg);
+                }
+                None => {}
+            }
+        }
+        Op::MUX_CLIENT_MSG | Op::UNBLOCK_SRV_MUX | Op::DISCONNECT_SERVER_MUX => {
+            match session.server(m.mux_id.0) {
+                Some(mux) => mux.on_message(m, payload),
+                None if m.op == Op::MUX_CLIENT_MSG => {
+                    let msg = Outgoing {
+                        mux_id: m.mux_id.0,
+                        handler: m.handler,
+                        ..Outgoing::new(Op::DISCONNECT_CLIENT_MUX, conn.base_flags)
+                    };
+                    session.send_control(msg);
+                }
+                None => {}
+            }
+        }
         Op::MUX_CONNECT_ERROR => {
-            if let Some(reply) = session.take_pending(m.mux_id.0) {
+            if let Some(mux) = session.client(m.mux_id.0) {
+                mux.on_message(m, payload);
+            } else if let Some(reply) = session.take_pending(m.mux_id.0) {
                 let text = match MuxConnectError::decode(payload.as_deref().unwrap_or_default()) {
                     Ok(e) => e.error.into_owned(),
                     Err(e) => format!("malformed mux connect error: {e}"),
@@ -427,31 +573,90 @@ fn dispatch(conn: &Arc<ConnShared>, session: &Arc<Session>, m: &Message<'_>, fra
             }
         }
         Op::PING => handle_ping(conn, session, m, payload),
+        Op::PONG if m.mux_id.0 != 0 => {
+            if let Some(mux) = session.client(m.mux_id.0) {
+                mux.on_message(m, payload);
+            }
+        }
         Op::PONG => {
-            if m.mux_id.0 == 0 {
-                let now = unix_nanos();
-                conn.counters.last_pong.store(now, Ordering::Relaxed);
-                if let Ok(pong) = PongMsg::decode(payload.as_deref().unwrap_or_default()) {
-                    let sent = pong.t.unix_nanos();
-                    if sent > 0 {
-                        let rtt = (i128::from(now) - sent).max(0) / 1000;
-                        let rtt = u64::try_from(rtt).unwrap_or(u64::MAX);
-                        conn.counters.last_rtt_micros.store(rtt, Ordering::Relaxed);
-                        conn.counters
-                            .max_rtt_micros
-                            .fetch_max(rtt, Ordering::Relaxed);
-                    }
+            let now = unix_nanos();
+            conn.counters.last_pong.store(now, Ordering::Relaxed);
+            if let Ok(pong) = PongMsg::decode(payload.as_deref().unwrap_or_default()) {
+                let sent = pong.t.unix_nanos();
+                if sent > 0 {
+                    let rtt = (i128::from(now) - sent).max(0) / 1000;
+                    let rtt = u64::try_from(rtt).unwrap_or(u64::MAX);
+                    conn.counters.last_rtt_micros.store(rtt, Ordering::Relaxed);
+                    conn.counters
+                        .max_rtt_micros
+                        .fetch_max(rtt, Ordering::Relaxed);
                 }
             }
         }
-        Op::CONNECT_MUX => {
-            // Streams are not served yet: refuse like an unknown handler.
-            let text = unknown_handler_text(m);
-            reply_connect_error(conn, session, m, text);
-        }
+        Op::CONNECT_MUX => handle_connect_mux(conn, session, m, payload),
         other => {
             tracing::debug!(remote = %conn.remote, op = %other, mux = %m.mux_id,
                 "grid: ignoring message");
+        }
+    }
+}
+
+fn handle_connect_mux(
+    conn: &Arc<ConnShared>,
+    session: &Arc<Session>,
+    m: &Message<'_>,
+    payload: Option<Bytes>,
+) {
+    if m.flags.contains(Flags::STATELESS) {
+        reply_connect_error(
+            conn,
+            session,
+            m,
+            "Stateless streams not supported".to_owned(),
+        );
+        return;
+    }
+    let entry = {
+        let registry = conn
+            .ctx
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        registry.stream(m.handler, m.subroute.as_ref())
+    };
+    match entry {
+        Some(entry) => serve_stream::start(conn, session, m, entry, payload),
+        None => reply_connect_error(conn, session, m, unknown_handler_text(m)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream keepalive
+
+/// Pings the streams opened from this side and cancels served streams whose caller stopped
+/// pinging (spec §3.12): every `stream_ping_interval`, a caller-side stream silent for two
+/// intervals fails with `Disconnected`; a served stream not pinged for four is cancelled.
+async fn run_keepalive(conn: Arc<ConnShared>, session: Arc<Session>) {
+    let every = conn.ctx.options.stream_ping_interval;
+    let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = session.cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let (clients, servers): (Vec<_>, Vec<_>) = {
+            let p = lock(&session.pending);
+            (
+                p.clients.values().filter(|m| m.pinged).cloned().collect(),
+                p.servers.values().filter(|m| m.watched).cloned().collect(),
+            )
+        };
+        for mux in clients {
+            mux.keepalive(every * 2);
+        }
+        for mux in servers {
+            mux.watchdog(every * 4);
         }
     }
 }
@@ -483,9 +688,15 @@ fn reply_connect_error(conn: &ConnShared, session: &Session, m: &Message<'_>, te
 }
 
 fn handle_ping(conn: &ConnShared, session: &Session, m: &Message<'_>, payload: Option<Bytes>) {
+    if m.mux_id.0 != 0
+        && let Some(mux) = session.server(m.mux_id.0)
+    {
+        mux.on_message(m, payload);
+        return;
+    }
     let ping = PingMsg::decode(payload.as_deref().unwrap_or_default()).unwrap_or_default();
     let pong = PongMsg {
-        // Mux pings belong to streams, which are not served yet: the mux is not found.
+        // A mux ping for a stream this side does not serve (any more).
         not_found: m.mux_id.0 != 0,
         err: None,
         t: ping.t,

@@ -1,0 +1,538 @@
+//! Streams over a real two-node grid: ports of MinIO's TestStreamSuite (roundtrip, cancel,
+//! deadline, congestion both ways, blocked consumer, pings) and of the stream half of
+//! TestDisconnect. After every test no mux is left open on either side.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use rgrid::test_util::LocalGrid;
+use rgrid::{
+    Error, HandlerCtx, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamIn, StreamOut,
+};
+use tokio::sync::mpsc;
+
+const TEXT: &str = "Hello Grid World!";
+
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("hung")
+}
+
+async fn grid_with(options: Options, register: impl Fn(usize, &Manager)) -> LocalGrid {
+    bounded(LocalGrid::start_with(2, options, register))
+        .await
+        .unwrap()
+}
+
+/// MinIO's assertNoActive, both directions: no incoming or outgoing mux left (retries for
+/// about a second, as cleanup is asynchronous).
+async fn assert_no_active(g: &LocalGrid) {
+    for _ in 0..100 {
+        let busy = [(0, 1), (1, 0)].iter().any(|&(a, b)| {
+            let s = g.conn(a, b).stats();
+            s.incoming_muxes != 0 || s.outgoing_muxes != 0
+        });
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "muxes left open: 0->1 {:?}, 1->0 {:?}",
+        g.conn(0, 1).stats(),
+        g.conn(1, 0).stats()
+    );
+}
+
+/// Sets a flag when dropped: a handler's future is dropped when its stream is cancelled.
+struct DropSignal(Option<mpsc::UnboundedSender<&'static str>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send("dropped");
+        }
+    }
+}
+
+#[tokio::test]
+async fn stream_roundtrip() {
+    let g = grid_with(Options::default(), |_, m| {
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(
+                1,
+                1,
+                |_, payload: Bytes, input: Option<StreamIn>, out: StreamOut| async move {
+                    let mut input = input.unwrap();
+                    while let Some(msg) = input.recv().await {
+                        let mut b = payload.to_vec();
+                        b.extend_from_slice(&msg);
+                        out.send(b)
+                            .await
+                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                    }
+                    Ok(())
+                },
+            ),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let mut st = bounded(conn.open_stream(HandlerId::TEST, TEXT))
+        .await
+        .unwrap();
+    bounded(st.send("0")).await.unwrap();
+    let mut n = 0;
+    while let Some(r) = bounded(st.next()).await {
+        let r = r.unwrap();
+        assert_eq!(r, format!("{TEXT}{n}").as_bytes());
+        n += 1;
+        if n == 11 {
+            st.close_send();
+        } else {
+            bounded(st.send(n.to_string())).await.unwrap();
+        }
+    }
+    assert_eq!(n, 11);
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+fn register_waiting(m: &Manager, in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) {
+    m.register_stream(
+        HandlerId::TEST,
+        None,
+        StreamHandler::new(in_cap, 1, move |ctx: HandlerCtx, _, _, _| {
+            let tx = tx.clone();
+            async move {
+                let _guard = DropSignal(Some(tx.clone()));
+                let _ = tx.send("started");
+                ctx.cancelled().await;
+                Ok(())
+            }
+        }),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn stream_cancel_unbuffered_buffered_and_full() {
+    for (in_cap, prefill) in [(0, false), (1, false), (1, true)] {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let g = grid_with(Options::default(), move |_, m| {
+            register_waiting(m, in_cap, tx.clone())
+        })
+        .await;
+        let conn = g.conn(0, 1);
+        let st = bounded(conn.open_stream(HandlerId::TEST, "x"))
+            .await
+            .unwrap();
+        assert_eq!(bounded(rx.recv()).await, Some("started"));
+        let (sender, mut responses) = st.split();
+        let mut sender = sender;
+        if prefill {
+            // Fill the request window (the handler never reads), then block on the next send.
+            let s = sender.as_mut().unwrap();
+            bounded(s.send("1")).await.unwrap();
+            let blocked = tokio::time::timeout(Duration::from_millis(50), s.send("2")).await;
+            assert!(blocked.is_err(), "send beyond the window must wait");
+        }
+        responses.cancel();
+        assert_eq!(
+            bounded(rx.recv()).await,
+            Some("dropped"),
+            "handler cancelled"
+        );
+        let first = bounded(responses.next()).await.unwrap();
+        assert_eq!(first, Err(Error::Cancelled));
+        if let Some(s) = sender.as_mut() {
+            assert_eq!(bounded(s.send("3")).await, Err(Error::Cancelled));
+        }
+        drop(sender);
+        drop(responses);
+        assert_no_active(&g).await;
+        g.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn stream_deadline_unbuffered_and_buffered() {
+    for in_cap in [0, 1] {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let g = grid_with(Options::default(), move |_, m| {
+            register_waiting(m, in_cap, tx.clone())
+        })
+        .await;
+        let conn = g.conn(0, 1);
+        let t0 = std::time::Instant::now();
+        let st = bounded(conn.open_stream_with_deadline(
+            HandlerId::TEST,
+            "x",
+            Duration::from_millis(50),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(bounded(rx.recv()).await, Some("started"));
+        let res = bounded(st.results(|_| Ok(()))).await;
+        assert_eq!(res, Err(Error::DeadlineExceeded));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert_eq!(
+            bounded(rx.recv()).await,
+            Some("dropped"),
+            "handler saw its deadline"
+        );
+        assert_no_active(&g).await;
+        g.shutdown().await;
+    }
+}
+
+fn register_echo_single(m: &Manager) {
+    m.register_single(HandlerId::TEST2, |p: Bytes| async move { Ok(p) })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn server_out_congestion_does_not_block_single_requests() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let g = grid_with(Options::default(), move |_, m| {
+        register_echo_single(m);
+        let tx = tx.clone();
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(0, 1, move |_, _, _, out: StreamOut| {
+                let tx = tx.clone();
+                async move {
+                    for i in 0..100u8 {
+                        out.send(vec![i])
+                            .await
+                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                        let _ = tx.send(());
+                    }
+                    Ok(())
+                }
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let mut st = bounded(conn.open_stream(HandlerId::TEST, ""))
+        .await
+        .unwrap();
+    bounded(rx.recv()).await.unwrap();
+    for i in 0..100 {
+        let r = bounded(conn.request(HandlerId::TEST2, format!("{i}")))
+            .await
+            .unwrap();
+        assert_eq!(r, format!("{i}").as_bytes());
+    }
+    let mut got = Vec::new();
+    while let Some(r) = bounded(st.next()).await {
+        got.push(r.unwrap()[0]);
+    }
+    assert_eq!(got, (0..100u8).collect::<Vec<_>>());
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_in_congestion_does_not_block_single_requests() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let r2 = release.clone();
+    let g = grid_with(Options::default(), move |_, m| {
+        register_echo_single(m);
+        let release = r2.clone();
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(
+                5,
+                5,
+                move |_, _, input: Option<StreamIn>, out: StreamOut| {
+                    let release = release.clone();
+                    async move {
+                        release.notified().await;
+                        let mut input = input.unwrap();
+                        let mut n = 0u8;
+                        while let Some(msg) = input.recv().await {
+                            if msg[..] != [n] {
+                                return Err(RemoteError::new(format!("got {msg:?}, want {n}")));
+                            }
+                            out.send(msg)
+                                .await
+                                .map_err(|e| RemoteError::new(e.to_string()))?;
+                            n += 1;
+                        }
+                        Ok(())
+                    }
+                },
+            ),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let st = bounded(conn.open_stream(HandlerId::TEST, ""))
+        .await
+        .unwrap();
+    let (sender, responses) = st.split();
+    let mut sender = sender.unwrap();
+    let feeder = tokio::spawn(async move {
+        for i in 0..100u8 {
+            sender.send(vec![i]).await.unwrap();
+        }
+    });
+    for i in 0..100 {
+        let r = bounded(conn.request(HandlerId::TEST2, format!("{i}")))
+            .await
+            .unwrap();
+        assert_eq!(r, format!("{i}").as_bytes());
+    }
+    release.notify_one();
+    let got: Vec<u8> = bounded(responses.map(|r| r.unwrap()[0]).collect()).await;
+    assert_eq!(got, (0..100u8).collect::<Vec<_>>());
+    bounded(feeder).await.unwrap();
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_works_while_the_consumer_is_blocked() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let g = grid_with(Options::default(), move |_, m| {
+        let tx = tx.clone();
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(0, 1, move |_, _, _, out: StreamOut| {
+                let tx = tx.clone();
+                async move {
+                    let _guard = DropSignal(Some(tx.clone()));
+                    for i in 0..100u8 {
+                        if out.send(vec![i]).await.is_err() {
+                            let _ = tx.send("send failed");
+                            return Ok(());
+                        }
+                        if i == 0 {
+                            let _ = tx.send("first sent");
+                        }
+                    }
+                    Ok(())
+                }
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let st = bounded(conn.open_stream(HandlerId::TEST, ""))
+        .await
+        .unwrap();
+    assert_eq!(bounded(rx.recv()).await, Some("first sent"));
+    // The consumer takes one message and then blocks (never polls again); the window fills.
+    let (_, mut responses) = st.split();
+    assert!(bounded(responses.next()).await.unwrap().is_ok());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    responses.cancel();
+    let ended = bounded(rx.recv()).await.unwrap();
+    assert!(ended == "dropped" || ended == "send failed", "{ended}");
+    assert_eq!(g.conn(0, 1).stats().outgoing_muxes, 0);
+    // What was buffered is still readable, then the cancel.
+    let mut saw_cancel = false;
+    while let Some(r) = bounded(responses.next()).await {
+        if let Err(e) = r {
+            assert_eq!(e, Error::Cancelled);
+            saw_cancel = true;
+        }
+    }
+    assert!(saw_cancel);
+    drop(responses);
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn disconnect_closes_the_stream_and_cancels_the_handler() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let g = grid_with(Options::default(), move |_, m| {
+        register_waiting(m, 1, tx.clone())
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let st = bounded(conn.open_stream(HandlerId::TEST, "x"))
+        .await
+        .unwrap();
+    assert_eq!(bounded(rx.recv()).await, Some("started"));
+    let drain = tokio::spawn(st.results(|_| Ok(())));
+    conn.kill();
+    assert_eq!(bounded(drain).await.unwrap(), Err(Error::Disconnected));
+    assert_eq!(
+        bounded(rx.recv()).await,
+        Some("dropped"),
+        "handler cancelled"
+    );
+    bounded(conn.wait_for_connect()).await.unwrap();
+    bounded(g.wait_all_connected(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    // A new stream works.
+    let st = bounded(conn.open_stream(HandlerId::TEST, "y"))
+        .await
+        .unwrap();
+    assert_eq!(bounded(rx.recv()).await, Some("started"));
+    drop(st);
+    assert_eq!(bounded(rx.recv()).await, Some("dropped"));
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_stream_handlers_fail_locally_and_remotely() {
+    let g = grid_with(Options::default(), |i, m| {
+        if i == 0 {
+            register_waiting(m, 0, mpsc::unbounded_channel().0);
+        }
+    })
+    .await;
+    // Not registered here: a local error.
+    let err = g
+        .conn(1, 0)
+        .open_stream(HandlerId::TEST, "")
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::UnknownHandler(HandlerId::TEST));
+    // Registered here but not there: a remote error as the stream's end.
+    let st = bounded(g.conn(0, 1).open_stream(HandlerId::TEST, ""))
+        .await
+        .unwrap();
+    let err = bounded(st.results(|_| Ok(()))).await.unwrap_err();
+    assert!(
+        err.as_remote().unwrap().text().contains("Invalid Handler"),
+        "{err}"
+    );
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn handler_errors_and_panics_end_the_stream_after_its_messages() {
+    let g = grid_with(Options::default(), |_, m| {
+        m.register_stream(
+            HandlerId::TEST,
+            Some("error"),
+            StreamHandler::new(
+                0,
+                4,
+                |ctx: HandlerCtx, p: Bytes, _, out: StreamOut| async move {
+                    assert_eq!(ctx.route(), Some("error"));
+                    out.send("one").await.unwrap();
+                    out.send("two").await.unwrap();
+                    Err(RemoteError::new(String::from_utf8_lossy(&p).into_owned()))
+                },
+            ),
+        )
+        .unwrap();
+        m.register_stream(
+            HandlerId::TEST,
+            Some("panic"),
+            StreamHandler::new(0, 1, |_, _, _, _| async move {
+                if true {
+                    panic!("stream boom");
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let st = bounded(conn.subroute("error").open_stream(HandlerId::TEST, TEXT))
+        .await
+        .unwrap();
+    let items: Vec<_> = bounded(st.collect::<Vec<_>>()).await;
+    assert_eq!(
+        items,
+        vec![
+            Ok(Bytes::from("one")),
+            Ok(Bytes::from("two")),
+            Err(Error::Remote(RemoteError::new(TEXT)))
+        ]
+    );
+    let st = bounded(conn.subroute("panic").open_stream(HandlerId::TEST, ""))
+        .await
+        .unwrap();
+    let err = bounded(st.results(|_| Ok(()))).await.unwrap_err();
+    assert!(
+        err.as_remote().unwrap().text().contains("stream boom"),
+        "{err}"
+    );
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn ten_thousand_concurrent_streams() {
+    let g = grid_with(Options::default(), |_, m| {
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(
+                1,
+                1,
+                |_, _, input: Option<StreamIn>, out: StreamOut| async move {
+                    let mut input = input.unwrap();
+                    while let Some(msg) = input.recv().await {
+                        out.send(msg)
+                            .await
+                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                    }
+                    Ok(())
+                },
+            ),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for s in 0..10_000u32 {
+        let conn = conn.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let st = conn.open_stream(HandlerId::TEST, "").await.unwrap();
+            let (sender, responses) = st.split();
+            let mut sender = sender.unwrap();
+            let feed = async move {
+                for i in 0..10u32 {
+                    sender.send((s * 100 + i).to_string()).await.unwrap();
+                }
+            };
+            let (_, got) = tokio::join!(feed, responses.map(|r| r.unwrap()).collect::<Vec<_>>());
+            let want: Vec<Bytes> = (0..10u32)
+                .map(|i| Bytes::from((s * 100 + i).to_string()))
+                .collect();
+            assert_eq!(got, want);
+            done.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .expect("streams hung");
+    assert_eq!(done.load(Ordering::Relaxed), 10_000);
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
