@@ -536,3 +536,274 @@ async fn ten_thousand_concurrent_streams() {
     assert_no_active(&g).await;
     g.shutdown().await;
 }
+
+fn fast_pings() -> Options {
+    Options {
+        stream_ping_interval: Duration::from_millis(100),
+        ..Options::default()
+    }
+}
+
+/// MinIO's testServerStreamNoPing, one-way and two-way: the caller stops reading its
+/// connection, so no pong arrives; the stream fails on its own and the handler is cancelled.
+#[tokio::test]
+async fn stream_without_pongs_fails_and_cancels_the_handler() {
+    for in_cap in [0, 1] {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let g = grid_with(fast_pings(), move |_, m| {
+            register_waiting(m, in_cap, tx.clone())
+        })
+        .await;
+        let conn = g.conn(0, 1);
+        let st = bounded(conn.open_stream(HandlerId::TEST, "x"))
+            .await
+            .unwrap();
+        assert_eq!(bounded(rx.recv()).await, Some("started"));
+        let block = conn.block_inbound();
+        let t0 = std::time::Instant::now();
+        let res = bounded(st.results(|_| Ok(()))).await;
+        assert_eq!(res, Err(Error::Disconnected), "in_cap {in_cap}");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            bounded(rx.recv()).await,
+            Some("dropped"),
+            "handler cancelled"
+        );
+        drop(block);
+        assert_no_active(&g).await;
+        g.shutdown().await;
+    }
+}
+
+/// MinIO's testServerStreamPingRunning, all six variants: with a 100 ms ping interval, a
+/// stream whose consumer and/or producer is blocked survives ten intervals, then ends only
+/// by the caller's cancel, which reaches the handler.
+#[tokio::test]
+async fn blocked_streams_survive_on_pings() {
+    let variants = [
+        (1, false, false),
+        (1, false, true),
+        (1, true, false),
+        (1, true, true),
+        (0, false, true),
+        (0, false, false),
+    ];
+    let mut runs = Vec::new();
+    for (in_cap, block_resp, block_req) in variants {
+        runs.push(tokio::spawn(ping_running(in_cap, block_resp, block_req)));
+    }
+    for r in runs {
+        r.await.unwrap();
+    }
+}
+
+async fn ping_running(in_cap: usize, block_resp: bool, block_req: bool) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let g = grid_with(fast_pings(), move |_, m| {
+        let tx = tx.clone();
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(in_cap, 1, move |ctx: HandlerCtx, _, _, out: StreamOut| {
+                let tx = tx.clone();
+                async move {
+                    let _guard = DropSignal(Some(tx.clone()));
+                    let _ = tx.send("started");
+                    if block_resp {
+                        while out.send(vec![1u8]).await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    } else {
+                        ctx.cancelled().await;
+                    }
+                    Ok(())
+                }
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let st = bounded(conn.open_stream(HandlerId::TEST, "x"))
+        .await
+        .unwrap();
+    assert_eq!(bounded(rx.recv()).await, Some("started"));
+    let (sender, responses) = st.split();
+    let feeder = match (block_req, sender) {
+        (true, Some(mut s)) => Some(tokio::spawn(async move {
+            while s.send(vec![1u8]).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })),
+        (_, s) => {
+            // Keep the input open without sending.
+            drop(s.map(|s| {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    drop(s);
+                })
+            }));
+            None
+        }
+    };
+    // The consumer does not read for ten ping intervals.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !responses.is_ended(),
+        "variant in={in_cap} resp={block_resp} req={block_req}: stream died while blocked"
+    );
+    responses.cancel();
+    assert_eq!(bounded(rx.recv()).await, Some("dropped"));
+    let mut responses = responses;
+    let mut last = None;
+    while let Some(r) = bounded(responses.next()).await {
+        last = Some(r);
+    }
+    assert_eq!(last, Some(Err(Error::Cancelled)));
+    if let Some(f) = feeder {
+        bounded(f).await.unwrap();
+    }
+    drop(responses);
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+/// MinIO bugs 22aa16ab1 / 3415c4dd1: a reconnect while the outbound queue is full and senders
+/// are blocked must not hang; every blocked sender is woken with an error.
+#[tokio::test]
+async fn reconnect_with_a_full_queue_and_blocked_senders() {
+    let options = Options {
+        out_queue: 4,
+        ..Options::default()
+    };
+    let g = grid_with(options, |_, m| {
+        register_echo_single(m);
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(64, 1, |_, _, input: Option<StreamIn>, _| async move {
+                let mut input = input.unwrap();
+                while input.recv().await.is_some() {}
+                Ok(())
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    // The remote stops reading: socket buffers fill, the writer blocks, the queue fills.
+    let block = g.conn(1, 0).block_inbound();
+    let big = Bytes::from(vec![7u8; 256 * 1024]);
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let st = bounded(conn.open_stream(HandlerId::TEST, ""))
+            .await
+            .unwrap();
+        let big = big.clone();
+        senders.push(tokio::spawn(async move {
+            let (sender, _responses) = st.split();
+            let mut sender = sender.unwrap();
+            loop {
+                if let Err(e) = sender.send(big.clone()).await {
+                    return e;
+                }
+            }
+        }));
+    }
+    bounded(async {
+        while conn.stats().out_queue < 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    conn.kill();
+    for s in senders {
+        assert_eq!(bounded(s).await.unwrap(), Error::Disconnected);
+    }
+    drop(block);
+    bounded(g.wait_all_connected(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let r = bounded(conn.request(HandlerId::TEST2, "after"))
+        .await
+        .unwrap();
+    assert_eq!(&r[..], b"after");
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+/// MinIO bug 02a67cbd2: a cancel racing with the end of a buffered stream either delivers
+/// every message and a clean end, or fails with the cancel: never a lost final message with
+/// a success result.
+#[tokio::test]
+async fn cancel_racing_eof_never_loses_messages_silently() {
+    let g = grid_with(Options::default(), |_, m| {
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            StreamHandler::new(0, 8, |_, _, _, out: StreamOut| async move {
+                for i in 0..8u8 {
+                    out.send(vec![i])
+                        .await
+                        .map_err(|e| RemoteError::new(e.to_string()))?;
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let (mut complete, mut cancelled) = (0, 0);
+    for round in 0..200u64 {
+        let mut st = bounded(conn.open_stream(HandlerId::TEST, ""))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        // Read a few, wait a varying moment, cancel, then read what is left.
+        for _ in 0..(round % 4) {
+            if let Some(Ok(b)) = bounded(st.next()).await {
+                got.push(b[0]);
+            }
+        }
+        if round % 3 == 0 {
+            tokio::task::yield_now().await;
+        } else if round % 3 == 1 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        st.cancel();
+        let mut end = Ok(());
+        while let Some(item) = bounded(st.next()).await {
+            match item {
+                Ok(b) => got.push(b[0]),
+                Err(e) => end = Err(e),
+            }
+        }
+        match end {
+            Ok(()) => {
+                assert_eq!(
+                    got,
+                    (0..8u8).collect::<Vec<_>>(),
+                    "clean end with missing messages"
+                );
+                complete += 1;
+            }
+            Err(e) => {
+                assert_eq!(e, Error::Cancelled);
+                assert_eq!(
+                    got,
+                    (0..got.len() as u8).collect::<Vec<_>>(),
+                    "out of order"
+                );
+                cancelled += 1;
+            }
+        }
+    }
+    assert_eq!(complete + cancelled, 200);
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
