@@ -32,6 +32,25 @@
 //! Dropping the call's future cancels it locally at once and frees its state; a response
 //! that arrives later is discarded. Like MinIO, single requests send no cancel message.
 //!
+//! # Streams: credits, cancellation, deadlines, liveness
+//!
+//! [`Manager::register_stream`] registers a [`StreamHandler`] with an input window
+//! (`in_capacity`, 0 = no input) and an output window (`out_capacity`, at least 1);
+//! [`Connection::open_stream`] opens a [`Stream`]. Every message needs a credit: the caller
+//! sends at most `in_capacity` messages the handler has not taken yet, the handler at most
+//! `out_capacity` the consumer has not taken yet, so a slow side slows its peer down instead
+//! of filling memory or blocking other calls on the connection. A peer that sends beyond its
+//! credits fails that stream with a protocol error. Control messages of a stream (credits,
+//! pings, cancels) overtake other calls' data but never the stream's own messages.
+//!
+//! Dropping the stream (or its [`Responses`] half), [`Stream::cancel`], or the stream's
+//! deadline cancels it on both sides; the handler's future is dropped. A lost connection
+//! fails every stream on it with [`Error::Disconnected`] and cancels every handler. The
+//! caller pings streams every 15 s ([`Options::stream_ping_interval`]) and fails one whose
+//! handler side stayed silent for two intervals; the handler side cancels a stream not
+//! pinged for four. Messages that arrived before a stream ended are always delivered before
+//! its end.
+//!
 //! # Limits and defaults
 //!
 //! See [`Options`]: 64 MiB maximum message size (both directions, checked before sending and
