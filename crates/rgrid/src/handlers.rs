@@ -112,6 +112,15 @@ impl HandlerCtx {
     }
 }
 
+/// The message of a caught handler panic.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 /// Wraps an async function of the payload as a [`SingleHandlerFn`].
 pub(crate) fn single_fn<F, Fut>(f: F) -> SingleHandlerFn
 where

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ConnShared, Outgoing, Session, lock};
 use crate::error::Error;
-use crate::handlers::{HandlerCtx, StreamEntry};
+use crate::handlers::{HandlerCtx, StreamEntry, panic_text};
 
 #[derive(Debug)]
 struct ServerState {
@@ -257,11 +257,7 @@ pub(crate) fn start(
                         Some(Bytes::from(e.text().to_owned())),
                     ),
                     Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".to_owned());
+                        let what = panic_text(&*panic);
                         tracing::error!(mux = mux.id, panic = %what, "grid: stream handler panicked");
                         (
                             Flags::EOF | Flags::PAYLOAD_IS_ERR,

@@ -29,7 +29,7 @@ use super::serve_stream::{self, ServerMux};
 use super::stream::ClientMux;
 use super::{ConnShared, Outgoing, lock, unix_nanos};
 use crate::error::{Error, RemoteError};
-use crate::handlers::HandlerCtx;
+use crate::handlers::{HandlerCtx, panic_text};
 use crate::manager::ManagerCtx;
 use crate::options::{MAX_MERGE_BYTES, MAX_MERGE_MESSAGES};
 use crate::transport::WebSocket;
@@ -815,11 +815,7 @@ impl ReplyTo {
             Ok(Ok(body)) => (Flags::NONE, body),
             Ok(Err(e)) => (Flags::PAYLOAD_IS_ERR, Bytes::from(e.text().to_owned())),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
+                let what = panic_text(&*panic);
                 tracing::error!(mux = self.mux_id, panic = %what, "grid: single handler panicked");
                 (
                     Flags::PAYLOAD_IS_ERR,
