@@ -28,6 +28,14 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
+/// A local error inside a handler (say, a failed [`crate::StreamOut::send`]) becomes the
+/// handler's remote error, so handlers can use `?`.
+impl From<Error> for RemoteError {
+    fn from(e: Error) -> Self {
+        RemoteError(e.to_string())
+    }
+}
+
 impl From<String> for RemoteError {
     fn from(s: String) -> Self {
         RemoteError(s)

@@ -43,6 +43,16 @@ pub(crate) struct ManagerCtx {
     rejections_logged: Mutex<HashSet<String>>,
 }
 
+impl ManagerCtx {
+    /// The handler registry, for lookups (a poisoned lock is recovered: every write leaves
+    /// it consistent).
+    pub(crate) fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Builds a [`Manager`].
 pub struct ManagerBuilder {
     local: String,

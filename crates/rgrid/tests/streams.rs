@@ -74,9 +74,7 @@ async fn stream_roundtrip() {
                     while let Some(msg) = input.recv().await {
                         let mut b = payload.to_vec();
                         b.extend_from_slice(&msg);
-                        out.send(b)
-                            .await
-                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                        out.send(b).await?;
                     }
                     Ok(())
                 },
@@ -212,9 +210,7 @@ async fn server_out_congestion_does_not_block_single_requests() {
                 let tx = tx.clone();
                 async move {
                     for i in 0..100u8 {
-                        out.send(vec![i])
-                            .await
-                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                        out.send(vec![i]).await?;
                         let _ = tx.send(());
                     }
                     Ok(())
@@ -267,9 +263,7 @@ async fn server_in_congestion_does_not_block_single_requests() {
                             if msg[..] != [n] {
                                 return Err(RemoteError::new(format!("got {msg:?}, want {n}")));
                             }
-                            out.send(msg)
-                                .await
-                                .map_err(|e| RemoteError::new(e.to_string()))?;
+                            out.send(msg).await?;
                             n += 1;
                         }
                         Ok(())
@@ -491,9 +485,7 @@ async fn ten_thousand_concurrent_streams() {
                 |_, _, input: Option<StreamIn>, out: StreamOut| async move {
                     let mut input = input.unwrap();
                     while let Some(msg) = input.recv().await {
-                        out.send(msg)
-                            .await
-                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                        out.send(msg).await?;
                     }
                     Ok(())
                 },
@@ -747,9 +739,7 @@ async fn cancel_racing_eof_never_loses_messages_silently() {
             None,
             StreamHandler::new(0, 8, |_, _, _, out: StreamOut| async move {
                 for i in 0..8u8 {
-                    out.send(vec![i])
-                        .await
-                        .map_err(|e| RemoteError::new(e.to_string()))?;
+                    out.send(vec![i]).await?;
                 }
                 Ok(())
             }),

@@ -616,14 +616,7 @@ fn handle_connect_mux(
         );
         return;
     }
-    let entry = {
-        let registry = conn
-            .ctx
-            .registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        registry.stream(m.handler, m.subroute.as_ref())
-    };
+    let entry = conn.ctx.registry().stream(m.handler, m.subroute.as_ref());
     match entry {
         Some(entry) => serve_stream::start(conn, session, m, entry, payload),
         None => reply_connect_error(conn, session, m, unknown_handler_text(m)),
@@ -718,14 +711,7 @@ fn handle_request(
     m: &Message<'_>,
     payload: Option<Bytes>,
 ) {
-    let handler = {
-        let registry = conn
-            .ctx
-            .registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        registry.single(m.handler, m.subroute.as_ref())
-    };
+    let handler = conn.ctx.registry().single(m.handler, m.subroute.as_ref());
     let Some(handler) = handler else {
         reply_connect_error(conn, session, m, unknown_handler_text(m));
         return;

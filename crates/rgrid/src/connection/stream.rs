@@ -247,14 +247,7 @@ pub(crate) async fn open(
     payload: Bytes,
     deadline: Option<Duration>,
 ) -> Result<Stream, Error> {
-    let entry = {
-        let registry = conn
-            .ctx
-            .registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        registry.stream(handler, subroute.as_ref())
-    };
+    let entry = conn.ctx.registry().stream(handler, subroute.as_ref());
     // Like MinIO, the caller sizes its windows from its own registration of the handler.
     let Some(entry) = entry else {
         return Err(Error::UnknownHandler(handler));
