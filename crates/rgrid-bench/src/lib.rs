@@ -1,5 +1,5 @@
-//! rgrid's benchmark suite: rgrid's single requests (MinIO's BenchmarkRequests shape) and, in
-//! the same run, the baselines they are judged against.
+//! rgrid's benchmark suite: rgrid's single requests and streams (MinIO's BenchmarkRequests and
+//! BenchmarkStream shapes) and, in the same run, the baselines they are judged against.
 //!
 //! Every point is closed-loop: `concurrency` client tasks on the same runtime as the servers
 //! (performance guide §4.3), a warm-up, then a fixed measuring time, repeated and reported as
@@ -10,3 +10,4 @@ pub mod alloc;
 pub mod floor;
 pub mod measure;
 pub mod requests;
+pub mod streams;

@@ -1,13 +1,15 @@
 //! `rgrid-bench`: runs the benchmark matrix and prints a table.
 //!
-//! Usage: `rgrid-bench [--quick] [--servers N] [--workers N] [--concurrency 1,2,4]`
+//! Usage: `rgrid-bench [--quick] [--servers N] [--workers N] [--concurrency 1,2,4]
+//! [--only requests,streams]`
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use rgrid_bench::alloc::CountingAlloc;
 use rgrid_bench::measure::{Point, Timing};
-use rgrid_bench::{floor, requests};
+use rgrid_bench::streams::Shape;
+use rgrid_bench::{floor, requests, streams};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -17,7 +19,11 @@ struct Args {
     servers: usize,
     workers: usize,
     concurrency: Vec<usize>,
+    requests: bool,
+    streams: bool,
 }
+
+const USAGE: &str = "usage: rgrid-bench [--quick] [--servers N] [--workers N] [--concurrency 1,2,4] [--only requests,streams]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -29,6 +35,8 @@ fn parse_args() -> Result<Args, String> {
         servers: 2,
         workers: 2,
         concurrency: vec![1, 2, 4, 8, 16, 32, 64],
+        requests: true,
+        streams: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -61,9 +69,21 @@ fn parse_args() -> Result<Args, String> {
                     .map(|v| v.trim().parse::<usize>().map_err(|e| format!("{v}: {e}")))
                     .collect::<Result<_, _>>()?;
             }
-            "-h" | "--help" => {
-                return Err("usage: rgrid-bench [--quick] [--servers N] [--workers N] [--concurrency 1,2,4]".into());
+            "--only" => {
+                let list = it
+                    .next()
+                    .ok_or("--only needs a list like requests,streams")?;
+                args.requests = false;
+                args.streams = false;
+                for part in list.split(',') {
+                    match part.trim() {
+                        "requests" => args.requests = true,
+                        "streams" => args.streams = true,
+                        other => return Err(format!("--only: unknown group {other}")),
+                    }
+                }
             }
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -101,44 +121,99 @@ fn main() {
     };
     let code = rt.block_on(async move {
         let payload = Bytes::from((0..512).map(|_| fastrand::u8(..)).collect::<Vec<u8>>());
-        let grid = match requests::echo_grid(args.servers).await {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("grid: {e}");
+        if args.requests {
+            if let Err(e) = run_requests(&args, &payload).await {
+                eprintln!("{e}");
                 return 1;
             }
-        };
-        println!(
-            "single requests, 512-byte echo, {} servers; {:?} x {} per point (median)",
-            args.servers, args.timing.measure, args.timing.repeats
-        );
-        println!(
-            "{:<14} {:>4} {:>11} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>9}",
-            "system",
-            "conc",
-            "ops/s",
-            "mean us",
-            "p50 us",
-            "p99 us",
-            "allocs",
-            "bytes",
-            "errors",
-            "vs floor"
-        );
-        for &c in &args.concurrency {
-            let floor = match floor::echo_point(c, &payload, args.timing).await {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("floor: {e}");
-                    return 1;
-                }
-            };
-            let grid_point = requests::bytes_point(&grid, c, &payload, args.timing).await;
-            row("ws-echo floor", c, &floor, None);
-            row("rgrid bytes", c, &grid_point, Some(&floor));
         }
-        grid.shutdown().await;
+        if args.streams {
+            if let Err(e) = run_streams(&args, &payload).await {
+                eprintln!("{e}");
+                return 1;
+            }
+        }
         0
     });
     std::process::exit(code);
+}
+
+async fn run_requests(args: &Args, payload: &Bytes) -> Result<(), String> {
+    let grid = requests::echo_grid(args.servers)
+        .await
+        .map_err(|e| format!("grid: {e}"))?;
+    println!(
+        "single requests, 512-byte echo, {} servers; {:?} x {} per point (median)",
+        args.servers, args.timing.measure, args.timing.repeats
+    );
+    println!(
+        "{:<14} {:>4} {:>11} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>9}",
+        "system",
+        "conc",
+        "ops/s",
+        "mean us",
+        "p50 us",
+        "p99 us",
+        "allocs",
+        "bytes",
+        "errors",
+        "vs floor"
+    );
+    for &c in &args.concurrency {
+        let floor = floor::echo_point(c, payload, args.timing)
+            .await
+            .map_err(|e| format!("floor: {e}"))?;
+        let grid_point = requests::bytes_point(&grid, c, payload, args.timing).await;
+        row("ws-echo floor", c, &floor, None);
+        row("rgrid bytes", c, &grid_point, Some(&floor));
+    }
+    grid.shutdown().await;
+    Ok(())
+}
+
+async fn run_streams(args: &Args, payload: &Bytes) -> Result<(), String> {
+    println!();
+    println!(
+        "streams (MinIO BenchmarkStream shapes, subroute {}), 512-byte messages, {} servers; \
+         {:?} x {} per point (median); latency, allocs and bytes are per stream",
+        streams::SUBROUTE,
+        args.servers,
+        args.timing.measure,
+        args.timing.repeats
+    );
+    println!(
+        "{:<10} {:>4} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7}",
+        "shape",
+        "conc",
+        "streams/s",
+        "msgs/s",
+        "mean us",
+        "p50 us",
+        "p99 us",
+        "allocs",
+        "bytes",
+        "errors"
+    );
+    for shape in Shape::ALL {
+        let grid = streams::stream_grid(args.servers, shape, payload)
+            .await
+            .map_err(|e| format!("grid: {e}"))?;
+        for &c in &args.concurrency {
+            let p = streams::stream_point(&grid, shape, c, payload, args.timing).await;
+            println!(
+                "{:<10} {c:>4} {:>10.0} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>8.1} {:>8.0} {:>7}",
+                shape.name(),
+                p.ops_per_sec,
+                p.ops_per_sec * shape.messages_per_stream() as f64,
+                p.mean_us,
+                p.p50_us,
+                p.p99_us,
+                p.allocs_per_op,
+                p.bytes_per_op,
+                p.errors
+            );
+        }
+        grid.shutdown().await;
+    }
+    Ok(())
 }

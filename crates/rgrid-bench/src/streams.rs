@@ -1,0 +1,253 @@
+//! Streams over rgrid: MinIO's BenchmarkStream shapes (`request`, `responses`, `twoway`),
+//! handler subroute `some-subroute`, in/out capacities as in MinIO, one stream per operation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use rgrid::test_util::LocalGrid;
+use rgrid::{
+    Error, HandlerCtx, HandlerId, RemoteError, StreamHandler, StreamIn, StreamOut, Subroute,
+};
+
+use crate::measure::{Point, TaskResult, Timing, lat_capacity, median_of, run_once};
+
+/// The subroute MinIO's stream benchmark registers its handler on.
+pub const SUBROUTE: &str = "some-subroute";
+
+/// Messages each way per stream.
+pub const MESSAGES: usize = 10;
+
+/// The three stream shapes of MinIO's BenchmarkStream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// The caller sends 10 messages and closes; the handler checks it got exactly 10.
+    Request,
+    /// The handler sends 10 messages of one index byte plus the payload.
+    Responses,
+    /// The caller sends 10 messages from a separate task; the handler echoes each one.
+    TwoWay,
+}
+
+impl Shape {
+    /// All shapes, in MinIO's order.
+    pub const ALL: [Shape; 3] = [Shape::Request, Shape::Responses, Shape::TwoWay];
+
+    /// MinIO's name for the shape.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Request => "request",
+            Shape::Responses => "responses",
+            Shape::TwoWay => "twoway",
+        }
+    }
+
+    /// Messages one stream carries (MinIO's `ops` per stream).
+    pub fn messages_per_stream(self) -> usize {
+        match self {
+            Shape::Request | Shape::Responses => MESSAGES,
+            Shape::TwoWay => 2 * MESSAGES,
+        }
+    }
+
+    fn handler(self, payload: Bytes) -> StreamHandler {
+        match self {
+            Shape::Request => StreamHandler::new(1, 1, request_handler),
+            Shape::Responses => StreamHandler::new(0, 1, move |ctx, p, input, out| {
+                responses_handler(ctx, p, input, out, payload.clone())
+            }),
+            Shape::TwoWay => StreamHandler::new(1, 1, twoway_handler),
+        }
+    }
+}
+
+async fn request_handler(
+    _: HandlerCtx,
+    _: Bytes,
+    input: Option<StreamIn>,
+    _: StreamOut,
+) -> Result<(), RemoteError> {
+    let mut input = input.ok_or_else(|| RemoteError::new("no input"))?;
+    let mut n = 0;
+    while input.recv().await.is_some() {
+        n += 1;
+    }
+    if n != MESSAGES {
+        return Err(RemoteError::new(format!(
+            "got {n} messages, want {MESSAGES}"
+        )));
+    }
+    Ok(())
+}
+
+async fn responses_handler(
+    _: HandlerCtx,
+    _: Bytes,
+    _: Option<StreamIn>,
+    out: StreamOut,
+    payload: Bytes,
+) -> Result<(), RemoteError> {
+    for i in 0..MESSAGES {
+        let mut b = Vec::with_capacity(payload.len() + 1);
+        b.push(i as u8);
+        b.extend_from_slice(&payload);
+        out.send(b).await?;
+    }
+    Ok(())
+}
+
+async fn twoway_handler(
+    _: HandlerCtx,
+    _: Bytes,
+    input: Option<StreamIn>,
+    out: StreamOut,
+) -> Result<(), RemoteError> {
+    let mut input = input.ok_or_else(|| RemoteError::new("no input"))?;
+    while let Some(msg) = input.recv().await {
+        out.send(msg).await?;
+    }
+    Ok(())
+}
+
+/// A local grid of `servers` nodes with the handler of `shape` on `HandlerId::TEST` and
+/// subroute [`SUBROUTE`].
+pub async fn stream_grid(
+    servers: usize,
+    shape: Shape,
+    payload: &Bytes,
+) -> Result<LocalGrid, Error> {
+    let payload = payload.clone();
+    let grid = LocalGrid::start(servers, move |_, m| {
+        let _ = m.register_stream(
+            HandlerId::TEST,
+            Some(SUBROUTE),
+            shape.handler(payload.clone()),
+        );
+    })
+    .await?;
+    grid.wait_all_connected(std::time::Duration::from_secs(10))
+        .await?;
+    Ok(grid)
+}
+
+/// Every ordered pair (src, dst) of distinct nodes, as subroute handles.
+fn pairs(grid: &LocalGrid) -> Vec<Subroute> {
+    let n = grid.hosts.len();
+    let mut out = Vec::new();
+    for a in 0..n {
+        for b in 0..n {
+            if a != b {
+                out.push(grid.conn(a, b).subroute(SUBROUTE));
+            }
+        }
+    }
+    out
+}
+
+/// Runs one stream of `shape`; returns whether it completed as MinIO's benchmark expects.
+async fn one_stream(route: &Subroute, shape: Shape, payload: &Bytes) -> Result<(), Error> {
+    let mut st = route.open_stream(HandlerId::TEST, payload.clone()).await?;
+    match shape {
+        Shape::Request => {
+            for _ in 0..MESSAGES {
+                st.send(payload.clone()).await?;
+            }
+            st.results(|_| Ok(())).await
+        }
+        Shape::Responses => {
+            let mut n = 0;
+            st.results(|m| {
+                if m.len() != payload.len() + 1 {
+                    return Err(Error::Protocol(format!("response of {} bytes", m.len())));
+                }
+                n += 1;
+                Ok(())
+            })
+            .await?;
+            expect_count(n)
+        }
+        Shape::TwoWay => {
+            let (sender, mut responses) = st.split();
+            let mut sender =
+                sender.ok_or_else(|| Error::Protocol("twoway stream takes no input".into()))?;
+            let p = payload.clone();
+            let send = tokio::spawn(async move {
+                for _ in 0..MESSAGES {
+                    sender.send(p.clone()).await?;
+                }
+                sender.close();
+                Ok::<(), Error>(())
+            });
+            let mut n = 0;
+            while let Some(m) = responses.next().await {
+                m?;
+                n += 1;
+            }
+            match send.await {
+                Ok(r) => r?,
+                Err(e) => return Err(Error::Protocol(format!("sender task: {e}"))),
+            }
+            expect_count(n)
+        }
+    }
+}
+
+fn expect_count(n: usize) -> Result<(), Error> {
+    if n == MESSAGES {
+        Ok(())
+    } else {
+        Err(Error::Protocol(format!(
+            "got {n} messages, want {MESSAGES}"
+        )))
+    }
+}
+
+/// `concurrency` client tasks, each running streams of `shape` to random pairs in a loop.
+/// Operations are streams; multiply `ops_per_sec` by [`Shape::messages_per_stream`] for
+/// messages per second.
+pub async fn stream_point(
+    grid: &LocalGrid,
+    shape: Shape,
+    concurrency: usize,
+    payload: &Bytes,
+    timing: Timing,
+) -> Point {
+    let pairs = Arc::new(pairs(grid));
+    median_of(timing, || {
+        let pairs = pairs.clone();
+        let payload = payload.clone();
+        run_once(timing, move |phase| {
+            (0..concurrency)
+                .map(|i| {
+                    let pairs = pairs.clone();
+                    let payload = payload.clone();
+                    let phase = phase.clone();
+                    let cap = lat_capacity(concurrency, timing.measure);
+                    tokio::spawn(async move {
+                        let mut rng = fastrand::Rng::with_seed(i as u64);
+                        let mut res = TaskResult::with_capacity(cap);
+                        while !phase.stopped() {
+                            let route = &pairs[rng.usize(..pairs.len())];
+                            let t0 = Instant::now();
+                            let r = one_stream(route, shape, &payload).await;
+                            if phase.measuring() {
+                                if let Err(e) = &r {
+                                    tracing_error(e);
+                                }
+                                res.record(t0, r.is_ok());
+                            }
+                        }
+                        res
+                    })
+                })
+                .collect()
+        })
+    })
+    .await
+}
+
+fn tracing_error(e: &Error) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("first stream error: {e}"));
+}
