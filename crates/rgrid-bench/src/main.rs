@@ -121,17 +121,17 @@ fn main() {
     };
     let code = rt.block_on(async move {
         let payload = Bytes::from((0..512).map(|_| fastrand::u8(..)).collect::<Vec<u8>>());
-        if args.requests {
-            if let Err(e) = run_requests(&args, &payload).await {
-                eprintln!("{e}");
-                return 1;
-            }
+        if args.requests
+            && let Err(e) = run_requests(&args, &payload).await
+        {
+            eprintln!("{e}");
+            return 1;
         }
-        if args.streams {
-            if let Err(e) = run_streams(&args, &payload).await {
-                eprintln!("{e}");
-                return 1;
-            }
+        if args.streams
+            && let Err(e) = run_streams(&args, &payload).await
+        {
+            eprintln!("{e}");
+            return 1;
         }
         0
     });

@@ -3,184 +3,51 @@
 //! a silent peer that never answers, and garbage from a connected peer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use rgrid::proto::{
-    ConnectRequest, ConnectResponse, DecodeLimits, Flags, Frame, GridTime, Message, MuxId, Op,
-    should_dial,
-};
+use common::bounded;
+use common::raw::{Node, TOKEN, handshake, host_where, raw_request, recv_frame, send};
+use futures_util::SinkExt;
+use rgrid::proto::{DecodeLimits, Flags, Message, Op};
 use rgrid::transport::ConnDialer;
 use rgrid::{
-    DEFAULT_ROUTE_PATH, HandlerId, Manager, Options, RemoteError, State, StaticToken, WebSocket,
-    connect_ws, serve,
+    DEFAULT_ROUTE_PATH, HandlerId, Manager, Options, RemoteError, State, StaticToken, connect_ws,
+    serve,
 };
 use tokio::net::TcpListener;
 
-const TOKEN: &str = "debug";
-
-struct Node {
-    manager: Manager,
-    host: String,
-    /// A host name the node accepts connections from (it must not dial it).
-    peer: String,
-    /// A second host name the node accepts connections from.
-    peer2: String,
-    /// A host name the node itself must dial.
-    dialed: String,
-    calls: Arc<AtomicUsize>,
-}
-
-/// Picks the `nth` host name `x` for which `should_dial(x, host) == want`.
-fn host_where(host: &str, want: bool, nth: usize) -> String {
-    (1..1000)
-        .map(|i| format!("http://127.0.0.2:{i}"))
-        .filter(|x| should_dial(x, host) == want)
-        .nth(nth)
-        .unwrap()
-}
-
-async fn node() -> Node {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
-    let peer = host_where(&host, true, 0);
-    let peer2 = host_where(&host, true, 1);
-    let dialed = host_where(&host, false, 0);
-    let manager = Manager::builder(
-        host.clone(),
-        [host.clone(), peer.clone(), peer2.clone(), dialed.clone()],
-    )
-    .token(TOKEN)
-    .build()
-    .unwrap();
+/// A node whose `HandlerId::TEST` echoes and counts its calls.
+async fn node() -> (Node, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    manager
-        .register_single(HandlerId::TEST, move |p| {
+    let n = common::raw::node(Options::default(), move |m| {
+        m.register_single(HandlerId::TEST, move |p| {
             c.fetch_add(1, Ordering::SeqCst);
             async move { Ok::<_, RemoteError>(p) }
         })
         .unwrap();
-    tokio::spawn(serve(listener, manager.clone()));
-    Node {
-        manager,
-        host,
-        peer,
-        peer2,
-        dialed,
-        calls,
-    }
-}
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("hung")
-}
-
-async fn send(ws: &mut WebSocket, m: Message<'_>) {
-    let bytes = m.encode_to_vec().unwrap();
-    ws.send(tokio_websockets::Message::binary(Bytes::from(bytes)))
-        .await
-        .unwrap();
-}
-
-async fn recv_frame(ws: &mut WebSocket) -> Option<Bytes> {
-    loop {
-        match ws.next().await {
-            Some(Ok(m)) if m.is_binary() => return Some(Bytes::from(m.into_payload())),
-            Some(Ok(m)) if m.is_close() => return None,
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return None,
-        }
-    }
-}
-
-/// Dials `node` as `host` and sends a connect message; returns the answer and the socket.
-async fn handshake(
-    node: &Node,
-    host: &str,
-    token: &str,
-    time: SystemTime,
-) -> (ConnectResponse<'static>, WebSocket) {
-    let dialer = connect_ws(DEFAULT_ROUTE_PATH, Arc::new(StaticToken::new(TOKEN)));
-    let mut ws = bounded(dialer.dial(&node.host)).await.unwrap();
-    let mut payload = Vec::new();
-    ConnectRequest {
-        id: [7; 16],
-        host,
-        time: GridTime::from_system_time(time),
-        token,
-    }
-    .encode(&mut payload)
-    .unwrap();
-    send(
-        &mut ws,
-        Message {
-            payload: Some(&payload),
-            ..Message::new(Op::CONNECT)
-        },
-    )
+    })
     .await;
-    let frame = bounded(recv_frame(&mut ws)).await.expect("an answer");
-    let msg = Message::decode(&frame, &DecodeLimits::default()).unwrap();
-    assert_eq!(msg.op, Op::CONNECT_RESPONSE);
-    assert_eq!(
-        msg.flags,
-        Flags::NONE,
-        "handshake messages carry no checksum"
-    );
-    let resp = ConnectResponse::decode(msg.payload_bytes()).unwrap();
-    let resp = ConnectResponse {
-        id: resp.id,
-        accepted: resp.accepted,
-        rejected_reason: resp.rejected_reason.into_owned().into(),
-    };
-    (resp, ws)
-}
-
-/// Sends a checksummed single request on an accepted raw connection and returns the answer.
-async fn raw_request(ws: &mut WebSocket, mux: u64, payload: &[u8]) -> Message<'static> {
-    send(
-        ws,
-        Message {
-            mux_id: MuxId(mux),
-            deadline_ms: 5000,
-            handler: HandlerId::TEST,
-            flags: Flags::CRC | Flags::EOF,
-            payload: Some(payload),
-            ..Message::new(Op::REQUEST)
-        },
-    )
-    .await;
-    loop {
-        let frame = bounded(recv_frame(ws)).await.expect("a response");
-        let frame: &'static [u8] = Box::leak(frame.to_vec().into_boxed_slice());
-        let msgs: Vec<Message<'static>> =
-            match Frame::decode(frame, &DecodeLimits::default()).unwrap() {
-                Frame::Message(m) => vec![m],
-                Frame::Merged(m) => m.iter().map(Result::unwrap).collect(),
-            };
-        if let Some(m) = msgs.into_iter().find(|m| m.op == Op::RESPONSE) {
-            return m;
-        }
-    }
+    (n, calls)
 }
 
 #[tokio::test]
 async fn accepted_peer_can_call_with_checksums() {
-    let n = node().await;
+    let (n, calls) = node().await;
     let (resp, mut ws) = handshake(&n, &n.peer, TOKEN, SystemTime::now()).await;
     assert!(resp.accepted, "{}", resp.rejected_reason);
     assert_eq!(resp.rejected_reason, "");
     let conn = n.manager.connection(&n.peer).unwrap();
     bounded(conn.wait_for_connect()).await.unwrap();
     let answer = raw_request(&mut ws, 1, b"hi").await;
-    assert_eq!(answer.mux_id, MuxId(1));
-    assert_eq!(answer.payload, Some(&b"hi"[..]));
+    assert_eq!(answer.mux, 1);
+    assert_eq!(answer.payload.as_deref(), Some(&b"hi"[..]));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(answer.flags.contains(Flags::CRC | Flags::EOF));
     // The node calls back over the same socket: its request arrives here.
     let back = tokio::spawn({
@@ -210,7 +77,7 @@ async fn accepted_peer_can_call_with_checksums() {
 
 #[tokio::test]
 async fn refusals_carry_their_reason_and_run_no_handler() {
-    let n = node().await;
+    let (n, calls) = node().await;
     let now = SystemTime::now();
     let cases = [
         (n.peer.clone(), "wrong", now, "auth token: "),
@@ -253,7 +120,7 @@ async fn refusals_carry_their_reason_and_run_no_handler() {
             .await;
         assert!(bounded(recv_frame(&mut ws)).await.is_none());
     }
-    assert_eq!(n.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert_ne!(
         n.manager.connection(&n.peer).unwrap().state(),
         State::Connected
@@ -266,7 +133,7 @@ async fn refusals_carry_their_reason_and_run_no_handler() {
 
 #[tokio::test]
 async fn bad_input_closes_only_that_connection_and_the_peer_can_reconnect() {
-    let n = node().await;
+    let (n, calls) = node().await;
     let conn = n.manager.connection(&n.peer).unwrap();
     // A second peer whose connection must live through all of it.
     let (resp, mut other) = handshake(&n, &n.peer2, TOKEN, SystemTime::now()).await;
@@ -288,7 +155,7 @@ async fn bad_input_closes_only_that_connection_and_the_peer_can_reconnect() {
         bounded(conn.wait_for_connect()).await.unwrap();
         // A good call works on this connection ...
         let ok = raw_request(&mut ws, 100 + i as u64, b"ok").await;
-        assert_eq!(ok.payload, Some(&b"ok"[..]));
+        assert_eq!(ok.payload.as_deref(), Some(&b"ok"[..]));
         // ... then garbage closes it.
         ws.send(tokio_websockets::Message::binary(Bytes::copy_from_slice(
             bad,
@@ -308,8 +175,13 @@ async fn bad_input_closes_only_that_connection_and_the_peer_can_reconnect() {
         // The other connection is untouched and still serves calls.
         assert_eq!(other_conn.state(), State::Connected);
         let ok = raw_request(&mut other, 200 + i as u64, b"still here").await;
-        assert_eq!(ok.payload, Some(&b"still here"[..]));
+        assert_eq!(ok.payload.as_deref(), Some(&b"still here"[..]));
     }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        8,
+        "every good call ran exactly once"
+    );
     assert_eq!(conn.stats().reconnects, 3);
     assert_eq!(other_conn.stats().reconnects, 0);
     n.manager.shutdown().await;

@@ -3,62 +3,20 @@
 //! TestDisconnect. After every test no mux is left open on either side.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{DropSignal, assert_no_active, bounded, grid_with};
 use futures_util::StreamExt;
-use rgrid::test_util::LocalGrid;
 use rgrid::{
     Error, HandlerCtx, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamIn, StreamOut,
 };
 use tokio::sync::mpsc;
 
 const TEXT: &str = "Hello Grid World!";
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("hung")
-}
-
-async fn grid_with(options: Options, register: impl Fn(usize, &Manager)) -> LocalGrid {
-    bounded(LocalGrid::start_with(2, options, register))
-        .await
-        .unwrap()
-}
-
-/// MinIO's assertNoActive, both directions: no incoming or outgoing mux left (retries for
-/// about a second, as cleanup is asynchronous).
-async fn assert_no_active(g: &LocalGrid) {
-    for _ in 0..100 {
-        let busy = [(0, 1), (1, 0)].iter().any(|&(a, b)| {
-            let s = g.conn(a, b).stats();
-            s.incoming_muxes != 0 || s.outgoing_muxes != 0
-        });
-        if !busy {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "muxes left open: 0->1 {:?}, 1->0 {:?}",
-        g.conn(0, 1).stats(),
-        g.conn(1, 0).stats()
-    );
-}
-
-/// Sets a flag when dropped: a handler's future is dropped when its stream is cancelled.
-struct DropSignal(Option<mpsc::UnboundedSender<&'static str>>);
-
-impl Drop for DropSignal {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send("dropped");
-        }
-    }
-}
 
 #[tokio::test]
 async fn stream_roundtrip() {
@@ -469,62 +427,6 @@ async fn handler_errors_and_panics_end_the_stream_after_its_messages() {
         err.as_remote().unwrap().text().contains("stream boom"),
         "{err}"
     );
-    assert_no_active(&g).await;
-    g.shutdown().await;
-}
-
-#[tokio::test]
-async fn ten_thousand_concurrent_streams() {
-    let g = grid_with(Options::default(), |_, m| {
-        m.register_stream(
-            HandlerId::TEST,
-            None,
-            StreamHandler::new(
-                1,
-                1,
-                |_, _, input: Option<StreamIn>, out: StreamOut| async move {
-                    let mut input = input.unwrap();
-                    while let Some(msg) = input.recv().await {
-                        out.send(msg).await?;
-                    }
-                    Ok(())
-                },
-            ),
-        )
-        .unwrap();
-    })
-    .await;
-    let conn = g.conn(0, 1);
-    let done = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for s in 0..10_000u32 {
-        let conn = conn.clone();
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            let st = conn.open_stream(HandlerId::TEST, "").await.unwrap();
-            let (sender, responses) = st.split();
-            let mut sender = sender.unwrap();
-            let feed = async move {
-                for i in 0..10u32 {
-                    sender.send((s * 100 + i).to_string()).await.unwrap();
-                }
-            };
-            let (_, got) = tokio::join!(feed, responses.map(|r| r.unwrap()).collect::<Vec<_>>());
-            let want: Vec<Bytes> = (0..10u32)
-                .map(|i| Bytes::from((s * 100 + i).to_string()))
-                .collect();
-            assert_eq!(got, want);
-            done.fetch_add(1, Ordering::Relaxed);
-        }));
-    }
-    tokio::time::timeout(Duration::from_secs(60), async {
-        for t in tasks {
-            t.await.unwrap();
-        }
-    })
-    .await
-    .expect("streams hung");
-    assert_eq!(done.load(Ordering::Relaxed), 10_000);
     assert_no_active(&g).await;
     g.shutdown().await;
 }

@@ -1,0 +1,56 @@
+//! Helpers shared by the integration tests: bounded waits, two-node grids, the no-open-mux
+//! check, and a raw protocol peer.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod raw;
+
+use std::time::Duration;
+
+use rgrid::test_util::LocalGrid;
+use rgrid::{Manager, Options};
+use tokio::sync::mpsc;
+
+/// Awaits `f` for at most 10 s, so a hang fails the test instead of blocking CI.
+pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("hung")
+}
+
+/// A connected two-node grid with `options`; `register` adds handlers to each node.
+pub async fn grid_with(options: Options, register: impl Fn(usize, &Manager)) -> LocalGrid {
+    bounded(LocalGrid::start_with(2, options, register))
+        .await
+        .unwrap()
+}
+
+/// MinIO's assertNoActive, both directions of a two-node grid: no incoming or outgoing mux
+/// left (retries for about a second, as cleanup is asynchronous).
+pub async fn assert_no_active(g: &LocalGrid) {
+    for _ in 0..100 {
+        let busy = [(0, 1), (1, 0)].iter().any(|&(a, b)| {
+            let s = g.conn(a, b).stats();
+            s.incoming_muxes != 0 || s.outgoing_muxes != 0
+        });
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "muxes left open: 0->1 {:?}, 1->0 {:?}",
+        g.conn(0, 1).stats(),
+        g.conn(1, 0).stats()
+    );
+}
+
+/// Sends "dropped" when dropped: a handler's future is dropped when its call is cancelled.
+pub struct DropSignal(pub Option<mpsc::UnboundedSender<&'static str>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send("dropped");
+        }
+    }
+}

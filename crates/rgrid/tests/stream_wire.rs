@@ -1,0 +1,289 @@
+//! Streams against a peer that breaks the rules, driven message by message: credit abuse and
+//! sequence gaps in both directions, input to a stream that takes none, a duplicate open, and
+//! messages for muxes that do not exist. Each fails only the stream concerned (with the
+//! error MinIO's peers expect) and leaves the connection serving calls.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::{
+    Got, Node, connected_peer, expect, node, quiet_for, raw_request, recv_msgs, send_mux,
+};
+use common::{DropSignal, bounded};
+use futures_util::StreamExt;
+use rgrid::proto::{Flags, HandlerId, Message, MuxId, Op, PongMsg};
+use rgrid::{Error, HandlerCtx, Manager, Options, RemoteError, State, StreamHandler, WebSocket};
+use tokio::sync::mpsc;
+
+/// A stream handler that reports "started", never reads or writes, and reports "dropped"
+/// when its future is dropped (cancelled).
+fn waiting(in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) -> StreamHandler {
+    StreamHandler::new(in_cap, 1, move |ctx: HandlerCtx, _, _, _| {
+        let tx = tx.clone();
+        async move {
+            let _guard = DropSignal(Some(tx.clone()));
+            let _ = tx.send("started");
+            ctx.cancelled().await;
+            Ok(())
+        }
+    })
+}
+
+/// A node with an echo single handler on TEST, a waiting stream handler with one input
+/// credit on TEST and one without input on TEST2.
+async fn stream_node() -> (Node, mpsc::UnboundedReceiver<&'static str>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let n = node(Options::default(), move |m: &Manager| {
+        m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
+            .unwrap();
+        m.register_stream(HandlerId::TEST, None, waiting(1, tx.clone()))
+            .unwrap();
+        m.register_stream(HandlerId::TEST2, None, waiting(0, tx))
+            .unwrap();
+    })
+    .await;
+    (n, rx)
+}
+
+/// Opens stream `mux` on `handler` like a caller would and waits for the ack.
+async fn open(ws: &mut WebSocket, mux: u64, handler: HandlerId) {
+    common::raw::send(
+        ws,
+        Message {
+            mux_id: MuxId(mux),
+            handler,
+            flags: Flags::CRC,
+            payload: Some(b"init"),
+            ..Message::new(Op::CONNECT_MUX)
+        },
+    )
+    .await;
+    let ack = expect(ws, Op::ACK_MUX, mux, &mut Vec::new()).await;
+    assert_eq!(ack.seq, 0);
+}
+
+/// Reads the stream's failure (an ERR|EOF message) and the disconnect that follows it.
+async fn expect_failure(ws: &mut WebSocket, mux: u64, pending: &mut Vec<Got>) -> Got {
+    let end = expect(ws, Op::MUX_SERVER_MSG, mux, pending).await;
+    assert!(
+        end.flags.contains(Flags::EOF | Flags::PAYLOAD_IS_ERR),
+        "{end:?}"
+    );
+    expect(ws, Op::DISCONNECT_CLIENT_MUX, mux, pending).await;
+    end
+}
+
+/// The node still serves calls on this socket, never reconnected, and has no mux open.
+async fn connection_is_healthy(n: &Node, ws: &mut WebSocket, call: u64) {
+    let answer = raw_request(ws, call, b"still here").await;
+    assert_eq!(answer.payload.as_deref(), Some(&b"still here"[..]));
+    let conn = n.manager.connection(&n.peer).unwrap();
+    assert_eq!(conn.state(), State::Connected);
+    assert_eq!(conn.stats().reconnects, 0);
+    bounded(async {
+        while conn.stats().incoming_muxes != 0 || conn.stats().outgoing_muxes != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_caller_sending_beyond_its_credits_fails_only_that_stream() {
+    let (n, mut events) = stream_node().await;
+    let mut ws = connected_peer(&n).await;
+    open(&mut ws, 1, HandlerId::TEST).await;
+    assert_eq!(bounded(events.recv()).await, Some("started"));
+    // One credit, and the handler never reads: the first message is buffered, the second
+    // is a violation.
+    send_mux(&mut ws, Op::MUX_CLIENT_MSG, 1, 1, Flags::NONE, Some(b"a")).await;
+    assert!(
+        quiet_for(&mut ws, Duration::from_millis(100))
+            .await
+            .is_empty()
+    );
+    send_mux(&mut ws, Op::MUX_CLIENT_MSG, 1, 2, Flags::NONE, Some(b"b")).await;
+    let end = expect_failure(&mut ws, 1, &mut Vec::new()).await;
+    assert_eq!(end.text(), "handler blocked");
+    assert_eq!(bounded(events.recv()).await, Some("dropped"));
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sequence_gap_fails_the_stream_with_minios_text() {
+    let (n, mut events) = stream_node().await;
+    let mut ws = connected_peer(&n).await;
+    // A message, a credit and a ping, each arriving one number too far.
+    for (i, op) in [Op::MUX_CLIENT_MSG, Op::UNBLOCK_SRV_MUX, Op::PING]
+        .into_iter()
+        .enumerate()
+    {
+        let mux = 1 + i as u64;
+        open(&mut ws, mux, HandlerId::TEST).await;
+        assert_eq!(bounded(events.recv()).await, Some("started"));
+        send_mux(&mut ws, Op::MUX_CLIENT_MSG, mux, 1, Flags::NONE, Some(b"a")).await;
+        send_mux(&mut ws, op, mux, 3, Flags::NONE, Some(b"")).await;
+        let mut skipped = Vec::new();
+        if op == Op::PING {
+            let pong = expect(&mut ws, Op::PONG, mux, &mut skipped).await;
+            let pong = PongMsg::decode(pong.payload.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                pong.err.as_deref(),
+                Some("receive sequence number mismatch. want 2, got 3")
+            );
+        }
+        let end = expect_failure(&mut ws, mux, &mut skipped).await;
+        assert_eq!(
+            end.text(),
+            "receive sequence number mismatch. want 2, got 3",
+            "{op}"
+        );
+        assert_eq!(bounded(events.recv()).await, Some("dropped"));
+    }
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn input_to_a_stream_that_takes_none_fails_it() {
+    let (n, mut events) = stream_node().await;
+    let mut ws = connected_peer(&n).await;
+    open(&mut ws, 1, HandlerId::TEST2).await;
+    assert_eq!(bounded(events.recv()).await, Some("started"));
+    send_mux(&mut ws, Op::MUX_CLIENT_MSG, 1, 1, Flags::NONE, Some(b"a")).await;
+    let end = expect_failure(&mut ws, 1, &mut Vec::new()).await;
+    assert_eq!(end.text(), "did not expect inbound message");
+    assert_eq!(bounded(events.recv()).await, Some("dropped"));
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_open_of_a_live_mux_id_is_ignored() {
+    let (n, mut events) = stream_node().await;
+    let mut ws = connected_peer(&n).await;
+    open(&mut ws, 1, HandlerId::TEST).await;
+    assert_eq!(bounded(events.recv()).await, Some("started"));
+    common::raw::send(
+        &mut ws,
+        Message {
+            mux_id: MuxId(1),
+            handler: HandlerId::TEST,
+            flags: Flags::CRC,
+            payload: Some(b"again"),
+            ..Message::new(Op::CONNECT_MUX)
+        },
+    )
+    .await;
+    // No second ack, no second handler; the first stream still takes its input.
+    assert!(
+        quiet_for(&mut ws, Duration::from_millis(100))
+            .await
+            .is_empty()
+    );
+    assert!(events.try_recv().is_err());
+    send_mux(&mut ws, Op::MUX_CLIENT_MSG, 1, 1, Flags::NONE, Some(b"a")).await;
+    send_mux(&mut ws, Op::DISCONNECT_SERVER_MUX, 1, 2, Flags::NONE, None).await;
+    assert_eq!(bounded(events.recv()).await, Some("dropped"));
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_for_unknown_muxes_get_the_right_answer_and_hurt_nothing() {
+    let (n, _events) = stream_node().await;
+    let mut ws = connected_peer(&n).await;
+    let mut skipped = Vec::new();
+    // Input for a stream the node does not serve: the caller is told to drop it.
+    send_mux(&mut ws, Op::MUX_CLIENT_MSG, 41, 1, Flags::NONE, Some(b"x")).await;
+    expect(&mut ws, Op::DISCONNECT_CLIENT_MUX, 41, &mut skipped).await;
+    // A response and an ack for a stream the node never opened: the handler side is told
+    // to stop (not the node's own caller mux of that number, quirk 14.2).
+    for (op, mux) in [(Op::MUX_SERVER_MSG, 42), (Op::ACK_MUX, 43)] {
+        send_mux(&mut ws, op, mux, 1, Flags::NONE, Some(b"x")).await;
+        expect(&mut ws, Op::DISCONNECT_SERVER_MUX, mux, &mut skipped).await;
+    }
+    // A ping for a stream the node does not serve: the pong says so.
+    send_mux(&mut ws, Op::PING, 44, 1, Flags::NONE, Some(b"")).await;
+    let pong = expect(&mut ws, Op::PONG, 44, &mut skipped).await;
+    assert!(
+        PongMsg::decode(pong.payload.as_deref().unwrap())
+            .unwrap()
+            .not_found
+    );
+    // Credits, cancels and disconnects for unknown muxes are ignored silently.
+    for op in [
+        Op::UNBLOCK_SRV_MUX,
+        Op::UNBLOCK_CL_MUX,
+        Op::DISCONNECT_SERVER_MUX,
+        Op::DISCONNECT_CLIENT_MUX,
+    ] {
+        send_mux(&mut ws, op, 45, 1, Flags::NONE, None).await;
+    }
+    assert!(
+        skipped.iter().all(|m| m.mux == 0),
+        "unexpected answers: {skipped:?}"
+    );
+    assert_eq!(
+        quiet_for(&mut ws, Duration::from_millis(100)).await,
+        Vec::<Got>::new()
+    );
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
+
+/// The node opens a stream to the raw peer, which plays the handler: returns the stream
+/// and the mux id it arrived on, after acking it.
+async fn node_opens_stream(n: &Node, ws: &mut WebSocket) -> (rgrid::Stream, u64) {
+    let conn = n.manager.connection(&n.peer).unwrap();
+    let st = bounded(conn.open_stream(HandlerId::TEST, "hi"))
+        .await
+        .unwrap();
+    let open = loop {
+        let msgs = bounded(recv_msgs(ws)).await.unwrap();
+        if let Some(m) = msgs.into_iter().find(|m| m.op == Op::CONNECT_MUX) {
+            break m;
+        }
+    };
+    assert_eq!((open.seq, open.payload.as_deref()), (0, Some(&b"hi"[..])));
+    send_mux(ws, Op::ACK_MUX, open.mux, 0, Flags::NONE, None).await;
+    (st, open.mux)
+}
+
+#[tokio::test]
+async fn a_handler_sending_beyond_its_credits_fails_the_callers_stream() {
+    let (n, _events) = stream_node().await;
+    let mut ws = connected_peer(&n).await;
+    let (mut st, mux) = node_opens_stream(&n, &mut ws).await;
+    // Out capacity 1 and the consumer has not read: the second message is a violation.
+    send_mux(&mut ws, Op::MUX_SERVER_MSG, mux, 1, Flags::NONE, Some(b"a")).await;
+    send_mux(&mut ws, Op::MUX_SERVER_MSG, mux, 2, Flags::NONE, Some(b"b")).await;
+    expect(&mut ws, Op::DISCONNECT_SERVER_MUX, mux, &mut Vec::new()).await;
+    assert_eq!(&bounded(st.next()).await.unwrap().unwrap()[..], b"a");
+    match bounded(st.next()).await {
+        Some(Err(Error::Protocol(text))) => assert!(text.contains("credits"), "{text}"),
+        other => panic!("want a protocol error, got {other:?}"),
+    }
+    assert!(bounded(st.next()).await.is_none());
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sequence_gap_from_the_handler_fails_the_callers_stream() {
+    let (n, _events) = stream_node().await;
+    let mut ws = connected_peer(&n).await;
+    let (mut st, mux) = node_opens_stream(&n, &mut ws).await;
+    send_mux(&mut ws, Op::MUX_SERVER_MSG, mux, 2, Flags::NONE, Some(b"a")).await;
+    expect(&mut ws, Op::DISCONNECT_SERVER_MUX, mux, &mut Vec::new()).await;
+    assert_eq!(
+        bounded(st.next()).await,
+        Some(Err(Error::IncorrectSequence { want: 1, got: 2 }))
+    );
+    assert!(bounded(st.next()).await.is_none());
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
