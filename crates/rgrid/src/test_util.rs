@@ -1,17 +1,56 @@
-//! Test utilities (feature `test-util`): local n-node grids on loopback. Not a stable API.
+//! Test utilities (feature `test-util`): local n-node grids, on loopback or in memory. Not a
+//! stable API.
 //!
 //! Fault hooks live on [`crate::Connection`] under the same feature: [`crate::Connection::kill`]
 //! drops the live websocket and [`crate::Connection::block_inbound`] stops inbound
 //! processing; shorter ping intervals are set through [`crate::Options`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_websockets::{ClientBuilder, Limits, ServerBuilder};
 
 use crate::error::Error;
 use crate::manager::Manager;
 use crate::options::Options;
-use crate::transport::serve;
+use crate::transport::{BoxedIo, ConnDialer, DialFuture, serve};
+
+/// Bytes each direction of an in-memory connection buffers.
+const MEM_PIPE_BYTES: usize = 256 * 1024;
+
+/// The accept queues of in-memory nodes, by host.
+type MemListeners = Arc<Mutex<HashMap<String, mpsc::Sender<BoxedIo>>>>;
+
+/// Dials in-memory nodes: a `tokio::io::duplex` pipe, the client end as a websocket, the
+/// server end handed to the remote node's accept queue.
+#[derive(Clone, Debug)]
+struct MemDialer {
+    listeners: MemListeners,
+    max_message_size: usize,
+}
+
+impl ConnDialer for MemDialer {
+    fn dial(&self, remote: &str) -> DialFuture {
+        let tx = self
+            .listeners
+            .lock()
+            .ok()
+            .and_then(|l| l.get(remote).cloned());
+        let limits = Limits::default().max_payload_len(Some(self.max_message_size));
+        Box::pin(async move {
+            let tx = tx.ok_or(Error::Disconnected)?;
+            let (client, server) = tokio::io::duplex(MEM_PIPE_BYTES);
+            tx.send(Box::new(server))
+                .await
+                .map_err(|_| Error::Disconnected)?;
+            let io: BoxedIo = Box::new(client);
+            Ok(ClientBuilder::new().limits(limits).take_over(io))
+        })
+    }
+}
 
 /// The token every node of a local test grid uses.
 pub const TEST_TOKEN: &str = "debug";
@@ -22,8 +61,10 @@ pub const TEST_TOKEN: &str = "debug";
 pub struct LocalGrid {
     /// The managers, in host order.
     pub managers: Vec<Manager>,
-    /// The hosts (`http://127.0.0.1:<port>`).
+    /// The hosts (`http://127.0.0.1:<port>`, or `http://mem-<i>:9000` in memory).
     pub hosts: Vec<String>,
+    /// In memory: the nodes' accept queues (emptied on shutdown).
+    mem: Option<MemListeners>,
 }
 
 impl LocalGrid {
@@ -59,7 +100,60 @@ impl LocalGrid {
         for m in &managers {
             m.start();
         }
-        let grid = LocalGrid { managers, hosts };
+        let grid = LocalGrid {
+            managers,
+            hosts,
+            mem: None,
+        };
+        grid.wait_all_connected(Duration::from_secs(10)).await?;
+        Ok(grid)
+    }
+
+    /// Like [`LocalGrid::start_with`], but the nodes talk over in-memory pipes instead of
+    /// TCP (the same websocket framing on top). With no real I/O, tests can run on paused
+    /// tokio time (`#[tokio::test(start_paused = true)]`) and use the real keepalive timings:
+    /// time only jumps when every task is idle.
+    pub async fn start_in_memory(
+        n: usize,
+        options: Options,
+        register: impl Fn(usize, &Manager),
+    ) -> Result<LocalGrid, Error> {
+        let hosts: Vec<String> = (0..n).map(|i| format!("http://mem-{i}:9000")).collect();
+        let listeners = MemListeners::default();
+        let mut managers = Vec::with_capacity(n);
+        for host in &hosts {
+            let m = Manager::builder(host.clone(), hosts.clone())
+                .options(options.clone())
+                .token(TEST_TOKEN)
+                .dialer(MemDialer {
+                    listeners: listeners.clone(),
+                    max_message_size: options.max_message_size,
+                })
+                .build()?;
+            register(managers.len(), &m);
+            let (tx, mut rx) = mpsc::channel::<BoxedIo>(16);
+            if let Ok(mut l) = listeners.lock() {
+                l.insert(host.clone(), tx);
+            }
+            let acceptor = m.clone();
+            let limits = Limits::default().max_payload_len(Some(options.max_message_size));
+            tokio::spawn(async move {
+                while let Some(io) = rx.recv().await {
+                    let ws = ServerBuilder::new().limits(limits).serve(io);
+                    let m = acceptor.clone();
+                    tokio::spawn(async move { m.incoming_conn(ws).await });
+                }
+            });
+            managers.push(m);
+        }
+        for m in &managers {
+            m.start();
+        }
+        let grid = LocalGrid {
+            managers,
+            hosts,
+            mem: Some(listeners),
+        };
         grid.wait_all_connected(Duration::from_secs(10)).await?;
         Ok(grid)
     }
@@ -91,6 +185,12 @@ impl LocalGrid {
     pub async fn shutdown(&self) {
         for m in &self.managers {
             m.shutdown().await;
+        }
+        // Closes the in-memory accept queues, which ends their tasks.
+        if let Some(mem) = &self.mem
+            && let Ok(mut l) = mem.lock()
+        {
+            l.clear();
         }
     }
 }

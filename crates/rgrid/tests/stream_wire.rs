@@ -1,6 +1,6 @@
 //! Streams against a peer that breaks the rules, driven message by message: credit abuse and
-//! sequence gaps in both directions, input to a stream that takes none, a duplicate open, and
-//! messages for muxes that do not exist. Each fails only the stream concerned (with the
+//! sequence gaps in both directions, input to a stream that takes none, a caller that never
+//! pings, a duplicate open, and messages for muxes that do not exist. Each fails only the stream concerned (with the
 //! error MinIO's peers expect) and leaves the connection serving calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,8 +34,12 @@ fn waiting(in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) -> StreamHand
 /// A node with an echo single handler on TEST, a waiting stream handler with one input
 /// credit on TEST and one without input on TEST2.
 async fn stream_node() -> (Node, mpsc::UnboundedReceiver<&'static str>) {
+    stream_node_with(Options::default()).await
+}
+
+async fn stream_node_with(options: Options) -> (Node, mpsc::UnboundedReceiver<&'static str>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let n = node(Options::default(), move |m: &Manager| {
+    let n = node(options, move |m: &Manager| {
         m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
             .unwrap();
         m.register_stream(HandlerId::TEST, None, waiting(1, tx.clone()))
@@ -156,6 +160,26 @@ async fn input_to_a_stream_that_takes_none_fails_it() {
     send_mux(&mut ws, Op::MUX_CLIENT_MSG, 1, 1, Flags::NONE, Some(b"a")).await;
     let end = expect_failure(&mut ws, 1, &mut Vec::new()).await;
     assert_eq!(end.text(), "did not expect inbound message");
+    assert_eq!(bounded(events.recv()).await, Some("dropped"));
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_watchdog_cancels_a_stream_whose_caller_never_pings() {
+    let every = Duration::from_millis(50);
+    let (n, mut events) = stream_node_with(Options {
+        stream_ping_interval: every,
+        ..Options::default()
+    })
+    .await;
+    let mut ws = connected_peer(&n).await;
+    let t0 = std::time::Instant::now();
+    open(&mut ws, 1, HandlerId::TEST).await;
+    assert_eq!(bounded(events.recv()).await, Some("started"));
+    // Four silent intervals, then the handler is cancelled and the caller told so.
+    expect(&mut ws, Op::DISCONNECT_CLIENT_MUX, 1, &mut Vec::new()).await;
+    assert!(t0.elapsed() >= every * 4, "{:?}", t0.elapsed());
     assert_eq!(bounded(events.recv()).await, Some("dropped"));
     connection_is_healthy(&n, &mut ws, 100).await;
     n.manager.shutdown().await;

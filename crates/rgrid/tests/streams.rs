@@ -1,6 +1,8 @@
 //! Streams over a real two-node grid: ports of MinIO's TestStreamSuite (roundtrip, cancel,
 //! deadline, congestion both ways, blocked consumer, pings) and of the stream half of
-//! TestDisconnect. After every test no mux is left open on either side.
+//! TestDisconnect. After every test no mux is left open on either side. Tests that depend on
+//! timers (deadlines, pings) run over in-memory pipes on paused tokio time with the real
+//! timings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{DropSignal, assert_no_active, bounded, grid_with};
+use common::{DropSignal, assert_no_active, bounded, grid_with, mem_grid_with, within};
 use futures_util::StreamExt;
 use rgrid::{
     Error, HandlerCtx, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamIn, StreamOut,
@@ -119,16 +121,17 @@ async fn stream_cancel_unbuffered_buffered_and_full() {
     }
 }
 
-#[tokio::test]
+/// On paused time, over in-memory pipes.
+#[tokio::test(start_paused = true)]
 async fn stream_deadline_unbuffered_and_buffered() {
     for in_cap in [0, 1] {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let g = grid_with(Options::default(), move |_, m| {
+        let g = mem_grid_with(Options::default(), move |_, m| {
             register_waiting(m, in_cap, tx.clone())
         })
         .await;
         let conn = g.conn(0, 1);
-        let t0 = std::time::Instant::now();
+        let t0 = tokio::time::Instant::now();
         let st = bounded(conn.open_stream_with_deadline(
             HandlerId::TEST,
             "x",
@@ -139,7 +142,11 @@ async fn stream_deadline_unbuffered_and_buffered() {
         assert_eq!(bounded(rx.recv()).await, Some("started"));
         let res = bounded(st.results(|_| Ok(()))).await;
         assert_eq!(res, Err(Error::DeadlineExceeded));
-        assert!(t0.elapsed() >= Duration::from_millis(50));
+        let took = t0.elapsed();
+        assert!(
+            (Duration::from_millis(50)..Duration::from_millis(60)).contains(&took),
+            "{took:?}"
+        );
         assert_eq!(
             bounded(rx.recv()).await,
             Some("dropped"),
@@ -431,20 +438,17 @@ async fn handler_errors_and_panics_end_the_stream_after_its_messages() {
     g.shutdown().await;
 }
 
-fn fast_pings() -> Options {
-    Options {
-        stream_ping_interval: Duration::from_millis(100),
-        ..Options::default()
-    }
-}
+/// The default stream ping interval (spec §3.12); the ping tests run on paused time with it.
+const PING: Duration = Duration::from_secs(15);
 
 /// MinIO's testServerStreamNoPing, one-way and two-way: the caller stops reading its
 /// connection, so no pong arrives; the stream fails on its own and the handler is cancelled.
-#[tokio::test]
+/// Real timings on paused time: the caller gives up after two silent ping intervals.
+#[tokio::test(start_paused = true)]
 async fn stream_without_pongs_fails_and_cancels_the_handler() {
     for in_cap in [0, 1] {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let g = grid_with(fast_pings(), move |_, m| {
+        let g = mem_grid_with(Options::default(), move |_, m| {
             register_waiting(m, in_cap, tx.clone())
         })
         .await;
@@ -454,14 +458,11 @@ async fn stream_without_pongs_fails_and_cancels_the_handler() {
             .unwrap();
         assert_eq!(bounded(rx.recv()).await, Some("started"));
         let block = conn.block_inbound();
-        let t0 = std::time::Instant::now();
-        let res = bounded(st.results(|_| Ok(()))).await;
+        let t0 = tokio::time::Instant::now();
+        let res = within(PING * 10, st.results(|_| Ok(()))).await;
         assert_eq!(res, Err(Error::Disconnected), "in_cap {in_cap}");
-        assert!(
-            t0.elapsed() >= Duration::from_millis(150),
-            "{:?}",
-            t0.elapsed()
-        );
+        let took = t0.elapsed();
+        assert!((PING * 2..=PING * 3).contains(&took), "{took:?}");
         assert_eq!(
             bounded(rx.recv()).await,
             Some("dropped"),
@@ -473,10 +474,10 @@ async fn stream_without_pongs_fails_and_cancels_the_handler() {
     }
 }
 
-/// MinIO's testServerStreamPingRunning, all six variants: with a 100 ms ping interval, a
-/// stream whose consumer and/or producer is blocked survives ten intervals, then ends only
-/// by the caller's cancel, which reaches the handler.
-#[tokio::test]
+/// MinIO's testServerStreamPingRunning, all six variants: a stream whose consumer and/or
+/// producer is blocked survives ten ping intervals (real timings, paused time), then ends
+/// only by the caller's cancel, which reaches the handler.
+#[tokio::test(start_paused = true)]
 async fn blocked_streams_survive_on_pings() {
     let variants = [
         (1, false, false),
@@ -497,7 +498,7 @@ async fn blocked_streams_survive_on_pings() {
 
 async fn ping_running(in_cap: usize, block_resp: bool, block_req: bool) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let g = grid_with(fast_pings(), move |_, m| {
+    let g = mem_grid_with(Options::default(), move |_, m| {
         let tx = tx.clone();
         m.register_stream(
             HandlerId::TEST,
@@ -527,6 +528,7 @@ async fn ping_running(in_cap: usize, block_resp: bool, block_req: bool) {
         .unwrap();
     assert_eq!(bounded(rx.recv()).await, Some("started"));
     let (sender, responses) = st.split();
+    let mut hold = None;
     let feeder = match (block_req, sender) {
         (true, Some(mut s)) => Some(tokio::spawn(async move {
             while s.send(vec![1u8]).await.is_ok() {
@@ -534,18 +536,13 @@ async fn ping_running(in_cap: usize, block_resp: bool, block_req: bool) {
             }
         })),
         (_, s) => {
-            // Keep the input open without sending.
-            drop(s.map(|s| {
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    drop(s);
-                })
-            }));
+            // Keep the input open without sending until the end.
+            hold = s;
             None
         }
     };
     // The consumer does not read for ten ping intervals.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(PING * 10).await;
     assert!(
         !responses.is_ended(),
         "variant in={in_cap} resp={block_resp} req={block_req}: stream died while blocked"
@@ -562,6 +559,7 @@ async fn ping_running(in_cap: usize, block_resp: bool, block_req: bool) {
         bounded(f).await.unwrap();
     }
     drop(responses);
+    drop(hold);
     assert_no_active(&g).await;
     g.shutdown().await;
 }

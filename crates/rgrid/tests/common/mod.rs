@@ -24,6 +24,18 @@ pub async fn grid_with(options: Options, register: impl Fn(usize, &Manager)) -> 
         .unwrap()
 }
 
+/// Awaits `f` for at most `limit` (on paused time, a hang fails as soon as every task idles).
+pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f).await.expect("hung")
+}
+
+/// A connected two-node grid over in-memory pipes, for tests on paused time.
+pub async fn mem_grid_with(options: Options, register: impl Fn(usize, &Manager)) -> LocalGrid {
+    bounded(LocalGrid::start_in_memory(2, options, register))
+        .await
+        .unwrap()
+}
+
 /// MinIO's assertNoActive, both directions of a two-node grid: no incoming or outgoing mux
 /// left (retries for about a second, as cleanup is asynchronous).
 pub async fn assert_no_active(g: &LocalGrid) {
