@@ -14,7 +14,7 @@ use bytes::Bytes;
 use rgrid_proto::{Flags, HandlerId, Op, RouteHash, SubrouteId};
 use tokio::sync::{Notify, watch};
 
-pub(crate) use self::outgoing::Outgoing;
+pub(crate) use self::outgoing::{Lane, Outgoing, Queued};
 pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use rgrid_proto::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConnShared, Outgoing, Session, lock};
+use super::{ConnShared, Outgoing, Queued, Session, lock};
 use crate::error::Error;
 use crate::handlers::{HandlerCtx, StreamEntry, panic_text};
 
@@ -43,7 +43,7 @@ pub(crate) struct ServerMux {
     pub(crate) id: u64,
     session: Arc<Session>,
     conn: Arc<ConnShared>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
     handler: HandlerId,
     in_capacity: u32,
     cancel: CancellationToken,
@@ -197,7 +197,7 @@ pub(crate) fn start(
         id: m.mux_id.0,
         session: session.clone(),
         conn: conn.clone(),
-        queued: Arc::new(AtomicUsize::new(0)),
+        queued: Arc::default(),
         handler: m.handler,
         in_capacity: h.in_capacity,
         cancel: session.cancel.child_token(),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::serve_stream::{self, ServerMux};
 use super::stream::ClientMux;
-use super::{ConnShared, Outgoing, lock, unix_nanos};
+use super::{ConnShared, Lane, Outgoing, Queued, lock, unix_nanos};
 use crate::error::{Error, RemoteError};
 use crate::handlers::{HandlerCtx, panic_text};
 use crate::manager::ManagerCtx;
@@ -181,32 +181,32 @@ impl Session {
     pub(crate) fn send_reserved(
         &self,
         permit: mpsc::Permit<'_, Outgoing>,
-        queued: &Arc<AtomicUsize>,
+        queued: &Arc<Queued>,
         mut msg: Outgoing,
     ) {
-        queued.fetch_add(1, Ordering::AcqRel);
-        msg.queued = Some(queued.clone());
+        queued.enter(&mut msg);
         permit.send(msg);
     }
 
-    /// Queues a stream's message without waiting, keeping the stream's order: on the control
-    /// queue (ahead of other calls' data) when none of this stream's data messages is still
-    /// queued, otherwise behind them. Call under the stream's lock, which assigned its
-    /// sequence number. If both queues are full the connection is hopelessly behind and is
-    /// closed; order could not be kept otherwise.
-    pub(crate) fn send_ordered(&self, queued: &Arc<AtomicUsize>, mut msg: Outgoing) {
-        if queued.load(Ordering::Acquire) == 0 {
+    /// Queues a stream's control message without waiting, keeping the stream's order (see
+    /// [`Queued`]): in the control lane, ahead of other calls' data, when none of this
+    /// stream's messages waits in the data lane; otherwise behind them. Call under the
+    /// stream's lock, which assigned its sequence number. If both lanes are full the
+    /// connection is hopelessly behind and is closed.
+    pub(crate) fn send_ordered(&self, queued: &Arc<Queued>, mut msg: Outgoing) {
+        if queued.lane_for_control() == Lane::Control {
             match self.ctl_tx.try_send(msg) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                // The writer moves the control lane ahead of any data it takes, so a full
+                // control lane may overflow into the data lane without breaking order.
                 Err(mpsc::error::TrySendError::Full(m)) => msg = m,
             }
         }
-        queued.fetch_add(1, Ordering::AcqRel);
-        msg.queued = Some(queued.clone());
+        queued.enter(&mut msg);
         match self.data_tx.try_send(msg) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                queued.fetch_sub(1, Ordering::AcqRel);
+                queued.leave();
                 tracing::warn!("grid: outbound queues full, closing connection");
                 self.close(Error::Disconnected);
             }
@@ -307,14 +307,11 @@ async fn run_writer(
     let mut last_batch = 1;
 
     let reason = loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
             _ = session.cancel.cancelled() => break None,
-            Some(m) = ctl_rx.recv() => m,
-            Some(m) = data_rx.recv() => {
-                m.taken();
-                m
-            }
+            Some(m) = ctl_rx.recv() => batch.push(m),
+            Some(m) = data_rx.recv() => place_data(m, &mut ctl_rx, &mut batch),
             _ = ticker.tick() => {
                 let last = conn.counters.last_pong.load(Ordering::Relaxed);
                 let silent = Duration::from_nanos(unix_nanos().saturating_sub(last));
@@ -323,10 +320,9 @@ async fn run_writer(
                         "grid: last pong too old, dropping connection");
                     break Some(Error::Disconnected);
                 }
-                connection_ping(ping_every)
+                batch.push(connection_ping(ping_every));
             }
-        };
-        batch.push(first);
+        }
         // Under load, give other tasks one chance to queue more so small messages merge
         // (MinIO yields once the same way). When the last frame carried a single message
         // there is no load to merge, and yielding would only add a wake-up to the round trip.
@@ -338,18 +334,18 @@ async fn run_writer(
             .map(|m| m.as_message().encoded_len())
             .sum::<usize>();
         while batch.len() <= MAX_MERGE_MESSAGES && bytes < MAX_MERGE_BYTES {
-            let next = match ctl_rx.try_recv() {
-                Ok(m) => m,
+            let start = batch.len();
+            match ctl_rx.try_recv() {
+                Ok(m) => batch.push(m),
                 Err(_) => match data_rx.try_recv() {
-                    Ok(m) => {
-                        m.taken();
-                        m
-                    }
+                    Ok(m) => place_data(m, &mut ctl_rx, &mut batch),
                     Err(_) => break,
                 },
-            };
-            bytes += next.as_message().encoded_len();
-            batch.push(next);
+            }
+            bytes += batch[start..]
+                .iter()
+                .map(|m| m.as_message().encoded_len())
+                .sum::<usize>();
         }
 
         if let Err(e) = encode_batch(&batch, &mut frame) {
@@ -387,6 +383,16 @@ async fn run_writer(
         session.close(reason);
     }
     conn.session_ended(&session);
+}
+
+/// Places a message taken off the data lane: first everything already in the control lane,
+/// then the message, which only then counts as placed (the ordering rule of [`Queued`]).
+fn place_data(m: Outgoing, ctl_rx: &mut mpsc::Receiver<Outgoing>, batch: &mut Vec<Outgoing>) {
+    while let Ok(c) = ctl_rx.try_recv() {
+        batch.push(c);
+    }
+    m.taken();
+    batch.push(m);
 }
 
 /// Encodes a batch as one frame: a single message, or a merged container.

@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -24,7 +23,7 @@ use rgrid_proto::{
 };
 use tokio::time::{Instant, Sleep};
 
-use super::{ConnShared, Outgoing, Session, State, lock};
+use super::{ConnShared, Outgoing, Queued, Session, State, lock};
 use crate::error::{Error, RemoteError};
 
 /// How a stream ended, as the caller sees it.
@@ -57,7 +56,7 @@ pub(crate) struct ClientMux {
     pub(crate) id: u64,
     session: Arc<Session>,
     conn: Arc<ConnShared>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
     handler: HandlerId,
     deadline: Option<Instant>,
     /// Whether the keepalive task pings this stream (no deadline, or a long one).
@@ -278,7 +277,7 @@ pub(crate) async fn open(
         id: conn.next_mux_id(),
         session: session.clone(),
         conn: conn.clone(),
-        queued: Arc::new(AtomicUsize::new(0)),
+        queued: Arc::default(),
         handler,
         deadline: deadline.map(|d| Instant::now() + d),
         pinged: deadline.is_none_or(|d| d > ping_every),
