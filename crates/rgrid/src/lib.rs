@@ -12,7 +12,9 @@
 //!   ends.
 //! * Each live websocket is driven by exactly two tasks: a writer that owns the sending half
 //!   and merges queued messages into `OpMerged` frames (up to 50 messages / 31 KiB), sending
-//!   control messages (pongs) ahead of data, and a reader that owns the receiving half and
+//!   control messages (pongs, stream credits, pings and cancels) ahead of other calls' data
+//!   while keeping each stream's own messages in sequence order, and a reader that owns the
+//!   receiving half and
 //!   dispatches without ever waiting: a single handler gets its first poll on the reader and
 //!   moves to a task of its own if it does not answer at once
 //!   ([`Options::inline_handlers`]). Everyone else holds cheap handles.
@@ -59,8 +61,9 @@
 //!
 //! # Features
 //!
-//! * `test-util`: `test_util::LocalGrid` (local n-node grids on loopback) and fault hooks on
-//!   [`Connection`] (`kill`, `block_inbound`). Not a stable API.
+//! * `test-util`: `test_util::LocalGrid` (local n-node grids, on loopback or in memory for
+//!   tests on paused time) and fault hooks on [`Connection`] (`kill`, `block_inbound`). Not
+//!   a stable API.
 
 mod auth;
 mod connection;
