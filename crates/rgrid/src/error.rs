@@ -111,6 +111,12 @@ pub enum Error {
     /// The manager was configured wrongly.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A typed value could not be encoded.
+    #[error("encode: {0}")]
+    Encode(String),
+    /// A typed response could not be decoded (the call itself succeeded remotely).
+    #[error("decode: {0}")]
+    Decode(String),
 }
 
 impl Error {

@@ -74,6 +74,7 @@ mod options;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod transport;
+pub mod typed;
 
 pub use rgrid_proto as proto;
 pub use rgrid_proto::{HandlerId, SubrouteId};

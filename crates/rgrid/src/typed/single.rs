@@ -1,0 +1,109 @@
+//! Typed single requests.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::{Payload, Target, bad_request, decode, encode};
+use crate::HandlerId;
+use crate::error::{Error, RemoteError};
+use crate::handlers::HandlerCtx;
+use crate::manager::Manager;
+
+/// A typed single-request handler: `Req` in, `Resp` out, both encoded as MessagePack (see
+/// the [module docs](super)). A `const` value names the handler on both sides:
+///
+/// ```
+/// use rgrid::HandlerId;
+/// use rgrid::typed::{Mss, SingleHandler};
+///
+/// static DISK_INFO: SingleHandler<Mss, Mss> = SingleHandler::new(HandlerId::DISK_INFO);
+/// ```
+pub struct SingleHandler<Req, Resp> {
+    id: HandlerId,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<Req, Resp> std::fmt::Debug for SingleHandler<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleHandler")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<Req: Payload, Resp: Payload> SingleHandler<Req, Resp> {
+    /// The handler with id `id`.
+    pub const fn new(id: HandlerId) -> Self {
+        SingleHandler {
+            id,
+            _types: PhantomData,
+        }
+    }
+
+    /// The handler id.
+    pub const fn id(&self) -> HandlerId {
+        self.id
+    }
+
+    /// Registers `f` on `manager` under this id and, optionally, a static subroute.
+    pub fn register<F, Fut>(
+        &self,
+        manager: &Manager,
+        subroute: Option<&str>,
+        f: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, RemoteError>> + Send + 'static,
+    {
+        self.register_with_ctx(manager, subroute, move |_, req| f(req))
+    }
+
+    /// Like [`SingleHandler::register`], with the call's context (caller, deadline,
+    /// cancellation).
+    pub fn register_with_ctx<F, Fut>(
+        &self,
+        manager: &Manager,
+        subroute: Option<&str>,
+        f: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn(HandlerCtx, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, RemoteError>> + Send + 'static,
+    {
+        manager.register_single_with_ctx(self.id, subroute, move |ctx, payload| {
+            let call = decode::<Req>(&payload).map(|req| f(ctx, req));
+            async move {
+                let resp = call.map_err(bad_request)?.await?;
+                encode(&resp).map_err(|e| RemoteError::new(e.to_string()))
+            }
+        })
+    }
+
+    /// Calls the handler on `to` (a [`crate::Connection`] or [`crate::Subroute`]) with the
+    /// default deadline. A response that does not decode is [`Error::Decode`].
+    pub async fn call(&self, to: &impl Target, req: &Req) -> Result<Resp, Error> {
+        self.call_inner(to, req, None).await
+    }
+
+    /// Like [`SingleHandler::call`], with a deadline.
+    pub async fn call_with_deadline(
+        &self,
+        to: &impl Target,
+        req: &Req,
+        deadline: Duration,
+    ) -> Result<Resp, Error> {
+        self.call_inner(to, req, Some(deadline)).await
+    }
+
+    async fn call_inner(
+        &self,
+        to: &impl Target,
+        req: &Req,
+        deadline: Option<Duration>,
+    ) -> Result<Resp, Error> {
+        let payload = encode(req)?;
+        let resp = to.raw_request(self.id, payload, deadline).await?;
+        decode(&resp)
+    }
+}
