@@ -23,9 +23,10 @@
 //!
 //! A request that does not decode becomes a remote error for that call ("decode request:
 //! ..."); a response that does not decode becomes [`Error::Decode`] for the caller. Nothing
-//! panics. Decoding borrows from the received frame and never allocates more than the data
-//! present: a declared length beyond the frame fails at once, and nesting deeper than
-//! [`MAX_DEPTH`] levels is refused.
+//! panics. Decoding borrows from the received frame: a string or byte field whose declared
+//! length runs past the frame fails before anything is allocated, a collection's declared
+//! length reserves at most 1 MiB up front (serde's cautious size hint) and fails when the
+//! data runs out, and nesting deeper than [`MAX_DEPTH`] levels is refused.
 //!
 //! # Allocations
 //!

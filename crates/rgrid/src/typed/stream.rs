@@ -77,12 +77,7 @@ impl<P: Payload, Req: Payload, Resp: Payload> StreamHandler<P, Req, Resp> {
         F: Fn(HandlerCtx, P, TypedIn<Req>, TypedOut<Resp>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
     {
-        self.register_raw(
-            manager,
-            subroute,
-            self.in_capacity,
-            move |ctx, p, input, out| f(ctx, p, input, out),
-        )
+        self.register_raw(manager, subroute, self.in_capacity, f)
     }
 
     /// Registers `f` for a stream without requests (MinIO's `RegisterNoInput`).

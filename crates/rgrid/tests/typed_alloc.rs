@@ -1,0 +1,188 @@
+//! Allocations of typed calls, counted by a global allocator per thread: the grid runs on a
+//! current-thread runtime, so both ends of every call allocate on the test's thread. Shows
+//! (with `--nocapture`) and bounds the steady-state allocations per typed single call, per raw
+//! call for comparison, and per typed stream message; and checks that hostile payloads are
+//! refused without large allocations.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bytes::Bytes;
+use common::{assert_no_active, grid_with};
+use rgrid::typed::{SingleHandler, StreamHandler, decode};
+use rgrid::{HandlerId, Options, RemoteError};
+use serde::{Deserialize, Serialize};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    static BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count(size: usize) {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+    let _ = BYTES.try_with(|c| c.set(c.get() + size as u64));
+}
+
+// SAFETY: forwards to the system allocator; the counters are plain thread-locals.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations and bytes allocated on this thread so far.
+fn snapshot() -> (u64, u64) {
+    (ALLOCS.with(Cell::get), BYTES.with(Cell::get))
+}
+
+/// MinIO's `testRequest` / `testResponse`, the `rpc` benchmark's types.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct TestRequest {
+    #[serde(rename = "Num")]
+    num: i64,
+    #[serde(rename = "String")]
+    string: String,
+}
+
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct TestResponse {
+    #[serde(rename = "OrgNum")]
+    org_num: i64,
+    #[serde(rename = "OrgString")]
+    org_string: String,
+    #[serde(rename = "Embedded")]
+    embedded: TestRequest,
+}
+
+static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST);
+static ECHO: StreamHandler<TestRequest, TestRequest, TestRequest> =
+    StreamHandler::new(HandlerId::TEST);
+
+const CALLS: u64 = 2000;
+
+#[tokio::test(flavor = "current_thread")]
+async fn steady_state_allocations_per_call_and_per_message() {
+    let g = grid_with(Options::default(), |_, m| {
+        RPC.register(m, None, |r: TestRequest| async move {
+            Ok(TestResponse {
+                org_num: r.num,
+                org_string: r.string.clone(),
+                embedded: r,
+            })
+        })
+        .unwrap();
+        m.register_single(HandlerId::TEST2, |p: Bytes| async move {
+            Ok::<_, RemoteError>(p)
+        })
+        .unwrap();
+        ECHO.register(m, None, |_, _, mut input, out| async move {
+            while let Some(r) = input.recv().await {
+                out.send(&r?).await?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let request = TestRequest {
+        num: 1,
+        string: "hello".to_owned(),
+    };
+
+    // Typed single calls.
+    for _ in 0..CALLS {
+        RPC.call(&conn, &request).await.unwrap();
+    }
+    let (a0, b0) = snapshot();
+    for _ in 0..CALLS {
+        let resp = RPC.call(&conn, &request).await.unwrap();
+        assert_eq!(resp.org_num, 1);
+    }
+    let (a1, b1) = snapshot();
+    let typed = (a1 - a0) as f64 / CALLS as f64;
+
+    // Raw calls of the same size, for comparison.
+    let raw_payload = rgrid::typed::encode(&request).unwrap();
+    for _ in 0..CALLS {
+        conn.request(HandlerId::TEST2, raw_payload.clone())
+            .await
+            .unwrap();
+    }
+    let (a2, _) = snapshot();
+    for _ in 0..CALLS {
+        conn.request(HandlerId::TEST2, raw_payload.clone())
+            .await
+            .unwrap();
+    }
+    let (a3, _) = snapshot();
+    let raw = (a3 - a2) as f64 / CALLS as f64;
+
+    // Typed stream messages: one stream, requests echoed back one at a time.
+    let mut st = ECHO.call(&conn, &request).await.unwrap();
+    use futures_util::StreamExt;
+    for _ in 0..CALLS {
+        st.send(&request).await.unwrap();
+        st.next().await.unwrap().unwrap();
+    }
+    let (a4, _) = snapshot();
+    for _ in 0..CALLS {
+        st.send(&request).await.unwrap();
+        assert_eq!(st.next().await.unwrap().unwrap(), request);
+    }
+    let (a5, _) = snapshot();
+    let per_message = (a5 - a4) as f64 / CALLS as f64;
+    st.close_send();
+    assert!(st.next().await.is_none());
+
+    println!(
+        "allocations, both ends: typed call {typed:.2} ({:.0} bytes), raw call {raw:.2}, \
+         typed stream round trip (one message each way) {per_message:.2}",
+        (b1 - b0) as f64 / CALLS as f64
+    );
+    assert!(typed <= 8.0, "typed call: {typed} allocations");
+    assert!(per_message <= 8.0, "typed stream message: {per_message}");
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
+/// Declared lengths of 4 GiB (str, bin, array) and nesting 100,000 deep.
+#[test]
+fn hostile_payloads_are_refused_without_large_allocations() {
+    let cases: [&[u8]; 4] = [
+        b"\x82\xa3Num\x01\xa6String\xdb\xff\xff\xff\xff",
+        b"\x82\xa3Num\x01\xa6String\xc6\xff\xff\xff\xff",
+        b"\xdd\xff\xff\xff\xff\x01",
+        &[0x91; 100_000],
+    ];
+    for bad in cases {
+        let (_, b0) = snapshot();
+        assert!(decode::<TestRequest>(bad).is_err());
+        assert!(decode::<Vec<Vec<u8>>>(bad).is_err());
+        let (_, b1) = snapshot();
+        // serde preallocates at most 1 MiB for a declared length it cannot trust.
+        assert!(b1 - b0 <= 1024 * 1024 + 4096, "{} bytes allocated", b1 - b0);
+    }
+}
