@@ -143,7 +143,7 @@ async fn run_requests(args: &Args, payload: &Bytes) -> Result<(), String> {
         .await
         .map_err(|e| format!("grid: {e}"))?;
     println!(
-        "single requests, 512-byte echo, {} servers; {:?} x {} per point (median)",
+        "single requests: bytes = 512-byte echo, rpc = typed {{Num, \"hello\"}} call; {} servers; {:?} x {} per point (median)",
         args.servers, args.timing.measure, args.timing.repeats
     );
     println!(
@@ -164,8 +164,10 @@ async fn run_requests(args: &Args, payload: &Bytes) -> Result<(), String> {
             .await
             .map_err(|e| format!("floor: {e}"))?;
         let grid_point = requests::bytes_point(&grid, c, payload, args.timing).await;
+        let rpc_point = requests::rpc_point(&grid, c, args.timing).await;
         row("ws-echo floor", c, &floor, None);
         row("rgrid bytes", c, &grid_point, Some(&floor));
+        row("rgrid rpc", c, &rpc_point, Some(&floor));
     }
     grid.shutdown().await;
     Ok(())

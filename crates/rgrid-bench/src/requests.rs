@@ -1,19 +1,58 @@
-//! Single requests over rgrid: MinIO's BenchmarkRequests `bytes` shape.
+//! Single requests over rgrid: MinIO's BenchmarkRequests `bytes` (raw 512-byte echo) and
+//! `rpc` (typed `{Num, "hello"}` request, `{OrgNum, OrgString, Embedded}` response) shapes.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use rgrid::test_util::LocalGrid;
+use rgrid::typed::SingleHandler;
 use rgrid::{Connection, HandlerId, RemoteError};
+use serde::{Deserialize, Serialize};
 
 use crate::measure::{Point, TaskResult, Timing, lat_capacity, median_of, run_once};
 
-/// A local grid of `servers` nodes with an echo handler on `HandlerId::TEST`.
+/// MinIO's `testRequest`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TestRequest {
+    /// `Num`.
+    #[serde(rename = "Num")]
+    pub num: i64,
+    /// `String`.
+    #[serde(rename = "String")]
+    pub string: String,
+}
+
+/// MinIO's `testResponse`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TestResponse {
+    /// `OrgNum`.
+    #[serde(rename = "OrgNum")]
+    pub org_num: i64,
+    /// `OrgString`.
+    #[serde(rename = "OrgString")]
+    pub org_string: String,
+    /// `Embedded`.
+    #[serde(rename = "Embedded")]
+    pub embedded: TestRequest,
+}
+
+/// The typed handler of the `rpc` shape.
+pub static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST2);
+
+/// A local grid of `servers` nodes with an echo handler on `HandlerId::TEST` and the typed
+/// `rpc` handler on `HandlerId::TEST2`.
 pub async fn echo_grid(servers: usize) -> Result<LocalGrid, rgrid::Error> {
     let grid = LocalGrid::start(servers, |_, m| {
         let _ = m.register_single(HandlerId::TEST, |p: Bytes| async move {
             Ok::<_, RemoteError>(p)
+        });
+        let _ = RPC.register(m, None, |r: TestRequest| async move {
+            Ok(TestResponse {
+                org_num: r.num,
+                org_string: r.string.clone(),
+                embedded: r,
+            })
         });
     })
     .await?;
@@ -34,6 +73,42 @@ fn pairs(grid: &LocalGrid) -> Vec<Connection> {
         }
     }
     out
+}
+
+/// `concurrency` client tasks, each calling the typed `rpc` handler of a random pair with
+/// `{Num: i, String: "hello"}` in a loop.
+pub async fn rpc_point(grid: &LocalGrid, concurrency: usize, timing: Timing) -> Point {
+    let pairs = Arc::new(pairs(grid));
+    median_of(timing, || {
+        let pairs = pairs.clone();
+        run_once(timing, move |phase| {
+            (0..concurrency)
+                .map(|i| {
+                    let pairs = pairs.clone();
+                    let phase = phase.clone();
+                    let cap = lat_capacity(concurrency, timing.measure);
+                    tokio::spawn(async move {
+                        let mut rng = fastrand::Rng::with_seed(i as u64);
+                        let mut res = TaskResult::with_capacity(cap);
+                        let req = TestRequest {
+                            num: i as i64,
+                            string: "hello".to_owned(),
+                        };
+                        while !phase.stopped() {
+                            let conn = &pairs[rng.usize(..pairs.len())];
+                            let t0 = Instant::now();
+                            let r = RPC.call(conn, &req).await;
+                            if phase.measuring() {
+                                res.record(t0, matches!(&r, Ok(resp) if resp.org_num == req.num));
+                            }
+                        }
+                        res
+                    })
+                })
+                .collect()
+        })
+    })
+    .await
 }
 
 /// `concurrency` client tasks, each calling a random pair with `payload` in a loop.
