@@ -1,6 +1,87 @@
 //! rgrid: fast two-way RPC between the servers of a cluster over one persistent websocket per
 //! pair of servers, byte-compatible with MinIO's internode grid (protocol v1).
 //!
+//! # Example: two nodes, a typed call and a typed stream
+//!
+//! Each node builds a [`Manager`] with the full host list, registers its handlers, serves the
+//! grid route and starts; calls go through the [`Connection`] to a host. Typed handlers
+//! ([`typed`]) carry serde types as MessagePack.
+//!
+//! ```
+//! use futures_util::StreamExt;
+//! use rgrid::typed::{SingleHandler, StreamHandler};
+//! use rgrid::{HandlerId, Manager, RemoteError, serve};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Lookup {
+//!     key: String,
+//! }
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Found {
+//!     value: Option<String>,
+//! }
+//!
+//! // Both sides name the handlers by id; the types are part of the contract.
+//! static LOOKUP: SingleHandler<Lookup, Found> = SingleHandler::new(HandlerId::TEST);
+//! // Payload: a prefix; requests: words; responses: the prefixed words.
+//! static PREFIX: StreamHandler<String, String, String> = StreamHandler::new(HandlerId::TEST2);
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rgrid::Error> {
+//! let (a, b) = (
+//!     tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+//!     tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+//! );
+//! let hosts = [
+//!     format!("http://{}", a.local_addr()?),
+//!     format!("http://{}", b.local_addr()?),
+//! ];
+//! let mut nodes = Vec::new();
+//! for (host, listener) in hosts.iter().zip([a, b]) {
+//!     let node = Manager::builder(host.clone(), hosts.clone())
+//!         .token("cluster secret")
+//!         .build()?;
+//!     LOOKUP.register(&node, None, |req: Lookup| async move {
+//!         let value = (req.key == "answer").then(|| "42".to_owned());
+//!         Ok::<_, RemoteError>(Found { value })
+//!     })?;
+//!     PREFIX.register(&node, None, |_ctx, prefix, mut words, out| async move {
+//!         while let Some(word) = words.recv().await {
+//!             out.send(&format!("{prefix}{}", word?)).await?;
+//!         }
+//!         Ok(())
+//!     })?;
+//!     tokio::spawn(serve(listener, node.clone()));
+//!     node.start();
+//!     nodes.push(node);
+//! }
+//!
+//! let to_b = nodes[0].connection(&hosts[1]).expect("b is in the grid");
+//! to_b.wait_for_connect().await?;
+//!
+//! let found = LOOKUP.call(&to_b, &Lookup { key: "answer".into() }).await?;
+//! assert_eq!(found, Found { value: Some("42".into()) });
+//!
+//! let mut stream = PREFIX.call(&to_b, &"re".to_owned()).await?;
+//! for word in ["do", "play"] {
+//!     stream.send(&word.to_owned()).await?;
+//! }
+//! stream.close_send();
+//! let mut got = Vec::new();
+//! while let Some(word) = stream.next().await {
+//!     got.push(word?);
+//! }
+//! assert_eq!(got, ["redo", "replay"]);
+//!
+//! for node in &nodes {
+//!     node.shutdown().await;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Architecture
 //!
 //! * [`rgrid_proto`] (re-exported as [`proto`]) is the I/O-free wire format: message tuple,
