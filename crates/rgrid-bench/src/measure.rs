@@ -163,6 +163,50 @@ where
     runs.swap_remove(mid)
 }
 
+/// One point of a closed-loop workload: `concurrency` client tasks, each picking a random
+/// target from `targets` and running `op` on it in a loop (the op returns whether it
+/// succeeded); `timing.repeats` repetitions, median by ops/s.
+pub async fn closed_loop<T, F, Fut>(
+    targets: Arc<Vec<Arc<T>>>,
+    concurrency: usize,
+    timing: Timing,
+    op: F,
+) -> Point
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    median_of(timing, || {
+        let targets = targets.clone();
+        let op = op.clone();
+        run_once(timing, move |phase| {
+            (0..concurrency)
+                .map(|i| {
+                    let targets = targets.clone();
+                    let op = op.clone();
+                    let phase = phase.clone();
+                    let cap = lat_capacity(concurrency, timing.measure);
+                    tokio::spawn(async move {
+                        let mut rng = fastrand::Rng::with_seed(i as u64);
+                        let mut res = TaskResult::with_capacity(cap);
+                        while !phase.stopped() {
+                            let target = targets[rng.usize(..targets.len())].clone();
+                            let t0 = Instant::now();
+                            let ok = op(target).await;
+                            if phase.measuring() {
+                                res.record(t0, ok);
+                            }
+                        }
+                        res
+                    })
+                })
+                .collect()
+        })
+    })
+    .await
+}
+
 /// Latency capacity to reserve per task for `tasks` tasks measuring for `measure`.
 pub fn lat_capacity(tasks: usize, measure: Duration) -> usize {
     // Room for 1.5 M ops/s in total; beyond that latencies are sampled from the first ones.

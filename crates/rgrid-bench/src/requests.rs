@@ -2,7 +2,6 @@
 //! `rpc` (typed `{Num, "hello"}` request, `{OrgNum, OrgString, Embedded}` response) shapes.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use rgrid::test_util::LocalGrid;
@@ -10,7 +9,7 @@ use rgrid::typed::SingleHandler;
 use rgrid::{Connection, HandlerId, RemoteError};
 use serde::{Deserialize, Serialize};
 
-use crate::measure::{Point, TaskResult, Timing, lat_capacity, median_of, run_once};
+use crate::measure::{Point, Timing, closed_loop};
 
 /// MinIO's `testRequest`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -62,13 +61,13 @@ pub async fn echo_grid(servers: usize) -> Result<LocalGrid, rgrid::Error> {
 }
 
 /// Every ordered pair (src, dst) of distinct nodes, as connections.
-fn pairs(grid: &LocalGrid) -> Vec<Connection> {
+fn pairs(grid: &LocalGrid) -> Vec<Arc<Connection>> {
     let n = grid.hosts.len();
     let mut out = Vec::new();
     for a in 0..n {
         for b in 0..n {
             if a != b {
-                out.push(grid.conn(a, b));
+                out.push(Arc::new(grid.conn(a, b)));
             }
         }
     }
@@ -76,37 +75,15 @@ fn pairs(grid: &LocalGrid) -> Vec<Connection> {
 }
 
 /// `concurrency` client tasks, each calling the typed `rpc` handler of a random pair with
-/// `{Num: i, String: "hello"}` in a loop.
+/// `{Num: 1, String: "hello"}` in a loop.
 pub async fn rpc_point(grid: &LocalGrid, concurrency: usize, timing: Timing) -> Point {
-    let pairs = Arc::new(pairs(grid));
-    median_of(timing, || {
-        let pairs = pairs.clone();
-        run_once(timing, move |phase| {
-            (0..concurrency)
-                .map(|i| {
-                    let pairs = pairs.clone();
-                    let phase = phase.clone();
-                    let cap = lat_capacity(concurrency, timing.measure);
-                    tokio::spawn(async move {
-                        let mut rng = fastrand::Rng::with_seed(i as u64);
-                        let mut res = TaskResult::with_capacity(cap);
-                        let req = TestRequest {
-                            num: i as i64,
-                            string: "hello".to_owned(),
-                        };
-                        while !phase.stopped() {
-                            let conn = &pairs[rng.usize(..pairs.len())];
-                            let t0 = Instant::now();
-                            let r = RPC.call(conn, &req).await;
-                            if phase.measuring() {
-                                res.record(t0, matches!(&r, Ok(resp) if resp.org_num == req.num));
-                            }
-                        }
-                        res
-                    })
-                })
-                .collect()
-        })
+    let req = Arc::new(TestRequest {
+        num: 1,
+        string: "hello".to_owned(),
+    });
+    closed_loop(Arc::new(pairs(grid)), concurrency, timing, move |conn| {
+        let req = req.clone();
+        async move { matches!(RPC.call(&*conn, &*req).await, Ok(resp) if resp.org_num == 1) }
     })
     .await
 }
@@ -118,33 +95,13 @@ pub async fn bytes_point(
     payload: &Bytes,
     timing: Timing,
 ) -> Point {
-    let pairs = Arc::new(pairs(grid));
-    median_of(timing, || {
-        let pairs = pairs.clone();
+    let payload = payload.clone();
+    closed_loop(Arc::new(pairs(grid)), concurrency, timing, move |conn| {
         let payload = payload.clone();
-        run_once(timing, move |phase| {
-            (0..concurrency)
-                .map(|i| {
-                    let pairs = pairs.clone();
-                    let payload = payload.clone();
-                    let phase = phase.clone();
-                    let cap = lat_capacity(concurrency, timing.measure);
-                    tokio::spawn(async move {
-                        let mut rng = fastrand::Rng::with_seed(i as u64);
-                        let mut res = TaskResult::with_capacity(cap);
-                        while !phase.stopped() {
-                            let conn = &pairs[rng.usize(..pairs.len())];
-                            let t0 = Instant::now();
-                            let r = conn.request(HandlerId::TEST, payload.clone()).await;
-                            if phase.measuring() {
-                                res.record(t0, matches!(&r, Ok(b) if b.len() == payload.len()));
-                            }
-                        }
-                        res
-                    })
-                })
-                .collect()
-        })
+        async move {
+            let len = payload.len();
+            matches!(conn.request(HandlerId::TEST, payload).await, Ok(b) if b.len() == len)
+        }
     })
     .await
 }

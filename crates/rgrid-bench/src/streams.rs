@@ -2,7 +2,6 @@
 //! handler subroute `some-subroute`, in/out capacities as in MinIO, one stream per operation.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -11,7 +10,7 @@ use rgrid::{
     Error, HandlerCtx, HandlerId, RemoteError, StreamHandler, StreamIn, StreamOut, Subroute,
 };
 
-use crate::measure::{Point, TaskResult, Timing, lat_capacity, median_of, run_once};
+use crate::measure::{Point, Timing, closed_loop};
 
 /// The subroute MinIO's stream benchmark registers its handler on.
 pub const SUBROUTE: &str = "some-subroute";
@@ -132,13 +131,13 @@ pub async fn stream_grid(
 }
 
 /// Every ordered pair (src, dst) of distinct nodes, as subroute handles.
-fn pairs(grid: &LocalGrid) -> Vec<Subroute> {
+fn pairs(grid: &LocalGrid) -> Vec<Arc<Subroute>> {
     let n = grid.hosts.len();
     let mut out = Vec::new();
     for a in 0..n {
         for b in 0..n {
             if a != b {
-                out.push(grid.conn(a, b).subroute(SUBROUTE));
+                out.push(Arc::new(grid.conn(a, b).subroute(SUBROUTE)));
             }
         }
     }
@@ -213,41 +212,21 @@ pub async fn stream_point(
     payload: &Bytes,
     timing: Timing,
 ) -> Point {
-    let pairs = Arc::new(pairs(grid));
-    median_of(timing, || {
-        let pairs = pairs.clone();
+    let payload = payload.clone();
+    closed_loop(Arc::new(pairs(grid)), concurrency, timing, move |route| {
         let payload = payload.clone();
-        run_once(timing, move |phase| {
-            (0..concurrency)
-                .map(|i| {
-                    let pairs = pairs.clone();
-                    let payload = payload.clone();
-                    let phase = phase.clone();
-                    let cap = lat_capacity(concurrency, timing.measure);
-                    tokio::spawn(async move {
-                        let mut rng = fastrand::Rng::with_seed(i as u64);
-                        let mut res = TaskResult::with_capacity(cap);
-                        while !phase.stopped() {
-                            let route = &pairs[rng.usize(..pairs.len())];
-                            let t0 = Instant::now();
-                            let r = one_stream(route, shape, &payload).await;
-                            if phase.measuring() {
-                                if let Err(e) = &r {
-                                    tracing_error(e);
-                                }
-                                res.record(t0, r.is_ok());
-                            }
-                        }
-                        res
-                    })
-                })
-                .collect()
-        })
+        async move {
+            let r = one_stream(&route, shape, &payload).await;
+            if let Err(e) = &r {
+                report_first_error(e);
+            }
+            r.is_ok()
+        }
     })
     .await
 }
 
-fn tracing_error(e: &Error) {
+fn report_first_error(e: &Error) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| eprintln!("first stream error: {e}"));
 }

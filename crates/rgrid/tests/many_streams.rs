@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{assert_no_active, grid_with};
+use common::{assert_no_active, grid_with, register_echo_stream};
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{HandlerId, Options, StreamHandler, StreamIn, StreamOut};
+use rgrid::{HandlerId, Options};
 
 const STREAMS: u32 = 10_000;
 const MESSAGES: u32 = 10;
@@ -64,22 +64,7 @@ async fn round(g: &LocalGrid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_streams() {
     let g = grid_with(Options::default(), |_, m| {
-        m.register_stream(
-            HandlerId::TEST,
-            None,
-            StreamHandler::new(
-                1,
-                1,
-                |_, _, input: Option<StreamIn>, out: StreamOut| async move {
-                    let mut input = input.unwrap();
-                    while let Some(msg) = input.recv().await {
-                        out.send(msg).await?;
-                    }
-                    Ok(())
-                },
-            ),
-        )
-        .unwrap();
+        register_echo_stream(m);
     })
     .await;
     let before = status_kib("VmRSS:");

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{DropSignal, assert_no_active, bounded, grid_with, mem_grid_with, within};
+use common::{
+    DropSignal, assert_no_active, bounded, grid_with, mem_grid_with, register_echo_stream, within,
+};
 use futures_util::StreamExt;
 use rgrid::{
     Error, HandlerCtx, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamIn, StreamOut,
@@ -705,22 +707,7 @@ async fn cancel_racing_eof_never_loses_messages_silently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_order_holds_under_parallel_load() {
     let g = grid_with(Options::default(), |_, m| {
-        m.register_stream(
-            HandlerId::TEST,
-            None,
-            StreamHandler::new(
-                1,
-                1,
-                |_, _, input: Option<StreamIn>, out: StreamOut| async move {
-                    let mut input = input.unwrap();
-                    while let Some(msg) = input.recv().await {
-                        out.send(msg).await?;
-                    }
-                    Ok(())
-                },
-            ),
-        )
-        .unwrap();
+        register_echo_stream(m);
     })
     .await;
     let mut tasks = Vec::new();

@@ -7,33 +7,12 @@
 mod common;
 
 use bytes::Bytes;
-use common::{assert_no_active, bounded, grid_with};
+use common::{TestRequest, TestResponse, assert_no_active, bounded, grid_with};
 use futures_util::StreamExt;
 use rgrid::typed::{Mss, NoPayload, SingleHandler, StreamHandler, decode, encode};
 use rgrid::{Error, HandlerId, Options, RemoteError};
-use serde::{Deserialize, Serialize};
 
 const TEXT: &str = "Hello Grid World!";
-
-/// MinIO's `testRequest`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct TestRequest {
-    #[serde(rename = "Num")]
-    num: i64,
-    #[serde(rename = "String")]
-    string: String,
-}
-
-/// MinIO's `testResponse`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct TestResponse {
-    #[serde(rename = "OrgNum")]
-    org_num: i64,
-    #[serde(rename = "OrgString")]
-    org_string: String,
-    #[serde(rename = "Embedded")]
-    embedded: TestRequest,
-}
 
 fn req(num: i64, s: &str) -> TestRequest {
     TestRequest {

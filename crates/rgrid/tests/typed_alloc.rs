@@ -11,10 +11,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::Bytes;
-use common::{assert_no_active, grid_with};
+use common::{TestRequest, TestResponse, assert_no_active, grid_with};
 use rgrid::typed::{SingleHandler, StreamHandler, decode};
 use rgrid::{HandlerId, Options, RemoteError};
-use serde::{Deserialize, Serialize};
 
 struct Counting;
 
@@ -55,25 +54,6 @@ static GLOBAL: Counting = Counting;
 /// Allocations and bytes allocated on this thread so far.
 fn snapshot() -> (u64, u64) {
     (ALLOCS.with(Cell::get), BYTES.with(Cell::get))
-}
-
-/// MinIO's `testRequest` / `testResponse`, the `rpc` benchmark's types.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct TestRequest {
-    #[serde(rename = "Num")]
-    num: i64,
-    #[serde(rename = "String")]
-    string: String,
-}
-
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct TestResponse {
-    #[serde(rename = "OrgNum")]
-    org_num: i64,
-    #[serde(rename = "OrgString")]
-    org_string: String,
-    #[serde(rename = "Embedded")]
-    embedded: TestRequest,
 }
 
 static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST);

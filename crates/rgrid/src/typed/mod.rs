@@ -148,54 +148,35 @@ pub trait Target: sealed::Sealed + Sync {
     ) -> impl Future<Output = Result<Stream, Error>> + Send;
 }
 
-impl Target for Connection {
-    async fn raw_request(
-        &self,
-        handler: HandlerId,
-        payload: bytes::Bytes,
-        deadline: Option<std::time::Duration>,
-    ) -> Result<bytes::Bytes, Error> {
-        match deadline {
-            Some(d) => self.request_with_deadline(handler, payload, d).await,
-            None => self.request(handler, payload).await,
-        }
-    }
+/// Both targets have the same raw methods; one body serves both.
+macro_rules! impl_target {
+    ($($t:ty),*) => {$(
+        impl Target for $t {
+            async fn raw_request(
+                &self,
+                handler: HandlerId,
+                payload: bytes::Bytes,
+                deadline: Option<std::time::Duration>,
+            ) -> Result<bytes::Bytes, Error> {
+                match deadline {
+                    Some(d) => self.request_with_deadline(handler, payload, d).await,
+                    None => self.request(handler, payload).await,
+                }
+            }
 
-    async fn raw_stream(
-        &self,
-        handler: HandlerId,
-        payload: bytes::Bytes,
-        deadline: Option<std::time::Duration>,
-    ) -> Result<Stream, Error> {
-        match deadline {
-            Some(d) => self.open_stream_with_deadline(handler, payload, d).await,
-            None => self.open_stream(handler, payload).await,
+            async fn raw_stream(
+                &self,
+                handler: HandlerId,
+                payload: bytes::Bytes,
+                deadline: Option<std::time::Duration>,
+            ) -> Result<Stream, Error> {
+                match deadline {
+                    Some(d) => self.open_stream_with_deadline(handler, payload, d).await,
+                    None => self.open_stream(handler, payload).await,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Target for Subroute {
-    async fn raw_request(
-        &self,
-        handler: HandlerId,
-        payload: bytes::Bytes,
-        deadline: Option<std::time::Duration>,
-    ) -> Result<bytes::Bytes, Error> {
-        match deadline {
-            Some(d) => self.request_with_deadline(handler, payload, d).await,
-            None => self.request(handler, payload).await,
-        }
-    }
-
-    async fn raw_stream(
-        &self,
-        handler: HandlerId,
-        payload: bytes::Bytes,
-        deadline: Option<std::time::Duration>,
-    ) -> Result<Stream, Error> {
-        match deadline {
-            Some(d) => self.open_stream_with_deadline(handler, payload, d).await,
-            None => self.open_stream(handler, payload).await,
-        }
-    }
-}
+impl_target!(Connection, Subroute);

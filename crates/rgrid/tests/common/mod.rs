@@ -7,7 +7,8 @@ pub mod raw;
 use std::time::Duration;
 
 use rgrid::test_util::LocalGrid;
-use rgrid::{Manager, Options};
+use rgrid::{HandlerId, Manager, Options, StreamHandler, StreamIn, StreamOut};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Awaits `f` for at most 10 s, so a hang fails the test instead of blocking CI.
@@ -65,4 +66,45 @@ impl Drop for DropSignal {
             let _ = tx.send("dropped");
         }
     }
+}
+
+/// Registers on `HandlerId::TEST` a stream handler (in and out capacity 1) that echoes each
+/// input message.
+pub fn register_echo_stream(m: &Manager) {
+    m.register_stream(
+        HandlerId::TEST,
+        None,
+        StreamHandler::new(
+            1,
+            1,
+            |_, _, input: Option<StreamIn>, out: StreamOut| async move {
+                let mut input = input.unwrap();
+                while let Some(msg) = input.recv().await {
+                    out.send(msg).await?;
+                }
+                Ok(())
+            },
+        ),
+    )
+    .unwrap();
+}
+
+/// MinIO's `testRequest` (grid_types_test.go).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestRequest {
+    #[serde(rename = "Num")]
+    pub num: i64,
+    #[serde(rename = "String")]
+    pub string: String,
+}
+
+/// MinIO's `testResponse`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestResponse {
+    #[serde(rename = "OrgNum")]
+    pub org_num: i64,
+    #[serde(rename = "OrgString")]
+    pub org_string: String,
+    #[serde(rename = "Embedded")]
+    pub embedded: TestRequest,
 }
