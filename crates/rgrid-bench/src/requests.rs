@@ -4,37 +4,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rgrid::test_util::LocalGrid;
+use rgrid::test_util::{LocalGrid, TestRequest, TestResponse};
 use rgrid::typed::SingleHandler;
 use rgrid::{Connection, HandlerId, RemoteError};
-use serde::{Deserialize, Serialize};
 
 use crate::measure::{Point, Timing, closed_loop};
-
-/// MinIO's `testRequest`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TestRequest {
-    /// `Num`.
-    #[serde(rename = "Num")]
-    pub num: i64,
-    /// `String`.
-    #[serde(rename = "String")]
-    pub string: String,
-}
-
-/// MinIO's `testResponse`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TestResponse {
-    /// `OrgNum`.
-    #[serde(rename = "OrgNum")]
-    pub org_num: i64,
-    /// `OrgString`.
-    #[serde(rename = "OrgString")]
-    pub org_string: String,
-    /// `Embedded`.
-    #[serde(rename = "Embedded")]
-    pub embedded: TestRequest,
-}
 
 /// The typed handler of the `rpc` shape.
 pub static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST2);

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_websockets::{ClientBuilder, Limits, ServerBuilder};
@@ -193,4 +194,29 @@ impl LocalGrid {
             l.clear();
         }
     }
+}
+
+/// MinIO's `testRequest` (grid_types_test.go), encoded as a msgp map `{Num, String}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRequest {
+    /// `Num`.
+    #[serde(rename = "Num")]
+    pub num: i64,
+    /// `String`.
+    #[serde(rename = "String")]
+    pub string: String,
+}
+
+/// MinIO's `testResponse`, a msgp map `{OrgNum, OrgString, Embedded}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResponse {
+    /// `OrgNum`.
+    #[serde(rename = "OrgNum")]
+    pub org_num: i64,
+    /// `OrgString`.
+    #[serde(rename = "OrgString")]
+    pub org_string: String,
+    /// `Embedded`.
+    #[serde(rename = "Embedded")]
+    pub embedded: TestRequest,
 }

@@ -11,25 +11,11 @@ use std::time::Duration;
 use common::raw::{
     Got, Node, connected_peer, expect, node, quiet_for, raw_request, recv_msgs, send_mux,
 };
-use common::{DropSignal, bounded};
+use common::{bounded, waiting_stream};
 use futures_util::StreamExt;
 use rgrid::proto::{Flags, HandlerId, Message, MuxId, Op, PongMsg};
-use rgrid::{Error, HandlerCtx, Manager, Options, RemoteError, State, StreamHandler, WebSocket};
+use rgrid::{Error, Manager, Options, RemoteError, State, WebSocket};
 use tokio::sync::mpsc;
-
-/// A stream handler that reports "started", never reads or writes, and reports "dropped"
-/// when its future is dropped (cancelled).
-fn waiting(in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) -> StreamHandler {
-    StreamHandler::new(in_cap, 1, move |ctx: HandlerCtx, _, _, _| {
-        let tx = tx.clone();
-        async move {
-            let _guard = DropSignal(Some(tx.clone()));
-            let _ = tx.send("started");
-            ctx.cancelled().await;
-            Ok(())
-        }
-    })
-}
 
 /// A node with an echo single handler on TEST, a waiting stream handler with one input
 /// credit on TEST and one without input on TEST2.
@@ -42,9 +28,9 @@ async fn stream_node_with(options: Options) -> (Node, mpsc::UnboundedReceiver<&'
     let n = node(options, move |m: &Manager| {
         m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
             .unwrap();
-        m.register_stream(HandlerId::TEST, None, waiting(1, tx.clone()))
+        m.register_stream(HandlerId::TEST, None, waiting_stream(1, tx.clone()))
             .unwrap();
-        m.register_stream(HandlerId::TEST2, None, waiting(0, tx))
+        m.register_stream(HandlerId::TEST2, None, waiting_stream(0, tx))
             .unwrap();
     })
     .await;

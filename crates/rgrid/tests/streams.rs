@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    DropSignal, assert_no_active, bounded, grid_with, mem_grid_with, register_echo_stream, within,
+    DropSignal, assert_no_active, bounded, grid_with, mem_grid_with, register_echo_stream,
+    waiting_stream, within,
 };
 use futures_util::StreamExt;
 use rgrid::{
@@ -67,20 +68,8 @@ async fn stream_roundtrip() {
 }
 
 fn register_waiting(m: &Manager, in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) {
-    m.register_stream(
-        HandlerId::TEST,
-        None,
-        StreamHandler::new(in_cap, 1, move |ctx: HandlerCtx, _, _, _| {
-            let tx = tx.clone();
-            async move {
-                let _guard = DropSignal(Some(tx.clone()));
-                let _ = tx.send("started");
-                ctx.cancelled().await;
-                Ok(())
-            }
-        }),
-    )
-    .unwrap();
+    m.register_stream(HandlerId::TEST, None, waiting_stream(in_cap, tx))
+        .unwrap();
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TestRequest, TestResponse, assert_no_active, bounded, grid_with};
+use common::{HOSTILE_PAYLOADS, TestRequest, TestResponse, assert_no_active, bounded, grid_with};
 use futures_util::StreamExt;
 use rgrid::typed::{Mss, NoPayload, SingleHandler, StreamHandler, decode, encode};
 use rgrid::{Error, HandlerId, Options, RemoteError};
@@ -255,16 +255,7 @@ async fn payloads_that_do_not_decode_fail_that_call_only() {
     .await;
     let conn = g.conn(0, 1);
     // A request that is not a TestRequest: a remote error naming the decode.
-    let hostile: [&[u8]; 4] = [
-        b"\xc1",
-        // A str32 declaring 4 GiB.
-        b"\x82\xa3Num\x01\xa6String\xdb\xff\xff\xff\xff",
-        // An array declaring 4 billion elements.
-        b"\xdd\xff\xff\xff\xff\x01",
-        // Nesting far beyond the depth limit.
-        &[0x91; 100_000],
-    ];
-    for bad in hostile {
+    for bad in HOSTILE_PAYLOADS {
         let err = bounded(conn.request(HandlerId::TEST, Bytes::copy_from_slice(bad)))
             .await
             .unwrap_err();

@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests: bounded waits, two-node grids, the no-open-mux
 //! check, and a raw protocol peer.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 pub mod raw;
 
@@ -8,7 +14,6 @@ use std::time::Duration;
 
 use rgrid::test_util::LocalGrid;
 use rgrid::{HandlerId, Manager, Options, StreamHandler, StreamIn, StreamOut};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Awaits `f` for at most 10 s, so a hang fails the test instead of blocking CI.
@@ -89,22 +94,28 @@ pub fn register_echo_stream(m: &Manager) {
     .unwrap();
 }
 
-/// MinIO's `testRequest` (grid_types_test.go).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TestRequest {
-    #[serde(rename = "Num")]
-    pub num: i64,
-    #[serde(rename = "String")]
-    pub string: String,
-}
+pub use rgrid::test_util::{TestRequest, TestResponse};
 
-/// MinIO's `testResponse`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TestResponse {
-    #[serde(rename = "OrgNum")]
-    pub org_num: i64,
-    #[serde(rename = "OrgString")]
-    pub org_string: String,
-    #[serde(rename = "Embedded")]
-    pub embedded: TestRequest,
+/// Payloads no decoder may trust: an invalid marker, a str32 and a bin32 declaring 4 GiB
+/// inside a `testRequest`, an array declaring 4 billion elements, and nesting 100,000 deep.
+pub const HOSTILE_PAYLOADS: [&[u8]; 5] = [
+    b"\xc1",
+    b"\x82\xa3Num\x01\xa6String\xdb\xff\xff\xff\xff",
+    b"\x82\xa3Num\x01\xa6String\xc6\xff\xff\xff\xff",
+    b"\xdd\xff\xff\xff\xff\x01",
+    &[0x91; 100_000],
+];
+
+/// A stream handler that sends "started", never reads or writes, and sends "dropped" when
+/// its future is dropped (cancelled).
+pub fn waiting_stream(in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) -> StreamHandler {
+    StreamHandler::new(in_cap, 1, move |ctx: rgrid::HandlerCtx, _, _, _| {
+        let tx = tx.clone();
+        async move {
+            let _guard = DropSignal(Some(tx.clone()));
+            let _ = tx.send("started");
+            ctx.cancelled().await;
+            Ok(())
+        }
+    })
 }
