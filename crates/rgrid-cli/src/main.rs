@@ -1,61 +1,131 @@
-//! The `rgrid` command.
+//! The `rgrid` command (DESIGN.md §4):
 //!
-//! Until the CLI lands (local demo grid, `serve`, `call`, `bench`), running it shows what the
-//! protocol core does: it encodes and decodes the specification's example request and prints
-//! which node dials which in a local four-node grid.
+//! - `rgrid` / `rgrid demo`: a local multi-node grid in this process, a mixed workload with a
+//!   progress display, one connection killed and restored, and a report;
+//! - `rgrid serve`: a real node (optionally with the conformance handlers);
+//! - `rgrid call`: join a grid, make one call or open one stream, print the answer
+//!   (exit code 3 for a remote error, 2 for a local one);
+//! - `rgrid bench`: the benchmark matrix against the baselines (`rgrid-bench`).
+//!
+//! Logs go to stderr through `tracing`; `RUST_LOG` sets the filter.
 
-use rgrid_proto::{DecodeLimits, Flags, HandlerId, Message, MuxId, Op, should_dial};
+mod call;
+mod conformance;
+mod demo;
+mod node;
+mod serve;
 
-fn main() {
-    println!(
-        "rgrid {} — MinIO grid v1 compatible RPC",
-        env!("CARGO_PKG_VERSION")
-    );
-    println!("The protocol core is in place; the local demo grid arrives with the CLI.\n");
+use std::process::ExitCode;
 
-    let request = Message {
-        mux_id: MuxId(5),
-        deadline_ms: 60_000,
-        handler: HandlerId::DISK_INFO,
-        flags: Flags::CRC | Flags::EOF,
-        payload: Some(b"abc"),
-        ..Message::new(Op::REQUEST)
-    };
-    let mut frame = Vec::with_capacity(request.encoded_len());
-    if let Err(e) = request.encode(&mut frame) {
-        eprintln!("encode failed: {e}");
-        std::process::exit(1);
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rgrid",
+    version,
+    about = "Fast two-way RPC between cluster servers over one websocket per pair (MinIO grid v1)",
+    after_help = "With no command, rgrid runs the demo."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a local grid in this process with a mixed workload and print a report (default).
+    Demo(demo::DemoArgs),
+    /// Run a real node until SIGINT or SIGTERM; prints `ready <url>` once it listens.
+    Serve(serve::ServeArgs),
+    /// Join a grid, make one call (or open one stream) and print each response on its own line.
+    Call(call::CallArgs),
+    /// Run the benchmark matrix (rgrid against the websocket floor and tonic); see `rgrid bench --help`.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments of the benchmark program.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A second initialisation (never happens in the binary) would only be ignored.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Waits for SIGINT or SIGTERM and names the one that came.
+pub(crate) async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops this node");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
     }
-    let hex: Vec<String> = frame.iter().map(|b| format!("{b:02x}")).collect();
-    println!(
-        "Spec example request ({} bytes): {}",
-        frame.len(),
-        hex.join(" ")
-    );
-    match Message::decode(&frame, &DecodeLimits::default()) {
-        Ok(m) => println!(
-            "Decoded: mux {} op {} handler {} flags {} deadline {} ms payload {:?}\n",
-            m.mux_id,
-            m.op,
-            m.handler,
-            m.flags,
-            m.deadline_ms,
-            String::from_utf8_lossy(m.payload_bytes())
-        ),
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Demo(demo::DemoArgs::default()));
+    if let Command::Bench { args } = command {
+        let code = bench_stub(args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    init_logging(match command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("decode failed: {e}");
-            std::process::exit(1);
+            eprintln!("rgrid: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Call(args) => call::run(args).await,
+            Command::Bench { .. } => Ok(()),
+        }
+    });
+    // Tasks still running (dial loops of a shut-down manager) must not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{f}");
+            ExitCode::from(f.exit_code())
         }
     }
+}
 
-    let hosts: Vec<String> = (1..=4)
-        .map(|i| format!("http://127.0.0.1:{}", 9000 + i))
-        .collect();
-    println!("Who dials in a local 4-node grid:");
-    for (i, a) in hosts.iter().enumerate() {
-        for b in hosts.iter().skip(i + 1) {
-            let (from, to) = if should_dial(a, b) { (a, b) } else { (b, a) };
-            println!("  {from} -> {to}");
-        }
-    }
+fn bench_stub(_args: Vec<String>) -> i32 {
+    eprintln!("rgrid bench: wired up with rgrid-bench's entry point");
+    2
 }

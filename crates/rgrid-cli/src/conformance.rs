@@ -1,0 +1,149 @@
+//! The handlers `rgrid serve --conformance` registers (DESIGN.md §4), with the ids of MinIO's
+//! own tests. `rgrid call` registers the same set, because a stream's caller sizes its credit
+//! windows from its own registration of the handler.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rgrid::{HandlerId, Manager, RemoteError, StreamHandler, StreamIn, StreamOut};
+
+/// Single 78 echoes; stream 78 has the subroutes `echo` and `count`.
+pub(crate) const ECHO: HandlerId = HandlerId::TEST;
+/// Single 79 fails with the payload as the error text; stream 79 has the subroute `error`.
+pub(crate) const ERROR: HandlerId = HandlerId::TEST2;
+/// Messages the `count` stream sends.
+pub(crate) const COUNT_MESSAGES: u8 = 10;
+
+/// The payload as text, for error messages (invalid UTF-8 is replaced, not refused).
+fn text(payload: &[u8]) -> String {
+    String::from_utf8_lossy(payload).into_owned()
+}
+
+/// The stream handlers of the conformance set, by (handler, subroute).
+pub(crate) fn streams() -> [(HandlerId, &'static str, StreamHandler); 3] {
+    [
+        (
+            ECHO,
+            "echo",
+            StreamHandler::new(
+                1,
+                1,
+                |_, _, input: Option<StreamIn>, out: StreamOut| async move {
+                    let Some(mut input) = input else {
+                        return Err(RemoteError::new("echo stream opened without input"));
+                    };
+                    while let Some(msg) = input.recv().await {
+                        out.send(msg)
+                            .await
+                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                    }
+                    Ok(())
+                },
+            ),
+        ),
+        (
+            ECHO,
+            "count",
+            StreamHandler::new(0, 1, |_, payload: Bytes, _, out: StreamOut| async move {
+                for i in 0..COUNT_MESSAGES {
+                    let mut msg = BytesMut::with_capacity(1 + payload.len());
+                    msg.put_u8(i);
+                    msg.put_slice(&payload);
+                    out.send(msg.freeze())
+                        .await
+                        .map_err(|e| RemoteError::new(e.to_string()))?;
+                }
+                Ok(())
+            }),
+        ),
+        (
+            ERROR,
+            "error",
+            StreamHandler::new(0, 1, |_, payload: Bytes, _, _| async move {
+                Err(RemoteError::new(text(&payload)))
+            }),
+        ),
+    ]
+}
+
+/// Registers the whole conformance set on `m`.
+pub(crate) fn register(m: &Manager) -> Result<(), rgrid::Error> {
+    m.register_single(ECHO, |payload: Bytes| async move { Ok(payload) })?;
+    m.register_single(ERROR, |payload: Bytes| async move {
+        Err(RemoteError::new(text(&payload)))
+    })?;
+    for (id, subroute, handler) in streams() {
+        m.register_stream(id, Some(subroute), handler)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use rgrid::Error;
+    use rgrid::test_util::LocalGrid;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_conformance_handler_behaves_as_designed() {
+        let grid = LocalGrid::start_in_memory(2, rgrid::Options::default(), |_, m| {
+            register(m).unwrap();
+        })
+        .await
+        .unwrap();
+        let conn = grid.conn(0, 1);
+        assert_eq!(
+            conn.request(ECHO, Bytes::from_static(b"hi")).await.unwrap(),
+            Bytes::from_static(b"hi")
+        );
+        match conn.request(ERROR, Bytes::from_static(b"boom")).await {
+            Err(Error::Remote(e)) => assert_eq!(e.text(), "boom"),
+            other => panic!("want a remote error, got {other:?}"),
+        }
+
+        let mut echo = conn
+            .subroute("echo")
+            .open_stream(ECHO, Bytes::new())
+            .await
+            .unwrap();
+        echo.send(Bytes::from_static(b"a")).await.unwrap();
+        assert_eq!(
+            echo.next().await.unwrap().unwrap(),
+            Bytes::from_static(b"a")
+        );
+        echo.close_send();
+        assert!(echo.next().await.is_none());
+
+        let count = conn
+            .subroute("count")
+            .open_stream(ECHO, Bytes::from_static(b"xy"))
+            .await
+            .unwrap();
+        let got: Vec<Bytes> = count.map(Result::unwrap).collect().await;
+        let want: Vec<Bytes> = (0..COUNT_MESSAGES)
+            .map(|i| Bytes::from(vec![i, b'x', b'y']))
+            .collect();
+        assert_eq!(got, want);
+
+        let mut failing = conn
+            .subroute("error")
+            .open_stream(ERROR, Bytes::from_static(b"bad"))
+            .await
+            .unwrap();
+        match failing.next().await {
+            Some(Err(Error::Remote(e))) => assert_eq!(e.text(), "bad"),
+            other => panic!("want a remote error, got {other:?}"),
+        }
+        assert!(failing.next().await.is_none());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for c in [grid.conn(0, 1), grid.conn(1, 0)] {
+            let s = c.stats();
+            assert_eq!((s.incoming_muxes, s.outgoing_muxes), (0, 0));
+        }
+        grid.shutdown().await;
+    }
+}
