@@ -97,9 +97,14 @@ impl Grid {
 
     /// Runs `rgrid call --to <url> <extra>`; returns (exit code, stdout, stderr).
     fn call_to(&self, to: &str, extra: &[&str]) -> (i32, Vec<u8>, String) {
+        self.call_as(TOKEN, to, extra)
+    }
+
+    /// Runs `rgrid call --token <token> --to <url> <extra>`.
+    fn call_as(&self, token: &str, to: &str, extra: &[&str]) -> (i32, Vec<u8>, String) {
         let child = Command::new(BIN)
             .args(["call", "--local", &self.caller, "--hosts", &self.hosts])
-            .args(["--token", TOKEN, "--to", to])
+            .args(["--token", token, "--to", to])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -297,6 +302,14 @@ fn three_serve_processes_answer_rgrid_call_and_survive_a_restart() {
     let (code, _, err) = grid.call_to("http://127.0.0.1:1", &["--handler", "78"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("must be one of --hosts"), "{err}");
+    // A wrong token: the server refuses it in the handshake and the caller says why.
+    let (code, _, err) = grid.call_as(
+        "not-the-secret",
+        &grid.servers[0],
+        &["--handler", "78", "--timeout", "1"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("token"), "the refusal names the token: {err}");
     // Sending to a stream that takes no input is refused before anything is sent.
     let (code, out, err) = grid.call(
         0,
