@@ -6,22 +6,24 @@
 //! so the report can show a reconnect and still zero errors: that is how an operator takes
 //! a link down on purpose. Calls on every other pair keep running meanwhile.
 
-use std::io::{IsTerminal, Write};
+mod report;
+mod workload;
+
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Args;
-use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use rgrid::Manager;
 use rgrid::test_util::LocalGrid;
-use rgrid::typed::SingleHandler;
-use rgrid::{Connection, HandlerId, Manager, RemoteError, StreamHandler, StreamIn, StreamOut};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use self::report::{KillReport, KindReport, Report, print_report, thousands};
+use self::workload::{Kind, one_call, register};
 use crate::node::Failure;
 
 /// Flags of `rgrid demo`.
@@ -46,221 +48,6 @@ impl Default for DemoArgs {
             json: false,
         }
     }
-}
-
-/// A disk-info query, like the small metadata calls between storage nodes.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-struct DiskInfoRequest {
-    disk: String,
-    metrics: bool,
-}
-
-/// The answer to a [`DiskInfoRequest`].
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-struct DiskInfo {
-    disk: String,
-    total: u64,
-    free: u64,
-    used_inodes: u64,
-    healing: bool,
-    endpoint: String,
-}
-
-const ECHO: HandlerId = HandlerId::TEST;
-static DISK_INFO: SingleHandler<DiskInfoRequest, DiskInfo> = SingleHandler::new(HandlerId::TEST2);
-/// Messages each way in the stream shapes.
-const STREAM_MESSAGES: usize = 10;
-/// Deadline of every demo call: nothing may hang the demo.
-const CALL_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The kinds of call the workload makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Single,
-    Typed,
-    StreamRequest,
-    StreamResponses,
-    StreamTwoway,
-}
-
-impl Kind {
-    const ALL: [Kind; 5] = [
-        Kind::Single,
-        Kind::Typed,
-        Kind::StreamRequest,
-        Kind::StreamResponses,
-        Kind::StreamTwoway,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Single => "single",
-            Kind::Typed => "typed",
-            Kind::StreamRequest => "stream-request",
-            Kind::StreamResponses => "stream-responses",
-            Kind::StreamTwoway => "stream-twoway",
-        }
-    }
-
-    fn what(self) -> &'static str {
-        match self {
-            Kind::Single => "512 B echo",
-            Kind::Typed => "DiskInfo msgpack",
-            Kind::StreamRequest => "10 msgs in, 1 out",
-            Kind::StreamResponses => "1 in, 10 msgs out",
-            Kind::StreamTwoway => "10 msgs each way",
-        }
-    }
-
-    fn subroute(self) -> Option<&'static str> {
-        match self {
-            Kind::Single | Kind::Typed => None,
-            Kind::StreamRequest => Some("demo/request"),
-            Kind::StreamResponses => Some("demo/responses"),
-            Kind::StreamTwoway => Some("demo/twoway"),
-        }
-    }
-
-    /// Concurrent callers of this kind.
-    fn workers(self) -> usize {
-        match self {
-            Kind::Single | Kind::Typed => 8,
-            _ => 2,
-        }
-    }
-}
-
-fn send_err(e: rgrid::Error) -> RemoteError {
-    RemoteError::new(e.to_string())
-}
-
-/// Registers the demo's handlers on one node.
-fn register(index: usize, m: &Manager) -> Result<(), rgrid::Error> {
-    m.register_single(ECHO, |payload: Bytes| async move { Ok(payload) })?;
-    let endpoint = m.host().to_owned();
-    DISK_INFO.register(m, None, move |req: DiskInfoRequest| {
-        let endpoint = endpoint.clone();
-        async move {
-            Ok(DiskInfo {
-                total: 4 << 40,
-                free: (3 << 40) + index as u64,
-                used_inodes: if req.metrics { 1_234_567 } else { 0 },
-                healing: false,
-                disk: req.disk,
-                endpoint,
-            })
-        }
-    })?;
-    let request = StreamHandler::new(
-        1,
-        1,
-        |_, _, input: Option<StreamIn>, out: StreamOut| async move {
-            let mut input = input.ok_or_else(|| RemoteError::new("no input"))?;
-            let (mut n, mut bytes) = (0u64, 0u64);
-            while let Some(msg) = input.recv().await {
-                n += 1;
-                bytes += msg.len() as u64;
-            }
-            out.send(Bytes::from(format!("{n} messages, {bytes} bytes")))
-                .await
-                .map_err(send_err)
-        },
-    );
-    let responses = StreamHandler::new(0, 1, |_, payload: Bytes, _, out: StreamOut| async move {
-        for _ in 0..STREAM_MESSAGES {
-            out.send(payload.clone()).await.map_err(send_err)?;
-        }
-        Ok(())
-    });
-    let twoway = StreamHandler::new(
-        1,
-        1,
-        |_, _, input: Option<StreamIn>, out: StreamOut| async move {
-            let mut input = input.ok_or_else(|| RemoteError::new("no input"))?;
-            while let Some(msg) = input.recv().await {
-                out.send(msg).await.map_err(send_err)?;
-            }
-            Ok(())
-        },
-    );
-    for (kind, handler) in [
-        (Kind::StreamRequest, request),
-        (Kind::StreamResponses, responses),
-        (Kind::StreamTwoway, twoway),
-    ] {
-        m.register_stream(ECHO, kind.subroute(), handler)?;
-    }
-    Ok(())
-}
-
-/// One call of `kind` on `conn`; `Err` carries the error text.
-async fn one_call(kind: Kind, conn: &Connection, payload: &Bytes) -> Result<(), String> {
-    let e = |e: rgrid::Error| e.to_string();
-    match kind {
-        Kind::Single => {
-            let got = conn
-                .request_with_deadline(ECHO, payload.clone(), CALL_DEADLINE)
-                .await
-                .map_err(e)?;
-            if got != *payload {
-                return Err("echo answered different bytes".into());
-            }
-        }
-        Kind::Typed => {
-            let req = DiskInfoRequest {
-                disk: "/mnt/disk1".into(),
-                metrics: true,
-            };
-            let info = DISK_INFO
-                .call_with_deadline(conn, &req, CALL_DEADLINE)
-                .await
-                .map_err(e)?;
-            if info.disk != req.disk || info.endpoint != conn.remote() {
-                return Err(format!("unexpected disk info {info:?}"));
-            }
-        }
-        Kind::StreamRequest | Kind::StreamResponses | Kind::StreamTwoway => {
-            let sub = conn.subroute(kind.subroute().unwrap_or_default());
-            let mut stream = sub
-                .open_stream_with_deadline(ECHO, payload.clone(), CALL_DEADLINE)
-                .await
-                .map_err(e)?;
-            let mut received = 0;
-            if kind == Kind::StreamResponses {
-                while let Some(msg) = stream.next().await {
-                    msg.map_err(e)?;
-                    received += 1;
-                }
-            } else {
-                for _ in 0..STREAM_MESSAGES {
-                    stream.send(payload.clone()).await.map_err(e)?;
-                    if kind == Kind::StreamTwoway {
-                        match stream.next().await {
-                            Some(msg) if msg.as_ref().map_err(|e| e.to_string())? == payload => {
-                                received += 1;
-                            }
-                            Some(_) => return Err("echo answered different bytes".into()),
-                            None => return Err("stream ended early".into()),
-                        }
-                    }
-                }
-                stream.close_send();
-                while let Some(msg) = stream.next().await {
-                    msg.map_err(e)?;
-                    received += 1;
-                }
-            }
-            let want = if kind == Kind::StreamRequest {
-                1
-            } else {
-                STREAM_MESSAGES
-            };
-            if received != want {
-                return Err(format!("{received} messages received, want {want}"));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Live counters of one kind.
@@ -360,17 +147,6 @@ async fn worker(shared: Arc<Shared>, kind: Kind) -> Histogram<u64> {
     hist
 }
 
-/// The kill and the restore of the victim connection.
-#[derive(Serialize, Debug, Default, Clone)]
-struct KillReport {
-    /// The nodes whose connection was killed (1-based).
-    nodes: [usize; 2],
-    /// Seconds into the run when it was killed.
-    killed_at_s: f64,
-    /// Milliseconds from the kill until both sides were connected again.
-    restored_after_ms: f64,
-}
-
 async fn kill_and_restore(shared: &Shared, started: Instant) -> Result<KillReport, String> {
     let v = &shared.victim;
     v.draining.store(true, Ordering::SeqCst);
@@ -408,34 +184,6 @@ async fn kill_and_restore(shared: &Shared, started: Instant) -> Result<KillRepor
         killed_at_s: killed.duration_since(started).as_secs_f64(),
         restored_after_ms: killed.elapsed().as_secs_f64() * 1e3,
     })
-}
-
-/// One row of the report.
-#[derive(Serialize, Debug, Clone)]
-struct KindReport {
-    kind: &'static str,
-    what: &'static str,
-    calls: u64,
-    errors: u64,
-    ops_per_sec: f64,
-    p50_us: u64,
-    p99_us: u64,
-    max_us: u64,
-}
-
-/// The demo's report (also its JSON form).
-#[derive(Serialize, Debug, Clone)]
-struct Report {
-    nodes: usize,
-    connections: usize,
-    duration_s: f64,
-    kinds: Vec<KindReport>,
-    total_calls: u64,
-    total_ops_per_sec: f64,
-    reconnects: u64,
-    kill: Option<KillReport>,
-    errors: u64,
-    first_errors: Vec<String>,
 }
 
 /// Runs the demo and prints its report.
@@ -657,81 +405,5 @@ async fn tick_progress(shared: &Shared, progress: &ProgressBar, started: Instant
             errors,
             reconnects(&shared.grid)
         ));
-    }
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn print_report(r: &Report) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out)?;
-    writeln!(
-        out,
-        "{:<17} {:<18} {:>11} {:>10} {:>8} {:>8} {:>9} {:>7}",
-        "kind", "shape", "calls", "ops/s", "p50 µs", "p99 µs", "max µs", "errors"
-    )?;
-    for k in &r.kinds {
-        writeln!(
-            out,
-            "{:<17} {:<18} {:>11} {:>10} {:>8} {:>8} {:>9} {:>7}",
-            k.kind,
-            k.what,
-            thousands(k.calls),
-            thousands(k.ops_per_sec as u64),
-            thousands(k.p50_us),
-            thousands(k.p99_us),
-            thousands(k.max_us),
-            k.errors
-        )?;
-    }
-    writeln!(
-        out,
-        "{:<17} {:<18} {:>11} {:>10}",
-        "total",
-        "",
-        thousands(r.total_calls),
-        thousands(r.total_ops_per_sec as u64)
-    )?;
-    writeln!(out)?;
-    match &r.kill {
-        Some(k) => writeln!(
-            out,
-            "connection node{} ↔ node{} killed at {:.1} s, reconnected after {:.0} ms",
-            k.nodes[0], k.nodes[1], k.killed_at_s, k.restored_after_ms
-        )?,
-        None => writeln!(out, "the connection kill did not complete")?,
-    }
-    writeln!(
-        out,
-        "{} nodes, {} connections, {:.1} s, reconnects: {}, errors: {}",
-        r.nodes, r.connections, r.duration_s, r.reconnects, r.errors
-    )?;
-    for e in &r.first_errors {
-        writeln!(out, "  error: {e}")?;
-    }
-    out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }
