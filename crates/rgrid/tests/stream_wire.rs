@@ -297,3 +297,87 @@ async fn a_sequence_gap_from_the_handler_fails_the_callers_stream() {
     connection_is_healthy(&n, &mut ws, 100).await;
     n.manager.shutdown().await;
 }
+
+/// A caller's ping that reaches a stream the handler has just finished (its last messages
+/// still queued behind a slow socket) must be answered after those messages: a "not found"
+/// pong that overtook them would fail a stream that succeeded ("remote terminated call").
+#[tokio::test]
+async fn a_not_found_pong_never_overtakes_the_finished_streams_last_messages() {
+    const BIG: usize = 8 << 20;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let n = node(Options::default(), move |m: &Manager| {
+        let done = done_tx.clone();
+        m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
+            .unwrap();
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            rgrid::StreamHandler::new(0, 4, move |_, _, _, out: rgrid::StreamOut| {
+                let done = done.clone();
+                async move {
+                    for i in 0..3u8 {
+                        out.send(vec![i; BIG])
+                            .await
+                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                    }
+                    let _ = done.send(());
+                    Ok(())
+                }
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let mut ws = connected_peer(&n).await;
+    common::raw::send(
+        &mut ws,
+        Message {
+            mux_id: MuxId(7),
+            handler: HandlerId::TEST,
+            flags: Flags::CRC,
+            payload: Some(b"init"),
+            ..Message::new(Op::CONNECT_MUX)
+        },
+    )
+    .await;
+    // Without reading, the 24 MiB of output cannot all leave: the writer stalls on the
+    // socket while the handler finishes and the stream is removed.
+    bounded(done_rx.recv()).await.unwrap();
+    let conn = n.manager.connection(&n.peer).unwrap();
+    bounded(async {
+        while conn.stats().incoming_muxes != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    send_mux(&mut ws, Op::PING, 7, 1, Flags::NONE, Some(b"")).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut order = Vec::new();
+    bounded(async {
+        while !order.iter().any(|(op, _)| *op == Op::PONG) {
+            for m in recv_msgs(&mut ws).await.unwrap() {
+                if m.mux == 7 {
+                    order.push((m.op, m.flags.contains(Flags::EOF)));
+                }
+            }
+        }
+    })
+    .await;
+    let ops: Vec<Op> = order.iter().map(|(op, _)| *op).collect();
+    assert_eq!(
+        ops,
+        [
+            Op::ACK_MUX,
+            Op::MUX_SERVER_MSG,
+            Op::MUX_SERVER_MSG,
+            Op::MUX_SERVER_MSG,
+            Op::MUX_SERVER_MSG,
+            Op::DISCONNECT_CLIENT_MUX,
+            Op::PONG
+        ],
+        "{order:?}"
+    );
+    assert!(order[4].1, "the fourth server message is the EOF");
+    connection_is_healthy(&n, &mut ws, 100).await;
+    n.manager.shutdown().await;
+}

@@ -704,7 +704,16 @@ fn handle_ping(conn: &ConnShared, session: &Session, m: &Message<'_>, payload: O
     if pong.encode(&mut buf).is_err() {
         return;
     }
-    let reply = Outgoing::reply_to(m, Op::PONG, conn.base_flags, Some(buf.freeze()));
+    let mut reply = Outgoing::reply_to(m, Op::PONG, conn.base_flags, Some(buf.freeze()));
+    if pong.not_found {
+        // The stream may have just finished with its last messages still in the data lane:
+        // a "not found" answer queued behind them cannot overtake them (it would fail a
+        // stream that succeeded). Only a full data lane sends it the fast way.
+        match session.data_tx.try_send(reply) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(r)) => reply = r,
+        }
+    }
     if let Err(mpsc::error::TrySendError::Full(_)) = session.ctl_tx.try_send(reply) {
         tracing::warn!(remote = %conn.remote, "grid: control queue full (ping flood?), closing");
         session.close(Error::Disconnected);
