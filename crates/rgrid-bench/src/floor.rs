@@ -49,7 +49,10 @@ async fn connect() -> io::Result<Client> {
 pub async fn echo_point(concurrency: usize, payload: &Bytes, timing: Timing) -> io::Result<Point> {
     let mut clients = Vec::new();
     for _ in 0..timing.repeats.max(1) {
-        clients.push(connect().await?);
+        let ws = tokio::time::timeout(std::time::Duration::from_secs(10), connect())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "floor: connect timed out"))??;
+        clients.push(ws);
     }
     let point = median_of(timing, || {
         let ws = clients.pop();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::alloc::Snapshot;
 
 /// Warm-up, measurement time and repetitions of each point.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     /// Time run before measuring.
     pub warmup: Duration,
@@ -112,17 +112,39 @@ where
     let mut ops = 0;
     let mut errors = 0;
     let mut lat: Vec<u32> = Vec::new();
-    for t in tasks {
-        if let Ok(r) = t.await {
-            ops += r.ops;
-            errors += r.errors;
-            lat.extend_from_slice(&r.lat_ns);
+    // Every task finishes its operation in flight and returns; one that does not within
+    // JOIN_TIMEOUT (a hung call) is aborted and counted as an error, so no point can hang.
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    for mut t in tasks {
+        match tokio::time::timeout_at(deadline, &mut t).await {
+            Ok(Ok(r)) => {
+                ops += r.ops;
+                errors += r.errors;
+                lat.extend_from_slice(&r.lat_ns);
+            }
+            Ok(Err(_)) => errors += 1,
+            Err(_) => {
+                t.abort();
+                errors += 1;
+            }
         }
     }
     summarize(ops, errors, elapsed, allocs, &mut lat)
 }
 
-fn summarize(ops: u64, errors: u64, elapsed: Duration, allocs: Snapshot, lat: &mut [u32]) -> Point {
+/// How long the client tasks of a run get to finish their last operation after the
+/// measurement stopped.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The point of a run: `ops` operations (and `errors` failures) in `elapsed`, with the
+/// allocations counted over the same window and the latencies (ns) of the operations.
+pub fn summarize(
+    ops: u64,
+    errors: u64,
+    elapsed: Duration,
+    allocs: Snapshot,
+    lat: &mut [u32],
+) -> Point {
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {

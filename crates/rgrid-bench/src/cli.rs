@@ -1,0 +1,271 @@
+//! Command-line arguments of the benchmark (`rgrid-bench ...` or `rgrid bench ...`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::measure::Timing;
+
+/// The usage text printed by `--help` and after a bad argument.
+pub const USAGE: &str = "\
+usage: rgrid-bench [OPTIONS]        (also: rgrid bench [OPTIONS])
+
+Runs MinIO's grid benchmark matrix on rgrid (single requests bytes/rpc, streams
+request/responses/twoway, 512-byte payloads) and, in the same run, its baselines: a raw
+websocket echo over one loopback connection (the floor) and tonic gRPC (unary, client,
+server and bidi streams on one HTTP/2 connection); then the head-of-line scenario.
+
+options:
+  --quick                 short points: 100 ms warm-up, 300 ms measured, 1 repetition
+  --servers LIST          rgrid grid sizes, each at least 2 (default 2,4)
+  --concurrency LIST      client tasks per point (default 1,2,4,8,16,32,64)
+  --workers N             tokio worker threads (default 2)
+  --only GROUPS           any of requests,streams,hol (default: all)
+  --no-baselines          skip the websocket floor and tonic
+  --hol-concurrency N     small calls in flight in the head-of-line scenario (default 8)
+  --hol-window N          output window (credits) of its bulk stream, in messages (default 1)
+  --warmup-ms N           warm-up before each repetition (default 200)
+  --measure-ms N          measured time of each repetition (default 1000)
+  --repeats N             repetitions per point, the median by ops/s is reported (default 3)
+  --json FILE             write every point, the goals and the machine as JSON
+  --svg FILE              write a chart of ops/s against concurrency per system
+  -h, --help              print this text";
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Args {
+    /// Warm-up, measurement and repetitions of every point.
+    pub timing: Timing,
+    /// Grid sizes of the rgrid systems.
+    pub servers: Vec<usize>,
+    /// Tokio worker threads.
+    pub workers: usize,
+    /// Client tasks per point.
+    pub concurrency: Vec<usize>,
+    /// Run the single-request group.
+    pub requests: bool,
+    /// Run the stream group.
+    pub streams: bool,
+    /// Run the head-of-line scenario.
+    pub hol: bool,
+    /// Run the floor and tonic next to rgrid.
+    pub baselines: bool,
+    /// Small calls in flight in the head-of-line scenario.
+    pub hol_concurrency: usize,
+    /// Output window of the head-of-line scenario's bulk stream.
+    pub hol_window: usize,
+    /// Where to write the JSON document.
+    pub json: Option<PathBuf>,
+    /// Where to write the SVG chart.
+    pub svg: Option<PathBuf>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            timing: Timing {
+                warmup: Duration::from_millis(200),
+                measure: Duration::from_secs(1),
+                repeats: 3,
+            },
+            servers: vec![2, 4],
+            workers: 2,
+            concurrency: vec![1, 2, 4, 8, 16, 32, 64],
+            requests: true,
+            streams: true,
+            hol: true,
+            baselines: true,
+            hol_concurrency: 8,
+            hol_window: crate::hol::OUT_CAPACITY,
+            json: None,
+            svg: None,
+        }
+    }
+}
+
+/// The outcome of parsing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Parsed {
+    /// Run the benchmark.
+    Run(Args),
+    /// Print the usage and exit successfully.
+    Help,
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let mut out = Args::default();
+    let mut quick = false;
+    let mut warmup_ms = None;
+    let mut measure_ms = None;
+    let mut repeats = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--servers" => out.servers = list(&value("--servers")?, "--servers", 2)?,
+            "--concurrency" => {
+                out.concurrency = list(&value("--concurrency")?, "--concurrency", 1)?;
+            }
+            "--workers" => out.workers = number(&value("--workers")?, "--workers", 1)?,
+            "--only" => {
+                let groups = value("--only")?;
+                out.requests = false;
+                out.streams = false;
+                out.hol = false;
+                for part in groups.split(',') {
+                    match part.trim() {
+                        "requests" => out.requests = true,
+                        "streams" => out.streams = true,
+                        "hol" => out.hol = true,
+                        other => {
+                            return Err(format!(
+                                "--only: unknown group {other:?} (requests, streams, hol)"
+                            ));
+                        }
+                    }
+                }
+            }
+            "--no-baselines" => out.baselines = false,
+            "--hol-concurrency" => {
+                out.hol_concurrency = number(&value("--hol-concurrency")?, "--hol-concurrency", 1)?;
+            }
+            "--hol-window" => {
+                out.hol_window = number(&value("--hol-window")?, "--hol-window", 1)?;
+            }
+            "--warmup-ms" => warmup_ms = Some(number(&value("--warmup-ms")?, "--warmup-ms", 0)?),
+            "--measure-ms" => {
+                measure_ms = Some(number(&value("--measure-ms")?, "--measure-ms", 1)?);
+            }
+            "--repeats" => repeats = Some(number(&value("--repeats")?, "--repeats", 1)?),
+            "--json" => out.json = Some(PathBuf::from(value("--json")?)),
+            "--svg" => out.svg = Some(PathBuf::from(value("--svg")?)),
+            "-h" | "--help" => return Ok(Parsed::Help),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if quick {
+        out.timing = Timing {
+            warmup: Duration::from_millis(100),
+            measure: Duration::from_millis(300),
+            repeats: 1,
+        };
+    }
+    if let Some(ms) = warmup_ms {
+        out.timing.warmup = Duration::from_millis(ms as u64);
+    }
+    if let Some(ms) = measure_ms {
+        out.timing.measure = Duration::from_millis(ms as u64);
+    }
+    if let Some(n) = repeats {
+        out.timing.repeats = n;
+    }
+    Ok(Parsed::Run(out))
+}
+
+fn number(v: &str, name: &str, min: usize) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!("{name}: {v:?} is not a number of at least {min}")),
+    }
+}
+
+fn list(v: &str, name: &str, min: usize) -> Result<Vec<usize>, String> {
+    let mut out = v
+        .split(',')
+        .map(|part| number(part, name, min))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        return Err(format!("{name} needs at least one value"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Args {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args).unwrap() {
+            Parsed::Run(a) => a,
+            Parsed::Help => panic!("help"),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse(&args).unwrap_err()
+    }
+
+    #[test]
+    fn defaults() {
+        let a = run(&[]);
+        assert_eq!(a, Args::default());
+        assert_eq!(a.servers, [2, 4]);
+        assert_eq!(a.concurrency, [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(a.timing.repeats, 3);
+        assert!(a.requests && a.streams && a.hol && a.baselines);
+    }
+
+    #[test]
+    fn lists_and_groups() {
+        let a = run(&[
+            "--servers",
+            "4,2,2",
+            "--concurrency",
+            "8, 1",
+            "--only",
+            "streams,hol",
+            "--workers",
+            "3",
+            "--json",
+            "/tmp/x.json",
+            "--svg",
+            "x.svg",
+            "--no-baselines",
+            "--hol-concurrency",
+            "16",
+            "--hol-window",
+            "4",
+        ]);
+        assert_eq!(a.servers, [2, 4]);
+        assert_eq!(a.concurrency, [1, 8]);
+        assert!(!a.requests && a.streams && a.hol && !a.baselines);
+        assert_eq!(a.workers, 3);
+        assert_eq!(a.hol_concurrency, 16);
+        assert_eq!(a.hol_window, 4);
+        assert_eq!(a.json, Some(PathBuf::from("/tmp/x.json")));
+        assert_eq!(a.svg, Some(PathBuf::from("x.svg")));
+    }
+
+    #[test]
+    fn timing_overrides_apply_after_quick_in_any_order() {
+        let a = run(&["--measure-ms", "50", "--quick", "--repeats", "2"]);
+        assert_eq!(a.timing.measure, Duration::from_millis(50));
+        assert_eq!(a.timing.warmup, Duration::from_millis(100));
+        assert_eq!(a.timing.repeats, 2);
+        let q = run(&["--quick"]);
+        assert_eq!(q.timing.measure, Duration::from_millis(300));
+        assert_eq!(q.timing.repeats, 1);
+    }
+
+    #[test]
+    fn help_and_errors() {
+        assert_eq!(parse(&["-h".to_owned()]), Ok(Parsed::Help));
+        assert!(err(&["--servers", "1"]).contains("at least 2"));
+        assert!(err(&["--servers"]).contains("needs a value"));
+        assert!(err(&["--concurrency", "0"]).contains("at least 1"));
+        assert!(err(&["--concurrency", "1,x"]).contains("--concurrency"));
+        assert!(err(&["--only", "nope"]).contains("unknown group"));
+        assert!(err(&["--bogus"]).contains("unknown argument"));
+        assert!(err(&["--repeats", "0"]).contains("at least 1"));
+    }
+}

@@ -1,0 +1,93 @@
+//! End to end: a tiny matrix (concurrency 1, 2 servers, 50 ms points) with every system,
+//! the head-of-line scenario, and the JSON and SVG outputs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rgrid_bench::alloc::CountingAlloc;
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn bad_arguments_exit_2_and_help_exits_0() {
+    assert_eq!(rgrid_bench::run(args(&["--bogus"])), 2);
+    assert_eq!(rgrid_bench::run(args(&["--servers", "1"])), 2);
+    assert_eq!(rgrid_bench::run(args(&["--help"])), 0);
+}
+
+#[test]
+fn tiny_matrix_end_to_end() {
+    let dir = std::env::temp_dir();
+    let json = dir.join(format!("rgrid-bench-smoke-{}.json", std::process::id()));
+    let svg = dir.join(format!("rgrid-bench-smoke-{}.svg", std::process::id()));
+    let started = std::time::Instant::now();
+    // Called from inside a runtime, as an async CLI would: run() moves to a thread of its own.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = rt.block_on(async {
+        rgrid_bench::run(args(&[
+            "--concurrency",
+            "1",
+            "--servers",
+            "2",
+            "--warmup-ms",
+            "20",
+            "--measure-ms",
+            "50",
+            "--repeats",
+            "1",
+            "--hol-concurrency",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+        ]))
+    });
+    assert_eq!(code, 0);
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let points = doc["points"].as_array().unwrap();
+    let systems: Vec<&str> = points
+        .iter()
+        .map(|p| p["system"].as_str().unwrap())
+        .collect();
+    for want in [
+        "ws floor",
+        "tonic unary",
+        "rgrid bytes",
+        "rgrid rpc",
+        "tonic client-stream",
+        "tonic server-stream",
+        "tonic bidi",
+        "rgrid request",
+        "rgrid responses",
+        "rgrid twoway",
+        "rgrid bytes idle",
+        "rgrid bytes + bulk",
+    ] {
+        assert!(systems.contains(&want), "{want} missing from {systems:?}");
+    }
+    for p in points {
+        assert!(p["ops_per_sec"].as_f64().unwrap() > 0.0, "{p}");
+        assert_eq!(p["errors"], 0, "{p}");
+        assert!(p["allocs_per_op"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    let hol = &doc["hol"];
+    assert!(hol["stream_mb_per_s"].as_f64().unwrap() > 0.0, "{hol}");
+    assert!(hol["idle_p99_us"].as_f64().unwrap() > 0.0, "{hol}");
+    assert_eq!(hol["stream_error"], serde_json::Value::Null, "{hol}");
+    assert_eq!(doc["goals"].as_array().unwrap().len(), 3);
+
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("tonic bidi"));
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&svg);
+}
