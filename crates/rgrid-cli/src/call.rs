@@ -63,9 +63,8 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), Failure> {
         ),
         None => Bytes::from(args.payload.clone()),
     };
-    let takes_no_input = conformance::streams().iter().any(|(id, sub, h)| {
-        *id == handler && Some(*sub) == args.subroute.as_deref() && h.in_capacity() == 0
-    });
+    let takes_no_input = conformance::stream(handler, args.subroute.as_deref())
+        .is_some_and(|h| h.in_capacity() == 0);
     if args.stream && takes_no_input && !args.send.is_empty() {
         return Err(Failure::Local(format!(
             "handler {} subroute {} takes no input; drop --send",
@@ -98,10 +97,7 @@ fn register_caller_side(
     handler: HandlerId,
 ) -> Result<(), rgrid::Error> {
     conformance::register(m)?;
-    let known = conformance::streams()
-        .iter()
-        .any(|(id, sub, _)| *id == handler && Some(*sub) == args.subroute.as_deref());
-    if args.stream && !known {
+    if args.stream && conformance::stream(handler, args.subroute.as_deref()).is_none() {
         let in_capacity = usize::from(!args.send.is_empty());
         m.register_stream(
             handler,

@@ -64,6 +64,14 @@ pub(crate) fn streams() -> [(HandlerId, &'static str, StreamHandler); 3] {
     ]
 }
 
+/// The conformance stream handler registered under `handler` and `subroute`, if any.
+pub(crate) fn stream(handler: HandlerId, subroute: Option<&str>) -> Option<StreamHandler> {
+    streams()
+        .into_iter()
+        .find(|(id, sub, _)| *id == handler && Some(*sub) == subroute)
+        .map(|(_, _, h)| h)
+}
+
 /// Registers the whole conformance set on `m`.
 pub(crate) fn register(m: &Manager) -> Result<(), rgrid::Error> {
     m.register_single(ECHO, |payload: Bytes| async move { Ok(payload) })?;

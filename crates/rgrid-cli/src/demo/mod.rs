@@ -81,6 +81,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// The first errors seen (a poisoned lock is recovered: a push cannot leave it broken).
+    fn first_errors(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.first_errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A random ordered pair of distinct nodes whose connection is usable now; registers
     /// the call on the victim pair so the drain can wait for it.
     fn pick_pair(&self) -> (usize, usize, bool) {
@@ -129,10 +136,7 @@ async fn worker(shared: Arc<Shared>, kind: Kind) -> Histogram<u64> {
             }
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
-                let mut first = shared
-                    .first_errors
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut first = shared.first_errors();
                 if first.len() < 5 {
                     first.push(format!(
                         "{} node{}→node{}: {e}",
@@ -325,11 +329,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
             None
         }
     };
-    let first_errors = shared
-        .first_errors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let first_errors = shared.first_errors().clone();
     let total_calls: u64 = kinds.iter().map(|k| k.calls).sum();
     let errors = kinds.iter().map(|k| k.errors).sum::<u64>() + u64::from(kill.is_none());
     let report = Report {
@@ -362,11 +362,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
 }
 
 fn first_errors_push(shared: &Shared, e: String) {
-    let mut first = shared
-        .first_errors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    first.insert(0, e);
+    shared.first_errors().insert(0, e);
 }
 
 /// Reconnects of every pair (counted once, on the dialing side).
