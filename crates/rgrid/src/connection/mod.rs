@@ -89,6 +89,9 @@ pub(crate) struct Counters {
     pub(crate) outgoing_messages: AtomicU64,
     pub(crate) incoming_muxes: AtomicUsize,
     pub(crate) last_pong: AtomicU64,
+    /// When the last pong arrived (or the session started), on the monotonic clock: nanoseconds
+    /// since [`ConnShared::epoch`]. Keepalive judges liveness by this, never by wall time.
+    pub(crate) last_pong_mono: AtomicU64,
     pub(crate) last_connect: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) last_rtt_micros: AtomicU64,
@@ -119,6 +122,9 @@ pub(crate) struct ConnShared {
     /// Checksums are on unless both hosts use TLS (spec §3.6).
     pub(crate) base_flags: Flags,
     pub(crate) ctx: Arc<ManagerCtx>,
+    /// Origin of the connection's monotonic timestamps (tokio's clock, so paused test time
+    /// and simulations drive it).
+    pub(crate) epoch: tokio::time::Instant,
     state: watch::Sender<State>,
     session: Mutex<Option<Arc<Session>>>,
     next_mux: AtomicU64,
@@ -157,6 +163,7 @@ impl ConnShared {
             dials: rgrid_proto::should_dial(local, remote),
             base_flags,
             ctx,
+            epoch: tokio::time::Instant::now(),
             state: watch::Sender::new(State::Unconnected),
             session: Mutex::new(None),
             next_mux: AtomicU64::new(1),
@@ -188,6 +195,11 @@ impl ConnShared {
     /// The live session, if connected.
     pub(crate) fn session(&self) -> Option<Arc<Session>> {
         lock(&self.session).clone()
+    }
+
+    /// Now on the connection's monotonic clock, in nanoseconds since [`ConnShared::epoch`].
+    pub(crate) fn mono_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn next_mux_id(&self) -> u64 {
@@ -225,6 +237,9 @@ impl ConnShared {
         self.counters
             .last_pong
             .store(unix_nanos(), Ordering::Relaxed);
+        self.counters
+            .last_pong_mono
+            .store(self.mono_nanos(), Ordering::Relaxed);
         self.set_state(State::Connected);
         tracing::info!(local = %self.local, remote = %self.remote, "grid connected");
         tasks.spawn(&self.ctx);

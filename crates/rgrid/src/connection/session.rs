@@ -313,8 +313,8 @@ async fn run_writer(
             Some(m) = ctl_rx.recv() => batch.push(m),
             Some(m) = data_rx.recv() => place_data(m, &mut ctl_rx, &mut batch),
             _ = ticker.tick() => {
-                let last = conn.counters.last_pong.load(Ordering::Relaxed);
-                let silent = Duration::from_nanos(unix_nanos().saturating_sub(last));
+                let last = conn.counters.last_pong_mono.load(Ordering::Relaxed);
+                let silent = Duration::from_nanos(conn.mono_nanos().saturating_sub(last));
                 if silent > 2 * ping_every {
                     tracing::warn!(local = %conn.local, remote = %conn.remote, ?silent,
                         "grid: last pong too old, dropping connection");
@@ -587,6 +587,9 @@ fn dispatch(conn: &Arc<ConnShared>, session: &Arc<Session>, m: &Message<'_>, fra
         Op::PONG => {
             let now = unix_nanos();
             conn.counters.last_pong.store(now, Ordering::Relaxed);
+            conn.counters
+                .last_pong_mono
+                .store(conn.mono_nanos(), Ordering::Relaxed);
             if let Ok(pong) = PongMsg::decode(payload.as_deref().unwrap_or_default()) {
                 let sent = pong.t.unix_nanos();
                 if sent > 0 {
