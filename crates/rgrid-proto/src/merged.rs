@@ -178,7 +178,7 @@ impl<'a> Iterator for RawEntries<'a> {
             return (rest > 0).then_some(Err(DecodeError::TrailingBytes(rest)));
         }
         self.left -= 1;
-        match self.rd.bin_or_nil_limited(self.limits.max_message_size) {
+        match self.rd.bin_or_nil_limited(self.limits.max_frame_size) {
             Ok(Some(entry)) => Some(Ok(entry)),
             Ok(None) => {
                 self.done = true;

@@ -39,25 +39,39 @@ pub const MIN_MESSAGE_LEN: usize = 9;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DecodeLimits {
-    /// Largest frame (single or merged), and so largest payload, accepted. Checked before any
-    /// field is read; declared payload lengths above it are reported as
-    /// [`DecodeError::TooLarge`].
+    /// Largest payload of one message. Declared payload lengths above it are reported as
+    /// [`DecodeError::TooLarge`] before anything is read or allocated.
     pub max_message_size: usize,
+    /// Largest frame (a single message, or a merged container with every message in it),
+    /// checked before any field is read. [`DecodeLimits::new`] makes it equal to
+    /// `max_message_size`; a reader of merged frames should allow a merge batch on top
+    /// (see [`DecodeLimits::with_frame_size`]).
+    pub max_frame_size: usize,
 }
 
 impl DecodeLimits {
-    /// Limits with the given maximum message size.
+    /// Limits with the given maximum payload size, which also bounds frames.
     pub const fn new(max_message_size: usize) -> Self {
-        Self { max_message_size }
+        Self {
+            max_message_size,
+            max_frame_size: max_message_size,
+        }
     }
 
-    /// Fails with [`DecodeError::TooLarge`] when `size` is above the limit.
+    /// The same limits with another maximum frame size.
+    #[must_use]
+    pub const fn with_frame_size(mut self, max_frame_size: usize) -> Self {
+        self.max_frame_size = max_frame_size;
+        self
+    }
+
+    /// Fails with [`DecodeError::TooLarge`] when a frame of `size` bytes is above the limit.
     #[inline]
     pub const fn check(&self, size: usize) -> Result<(), DecodeError> {
-        if size > self.max_message_size {
+        if size > self.max_frame_size {
             Err(DecodeError::TooLarge {
                 size,
-                limit: self.max_message_size,
+                limit: self.max_frame_size,
             })
         } else {
             Ok(())

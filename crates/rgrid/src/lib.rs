@@ -169,5 +169,8 @@ pub use connection::{
 pub use error::{Error, RemoteError};
 pub use handlers::{BoxFuture, HandlerCtx, SingleHandlerFn, StreamHandler, StreamHandlerFn};
 pub use manager::{HttpAuthFn, Manager, ManagerBuilder};
-pub use options::{DEFAULT_ROUTE_PATH, LOCK_ROUTE_PATH, Options};
+pub use options::{
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_ROUTE_PATH, FRAME_SLACK, LOCK_ROUTE_PATH,
+    MAX_HANDSHAKE_MESSAGE_SIZE, Options,
+};
 pub use transport::{ConnDialer, WebSocket, connect_ws, serve};

@@ -12,6 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use rgrid_proto::{
     ConnectRequest, ConnectResponse, DecodeLimits, Flags, GridTime, HandlerId, Message, Op,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,7 +21,7 @@ use crate::auth::{StaticToken, TokenSource, TokenValidator};
 use crate::connection::{ConnShared, Connection, State, lock};
 use crate::error::{Error, RemoteError};
 use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
-use crate::options::Options;
+use crate::options::{MAX_HANDSHAKE_MESSAGE_SIZE, Options};
 use crate::transport::{ConnDialer, GridService, WebSocket, connect_ws, split_host};
 
 /// An HTTP-level check run on every upgrade request before the websocket is accepted (MinIO's
@@ -41,6 +42,9 @@ pub(crate) struct ManagerCtx {
     http_auth: Option<HttpAuthFn>,
     /// Remotes whose rejection was already logged (logged once each).
     rejections_logged: Mutex<HashSet<String>>,
+    /// Slots for connections that have not completed the handshake
+    /// ([`Options::max_preauth_conns`]).
+    preauth: Arc<Semaphore>,
 }
 
 impl ManagerCtx {
@@ -153,9 +157,10 @@ impl ManagerBuilder {
             Arc::new(
                 connect_ws(&self.options.route_path, token.clone())
                     .timeout(self.options.dial_timeout)
-                    .max_message_size(self.options.max_message_size.saturating_add(64)),
+                    .max_message_size(self.options.frame_limit()),
             )
         });
+        let preauth = self.options.max_preauth_conns;
         let ctx = Arc::new(ManagerCtx {
             options: self.options,
             registry: RwLock::new(Registry::default()),
@@ -168,6 +173,7 @@ impl ManagerBuilder {
             dialer,
             http_auth: self.http_auth,
             rejections_logged: Mutex::new(HashSet::new()),
+            preauth: Arc::new(Semaphore::new(preauth)),
         });
         let conns = self
             .hosts
@@ -287,6 +293,11 @@ impl Manager {
         self.inner.ctx.tracker.spawn(fut);
     }
 
+    /// Takes one of the slots for connections not yet through the handshake, if one is free.
+    pub(crate) fn preauth_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.ctx.preauth.clone().try_acquire_owned().ok()
+    }
+
     /// Registers a single-request handler under `id`.
     ///
     /// The handler gets the request payload and returns the response payload or a
@@ -391,8 +402,28 @@ impl Manager {
     /// Runs the accepting half of the handshake on an already-upgraded websocket (from any
     /// transport) and, if the peer is accepted, serves it as that peer's connection. Returns
     /// once the handshake is over; the connection keeps running in the background.
-    pub async fn incoming_conn(&self, mut ws: WebSocket) {
+    ///
+    /// The handshake takes one of [`Options::max_preauth_conns`] slots (the websocket is
+    /// dropped at once when none is free), must complete within
+    /// [`Options::handshake_timeout`], and its message may be at most
+    /// [`MAX_HANDSHAKE_MESSAGE_SIZE`] bytes.
+    pub async fn incoming_conn(&self, ws: WebSocket) {
+        let Some(slot) = self.preauth_slot() else {
+            tracing::debug!("grid: too many connections in their handshake, dropping one");
+            return;
+        };
+        self.incoming_conn_in_slot(ws, slot).await;
+    }
+
+    /// [`Manager::incoming_conn`] for a connection that already holds a pre-auth slot.
+    pub(crate) async fn incoming_conn_in_slot(
+        &self,
+        mut ws: WebSocket,
+        _slot: OwnedSemaphorePermit,
+    ) {
         let ctx = &self.inner.ctx;
+        ws.limits_mut()
+            .set_max_payload_len(Some(MAX_HANDSHAKE_MESSAGE_SIZE));
         let outcome = tokio::time::timeout(ctx.options.handshake_timeout, read_binary(&mut ws))
             .await
             .map_err(|_| Error::Protocol("handshake timed out".to_owned()))
@@ -409,7 +440,7 @@ impl Manager {
                     rejected_reason: reason.as_str().into(),
                 };
                 let _ = send_control(&mut ws, Op::CONNECT_RESPONSE, |b| resp.encode(b), ctx).await;
-                let _ = ws.close().await;
+                let _ = tokio::time::timeout(ctx.options.write_timeout, ws.close()).await;
                 return;
             }
         };
@@ -422,6 +453,8 @@ impl Manager {
             tracing::debug!(remote = %conn.remote, error = %e, "grid: handshake answer failed");
             return;
         }
+        ws.limits_mut()
+            .set_max_payload_len(Some(ctx.options.frame_limit()));
         if conn.attach(ws, remote_id).is_none() {
             tracing::debug!(remote = %conn.remote, "grid: connection refused during shutdown");
         }
@@ -581,6 +614,8 @@ async fn dial_loop(conn: Arc<ConnShared>) {
 async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<crate::connection::Session>, Error> {
     let ctx = &conn.ctx;
     let mut ws = ctx.dialer.dial(&conn.remote).await?;
+    ws.limits_mut()
+        .set_max_payload_len(Some(MAX_HANDSHAKE_MESSAGE_SIZE));
     let token = ctx.token.token();
     let req = ConnectRequest {
         id: ctx.id,
@@ -603,5 +638,7 @@ async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<crate::connection::S
     if !resp.accepted {
         return Err(Error::Rejected(resp.rejected_reason.into_owned()));
     }
+    ws.limits_mut()
+        .set_max_payload_len(Some(ctx.options.frame_limit()));
     conn.attach(ws, resp.id).ok_or(Error::Shutdown)
 }

@@ -2,15 +2,37 @@
 
 use std::time::Duration;
 
-use rgrid_proto::DEFAULT_MAX_MESSAGE_SIZE;
-
 /// The route MinIO's grid is mounted on.
 pub const DEFAULT_ROUTE_PATH: &str = "/minio/grid/v1";
 /// The route of MinIO's separate lock grid.
 pub const LOCK_ROUTE_PATH: &str = "/minio/grid/lock/v1";
 
+/// Default of [`Options::max_message_size`]: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
+
+/// Largest handshake message (connect request or answer) accepted before the peer is
+/// authenticated: 64 KiB. Until then the websocket layer refuses bigger frames, so an
+/// unauthenticated peer cannot make a node buffer more than this per connection.
+pub const MAX_HANDSHAKE_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// Bytes a received frame may have beyond [`Options::max_message_size`]: a merged frame
+/// carries up to 32 KiB of small messages before a full-size one, plus message headers.
+pub const FRAME_SLACK: usize = 64 * 1024;
+
 /// Timings and limits. Every field has a default; change them with struct update syntax on
 /// [`Options::default`].
+///
+/// # Limits and what they bound
+///
+/// Memory a peer can make this node hold for one connection is bounded by these limits:
+/// one frame being read (`max_message_size` + [`FRAME_SLACK`]), the outbound queue
+/// (`out_queue_bytes` and `out_queue` messages), answers waiting for room in it
+/// (`max_pending_replies`), served requests and streams (`max_incoming_muxes`, each holding
+/// at most its handler's `in_capacity` messages), and before authentication
+/// `max_preauth_conns` × [`MAX_HANDSHAKE_MESSAGE_SIZE`]. Every node of a cluster should use
+/// the same `max_message_size`: a peer that sends a bigger message has broken the agreement,
+/// and the connection is closed (the sender's own check makes that a local
+/// [`crate::Error::MessageTooLarge`] first).
 #[derive(Clone, Debug)]
 pub struct Options {
     /// HTTP path of the websocket upgrade. Default `/minio/grid/v1`.
@@ -19,8 +41,10 @@ pub struct Options {
     /// Also the base of the reconnect backoff: the next attempt starts 1–2 s (half of
     /// `dial_timeout + rand[0, dial_timeout)`) after the previous one started.
     pub dial_timeout: Duration,
-    /// How long either side waits for the other's handshake message. Default 10 s. MinIO has
-    /// no such timeout, so a peer that upgrades and then stays silent stalls its dial loop.
+    /// How long either side waits for the other's handshake message, and how long an
+    /// accepted connection may take to send its HTTP upgrade request (and TLS handshake).
+    /// Default 10 s. MinIO has no such timeout, so a peer that upgrades and then stays silent
+    /// stalls its dial loop, and a slow client holds a socket forever.
     pub handshake_timeout: Duration,
     /// How long one websocket write may take before the connection is dropped. Default 4 s
     /// (MinIO: 3 s + 1 s).
@@ -28,10 +52,39 @@ pub struct Options {
     /// Interval of connection pings, sent by both sides. A connection without a pong for twice
     /// this long is dropped. Default 10 s.
     pub ping_interval: Duration,
-    /// Largest payload sent or accepted, and largest websocket message read. Default 64 MiB.
+    /// Largest payload sent or accepted. Default 16 MiB ([`DEFAULT_MAX_MESSAGE_SIZE`]); the
+    /// grid is meant for small messages (MinIO has no limit). A call or stream message above
+    /// it fails with [`crate::Error::MessageTooLarge`] before it is sent, a handler's answer
+    /// above it reaches the caller as a remote error, and a peer that sends a bigger one
+    /// has its connection closed. Websocket frames are accepted up to this plus
+    /// [`FRAME_SLACK`] (a merged frame).
     pub max_message_size: usize,
     /// Capacity of a connection's outbound queue, in messages. Default 65535 (MinIO).
     pub out_queue: usize,
+    /// Bound of a connection's outbound queue in payload bytes. Default 64 MiB. Calls and
+    /// stream messages wait for room while the queued payloads add up to this or more (each
+    /// waiting sender may add one message once there is room, so the queue can exceed it by
+    /// one message per sender). Answers to the peer never wait: they are bounded by
+    /// `max_incoming_muxes` and `max_pending_replies`.
+    pub out_queue_bytes: usize,
+    /// Most requests and streams served for one peer at a time, counting handlers that
+    /// still run after their caller cancelled. Default 16384. An open above it is refused
+    /// with a mux connect error (the caller sees a remote error naming the limit); the
+    /// connection stays up. This also bounds the bookkeeping a rapid open-and-cancel flood
+    /// can create.
+    pub max_incoming_muxes: usize,
+    /// Most answers (responses, refusals) that may wait for room in a full outbound queue,
+    /// per connection. Default 4096. Past it the peer is sending requests faster than it
+    /// reads the answers, and the connection is closed.
+    pub max_pending_replies: usize,
+    /// Most pings per ping interval a peer may send that do not belong to a stream served
+    /// here (connection pings and pings for unknown streams). Default 1024; a well-behaved
+    /// peer sends one connection ping per interval. Past it the connection is closed.
+    pub max_pings_per_interval: u32,
+    /// Most connections between TCP accept (or websocket upgrade) and a validated connect
+    /// message at a time. Default 64. Others are dropped at once; each is also bounded by
+    /// `handshake_timeout`.
+    pub max_preauth_conns: usize,
     /// Capacity of the separate control queue (pongs) that is written before data. Default 1024.
     pub control_queue: usize,
     /// Largest accepted clock difference in the handshake. Default 5 minutes.
@@ -62,12 +115,24 @@ impl Default for Options {
             ping_interval: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             out_queue: 65_535,
+            out_queue_bytes: 64 << 20,
+            max_incoming_muxes: 16_384,
+            max_pending_replies: 4096,
+            max_pings_per_interval: 1024,
+            max_preauth_conns: 64,
             control_queue: 1024,
             max_clock_skew: Duration::from_secs(5 * 60),
             default_deadline: Duration::from_secs(60),
             inline_handlers: true,
             stream_ping_interval: Duration::from_secs(15),
         }
+    }
+}
+
+impl Options {
+    /// Largest websocket frame accepted once a connection is authenticated.
+    pub(crate) fn frame_limit(&self) -> usize {
+        self.max_message_size.saturating_add(FRAME_SLACK)
     }
 }
 

@@ -87,8 +87,10 @@ async fn ten_thousand_concurrent_streams() {
             "10k streams took {} MiB",
             (peak1 - before) / 1024
         );
+        // Allocator fragmentation alone lets the peak grow 10-25% in the second round on
+        // two workers; state kept from the first round's 10k streams would double it.
         assert!(
-            peak2 <= peak1 + peak1 / 4,
+            peak2 <= peak1 + peak1 / 2,
             "peak grew from {peak1} KiB to {peak2} KiB in the second round"
         );
     }

@@ -410,6 +410,7 @@ impl Connection {
             payload: Some(payload),
             subroute,
             queued: None,
+            charged: 0,
         };
         let at = tokio::time::Instant::now() + deadline;
         match tokio::time::timeout_at(at, session.roundtrip(mux_id, msg)).await {

@@ -21,6 +21,9 @@ pub(crate) struct Outgoing {
     /// For a stream's message in the data lane: the stream's count of such messages, which
     /// the writer decrements once it has placed this one (see [`Outgoing::taken`]).
     pub(crate) queued: Option<Arc<Queued>>,
+    /// Payload bytes charged to the connection's outbound byte budget, given back when the
+    /// writer takes the message (0 for answers, which never wait for the budget).
+    pub(crate) charged: usize,
 }
 
 /// The connection's two outbound queues.
@@ -82,6 +85,7 @@ impl Outgoing {
             payload: None,
             subroute: None,
             queued: None,
+            charged: 0,
         }
     }
 
@@ -125,6 +129,7 @@ impl Outgoing {
             payload,
             subroute: None,
             queued: None,
+            charged: 0,
         }
     }
 }

@@ -317,7 +317,7 @@ impl ServerMux {
         }
         let permit = tokio::select! {
             _ = self.cancel.cancelled() => return Err(Error::Cancelled),
-            p = self.session.reserve() => p?,
+            p = self.session.reserve(payload.as_ref().map_or(0, Bytes::len)) => p?,
         };
         let mut st = lock(&self.state);
         if st.done {

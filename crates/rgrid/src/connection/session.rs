@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use rgrid_proto::{
     DecodeLimits, Flags, Frame, GridTime, Message, MuxConnectError, Op, PingMsg, PongMsg,
     put_merged_header,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +55,32 @@ pub(crate) struct Session {
     ctl_tx: mpsc::Sender<Outgoing>,
     pending: Mutex<Pending>,
     pub(crate) cancel: CancellationToken,
+    /// Payload bytes charged to the outbound byte budget and not yet taken by the writer.
+    queued_bytes: AtomicUsize,
+    /// The byte budget ([`crate::Options::out_queue_bytes`]).
+    max_queued_bytes: usize,
+    /// Woken when the queued bytes fall below the budget.
+    room: Notify,
+    /// Answers waiting in tasks for room in a full data lane.
+    overflow: AtomicUsize,
+    /// Pings received this ping interval that belong to no served stream.
+    pings: AtomicU32,
+}
+
+/// A slot in the data lane plus the bytes charged for it; both are given back if it is
+/// dropped unused.
+pub(crate) struct Reservation<'a> {
+    permit: Option<mpsc::Permit<'a, Outgoing>>,
+    session: &'a Session,
+    charged: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.charged > 0 {
+            self.session.release_bytes(self.charged);
+        }
+    }
 }
 
 /// The reader and writer futures of a new session, spawned once the session is installed.
@@ -89,6 +115,11 @@ impl Session {
                 servers: HashMap::new(),
             }),
             cancel: conn.ctx.shutdown.child_token(),
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes: opts.out_queue_bytes.max(1),
+            room: Notify::new(),
+            overflow: AtomicUsize::new(0),
+            pings: AtomicU32::new(0),
         });
         let (sink, stream) = ws.split();
         let tasks = Tasks {
@@ -168,10 +199,48 @@ impl Session {
         lock(&self.pending).servers.get(&id).cloned()
     }
 
-    /// Waits for room in the data queue.
-    pub(crate) async fn reserve(&self) -> Result<mpsc::Permit<'_, Outgoing>, Error> {
+    /// Waits until the outbound byte budget has room, then charges `bytes` to it.
+    async fn charge(&self, bytes: usize) -> Result<(), Error> {
+        loop {
+            if self.queued_bytes.load(Ordering::Acquire) < self.max_queued_bytes {
+                self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+                return Ok(());
+            }
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.queued_bytes.load(Ordering::Acquire) < self.max_queued_bytes {
+                continue;
+            }
+            tokio::select! {
+                _ = room => {}
+                _ = self.cancel.cancelled() => return Err(self.close_reason()),
+            }
+        }
+    }
+
+    /// Gives `bytes` back to the outbound byte budget, waking senders when it has room again.
+    fn release_bytes(&self, bytes: usize) {
+        let before = self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if before >= self.max_queued_bytes && before - bytes < self.max_queued_bytes {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Waits for room for a message of `bytes` payload bytes in the data queue: first in
+    /// the byte budget, then a slot.
+    pub(crate) async fn reserve(&self, bytes: usize) -> Result<Reservation<'_>, Error> {
+        self.charge(bytes).await?;
+        let mut res = Reservation {
+            permit: None,
+            session: self,
+            charged: bytes,
+        };
         match self.data_tx.reserve().await {
-            Ok(p) => Ok(p),
+            Ok(p) => {
+                res.permit = Some(p);
+                Ok(res)
+            }
             Err(_) => Err(self.close_reason()),
         }
     }
@@ -180,12 +249,15 @@ impl Session {
     /// which assigned its sequence number.
     pub(crate) fn send_reserved(
         &self,
-        permit: mpsc::Permit<'_, Outgoing>,
+        mut res: Reservation<'_>,
         queued: &Arc<Queued>,
         mut msg: Outgoing,
     ) {
         queued.enter(&mut msg);
-        permit.send(msg);
+        msg.charged = std::mem::take(&mut res.charged);
+        if let Some(permit) = res.permit.take() {
+            permit.send(msg);
+        }
     }
 
     /// Queues a stream's control message without waiting, keeping the stream's order (see
@@ -240,9 +312,10 @@ impl Session {
             session: self,
             mux_id,
         };
-        if self.data_tx.send(msg).await.is_err() {
-            return Err(self.close_reason());
-        }
+        let res = self
+            .reserve(msg.payload.as_ref().map_or(0, Bytes::len))
+            .await?;
+        self.send_unordered(res, msg);
         match rx.await {
             Ok(res) => res,
             Err(_) => Err(self.close_reason()),
@@ -258,22 +331,51 @@ impl Session {
         }
     }
 
+    /// Queues a message that belongs to no stream into a reserved slot.
+    fn send_unordered(&self, mut res: Reservation<'_>, mut msg: Outgoing) {
+        msg.charged = std::mem::take(&mut res.charged);
+        if let Some(permit) = res.permit.take() {
+            permit.send(msg);
+        }
+    }
+
     fn take_pending(&self, mux_id: u64) -> Option<Reply> {
         lock(&self.pending).calls.remove(&mux_id)
     }
 
-    /// Queues a data message without blocking the caller (the reader task): if the queue is
-    /// full, a task waits for room.
-    fn send_detached(&self, ctx: &ManagerCtx, msg: Outgoing) {
+    /// Queues an answer without blocking the caller (the reader task): if the data lane is
+    /// full, a task waits for room. At most `max_pending_replies` answers wait that way;
+    /// past that the peer sends requests faster than it reads answers, and the connection
+    /// is closed.
+    fn send_detached(self: &Arc<Self>, ctx: &ManagerCtx, msg: Outgoing) {
         match self.data_tx.try_send(msg) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {
-                let tx = self.data_tx.clone();
+                let max = ctx.options.max_pending_replies;
+                if self.overflow.fetch_add(1, Ordering::AcqRel) >= max {
+                    self.overflow.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(limit = max,
+                        "grid: peer does not read its answers (pending replies over the limit), closing connection");
+                    self.close(Error::Disconnected);
+                    return;
+                }
+                let session = self.clone();
                 ctx.tracker.spawn(async move {
-                    let _ = tx.send(msg).await;
+                    let tx = session.data_tx.clone();
+                    tokio::select! {
+                        _ = tx.send(msg) => {}
+                        _ = session.cancel.cancelled() => {}
+                    }
+                    session.overflow.fetch_sub(1, Ordering::AcqRel);
                 });
             }
         }
+    }
+
+    /// Counts a ping that belongs to no served stream; false once the peer sent more than
+    /// `max` this ping interval.
+    fn count_ping(&self, max: u32) -> bool {
+        self.pings.fetch_add(1, Ordering::Relaxed) < max
     }
 }
 
@@ -311,7 +413,7 @@ async fn run_writer(
             biased;
             _ = session.cancel.cancelled() => break None,
             Some(m) = ctl_rx.recv() => batch.push(m),
-            Some(m) = data_rx.recv() => place_data(m, &mut ctl_rx, &mut batch),
+            Some(m) = data_rx.recv() => place_data(&session, m, &mut ctl_rx, &mut batch),
             _ = ticker.tick() => {
                 let last = conn.counters.last_pong_mono.load(Ordering::Relaxed);
                 let silent = Duration::from_nanos(conn.mono_nanos().saturating_sub(last));
@@ -320,6 +422,7 @@ async fn run_writer(
                         "grid: last pong too old, dropping connection");
                     break Some(Error::Disconnected);
                 }
+                session.pings.store(0, Ordering::Relaxed);
                 batch.push(connection_ping(ping_every));
             }
         }
@@ -338,7 +441,7 @@ async fn run_writer(
             match ctl_rx.try_recv() {
                 Ok(m) => batch.push(m),
                 Err(_) => match data_rx.try_recv() {
-                    Ok(m) => place_data(m, &mut ctl_rx, &mut batch),
+                    Ok(m) => place_data(&session, m, &mut ctl_rx, &mut batch),
                     Err(_) => break,
                 },
             }
@@ -387,11 +490,19 @@ async fn run_writer(
 
 /// Places a message taken off the data lane: first everything already in the control lane,
 /// then the message, which only then counts as placed (the ordering rule of [`Queued`]).
-fn place_data(m: Outgoing, ctl_rx: &mut mpsc::Receiver<Outgoing>, batch: &mut Vec<Outgoing>) {
+fn place_data(
+    session: &Session,
+    m: Outgoing,
+    ctl_rx: &mut mpsc::Receiver<Outgoing>,
+    batch: &mut Vec<Outgoing>,
+) {
     while let Ok(c) = ctl_rx.try_recv() {
         batch.push(c);
     }
     m.taken();
+    if m.charged > 0 {
+        session.release_bytes(m.charged);
+    }
     batch.push(m);
 }
 
@@ -426,7 +537,8 @@ fn connection_ping(interval: Duration) -> Outgoing {
 // Reader
 
 async fn run_reader(conn: Arc<ConnShared>, session: Arc<Session>, mut stream: WsStream) {
-    let limits = DecodeLimits::new(conn.ctx.options.max_message_size.saturating_add(64));
+    let opts = &conn.ctx.options;
+    let limits = DecodeLimits::new(opts.max_message_size).with_frame_size(opts.frame_limit());
     let reason = loop {
         let next = tokio::select! {
             biased;
@@ -625,6 +737,10 @@ fn handle_connect_mux(
         );
         return;
     }
+    if let Some(text) = over_mux_limit(conn) {
+        reply_connect_error(conn, session, m, text);
+        return;
+    }
     let entry = conn.ctx.registry().stream(m.handler, m.subroute.as_ref());
     match entry {
         Some(entry) => serve_stream::start(conn, session, m, entry, payload),
@@ -675,7 +791,22 @@ fn unknown_handler_text(m: &Message<'_>) -> String {
     }
 }
 
-fn reply_connect_error(conn: &ConnShared, session: &Session, m: &Message<'_>, text: String) {
+/// The refusal text when this peer already has `max_incoming_muxes` requests and streams
+/// being served here.
+fn over_mux_limit(conn: &ConnShared) -> Option<String> {
+    let max = conn.ctx.options.max_incoming_muxes;
+    (conn.counters.incoming_muxes.load(Ordering::Relaxed) >= max).then(|| {
+        tracing::debug!(remote = %conn.remote, limit = max, "grid: incoming mux refused");
+        format!("grid: too many requests and streams in progress (limit {max})")
+    })
+}
+
+fn reply_connect_error(
+    conn: &ConnShared,
+    session: &Arc<Session>,
+    m: &Message<'_>,
+    text: String,
+) {
     let mut payload = BytesMut::new();
     let err = MuxConnectError { error: text.into() };
     if err.encode(&mut payload).is_ok() {
@@ -694,6 +825,13 @@ fn handle_ping(conn: &ConnShared, session: &Session, m: &Message<'_>, payload: O
         && let Some(mux) = session.server(m.mux_id.0)
     {
         mux.on_message(m, payload);
+        return;
+    }
+    let max = conn.ctx.options.max_pings_per_interval;
+    if !session.count_ping(max) {
+        tracing::warn!(remote = %conn.remote, limit = max,
+            "grid: ping flood (more pings than allowed per ping interval), closing connection");
+        session.close(Error::Disconnected);
         return;
     }
     let ping = PingMsg::decode(payload.as_deref().unwrap_or_default()).unwrap_or_default();
@@ -729,6 +867,10 @@ fn handle_request(
     m: &Message<'_>,
     payload: Option<Bytes>,
 ) {
+    if let Some(text) = over_mux_limit(conn) {
+        reply_connect_error(conn, session, m, text);
+        return;
+    }
     let handler = conn.ctx.registry().single(m.handler, m.subroute.as_ref());
     let Some(handler) = handler else {
         reply_connect_error(conn, session, m, unknown_handler_text(m));
@@ -756,16 +898,7 @@ fn handle_request(
         // real waker (the no-op one used here is never needed).
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(res) = Pin::new(&mut run).poll(&mut cx) {
-            let out = reply.response(res);
-            match session.data_tx.try_send(out) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                Err(mpsc::error::TrySendError::Full(out)) => {
-                    let tx = session.data_tx.clone();
-                    conn.ctx.tracker.spawn(async move {
-                        let _ = tx.send(out).await;
-                    });
-                }
-            }
+            session.send_detached(&conn.ctx, reply.response(res));
             return;
         }
     }

@@ -296,7 +296,7 @@ pub(crate) async fn open(
         }),
     });
     session.add_client(mux.clone())?;
-    let permit = match session.reserve().await {
+    let permit = match session.reserve(payload.len()).await {
         Ok(p) => p,
         Err(e) => {
             mux.fail_with(e.clone(), false);
@@ -437,7 +437,7 @@ impl StreamSender {
             },
             None => credit.await?,
         }
-        let permit = mux.session.reserve().await?;
+        let permit = mux.session.reserve(payload.len()).await?;
         let mut st = lock(&mux.state);
         if let Some(end) = &st.end {
             return Err(end_error(end));

@@ -10,12 +10,19 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_websockets::{Limits, ServerBuilder};
 
 use super::BoxedIo;
 use crate::manager::Manager;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The pre-auth slot [`serve`] took for a connection when it accepted it, handed to the
+/// service through the request's extensions so the slot is held until the grid handshake
+/// ends.
+#[derive(Clone)]
+struct PreauthSlot(std::sync::Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
 
 /// The grid's HTTP entry point as a cloneable service.
 ///
@@ -37,7 +44,9 @@ impl GridService {
         GridService { manager }
     }
 
-    /// Handles one request.
+    /// Handles one request. An upgrade takes one of the manager's pre-auth slots
+    /// ([`crate::Options::max_preauth_conns`]) until the grid handshake ends; when none is
+    /// free the answer is 503.
     pub fn handle<B>(&self, mut req: Request<B>) -> Response<Empty<Bytes>> {
         let opts = self.manager.options();
         if req.uri().path() != opts.route_path {
@@ -52,19 +61,27 @@ impl GridService {
         let Some(accept) = websocket_accept(&req) else {
             return status(StatusCode::UPGRADE_REQUIRED);
         };
+        let taken = req
+            .extensions()
+            .get::<PreauthSlot>()
+            .and_then(|s| crate::connection::lock(&s.0).take());
+        let Some(slot) = taken.or_else(|| self.manager.preauth_slot()) else {
+            tracing::debug!("grid: too many connections in their handshake, upgrade refused");
+            return status(StatusCode::SERVICE_UNAVAILABLE);
+        };
         let on_upgrade = hyper::upgrade::on(&mut req);
         let manager = self.manager.clone();
-        let max = opts.max_message_size;
+        let limits = Limits::default().max_payload_len(Some(crate::MAX_HANDSHAKE_MESSAGE_SIZE));
+        let timeout = opts.handshake_timeout;
         self.manager.spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
+            match tokio::time::timeout(timeout, on_upgrade).await {
+                Err(_) => tracing::debug!("grid upgrade timed out"),
+                Ok(Ok(upgraded)) => {
                     let io: BoxedIo = Box::new(TokioIo::new(upgraded));
-                    let ws = ServerBuilder::new()
-                        .limits(Limits::default().max_payload_len(Some(max)))
-                        .serve(io);
-                    manager.incoming_conn(ws).await;
+                    let ws = ServerBuilder::new().limits(limits).serve(io);
+                    manager.incoming_conn_in_slot(ws, slot).await;
                 }
-                Err(e) => tracing::debug!(error = %e, "grid upgrade failed"),
+                Ok(Err(e)) => tracing::debug!(error = %e, "grid upgrade failed"),
             }
         });
         let mut resp = Response::new(Empty::new());
@@ -128,6 +145,11 @@ fn websocket_accept<B>(req: &Request<B>) -> Option<String> {
 /// Serves the grid on `listener` until the manager shuts down: every accepted socket gets
 /// TCP_NODELAY and an HTTP/1.1 connection with upgrades enabled, answered by the manager's
 /// [`GridService`].
+///
+/// Before authentication a connection holds one of [`crate::Options::max_preauth_conns`]
+/// slots (a socket accepted when none is free is closed at once) and must send its upgrade
+/// request within [`crate::Options::handshake_timeout`] (slow senders are dropped), then its
+/// connect message within the same time again.
 pub async fn serve(listener: TcpListener, manager: Manager) {
     let shutdown = manager.shutdown_token();
     loop {
@@ -142,22 +164,34 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
                 }
             },
         };
+        let Some(permit) = manager.preauth_slot() else {
+            tracing::debug!(%peer, "grid: too many connections in their handshake, closing one");
+            drop(tcp);
+            continue;
+        };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "set_nodelay failed");
         }
         let service = manager.service();
         let conn_shutdown = shutdown.clone();
+        let timeout = manager.options().handshake_timeout;
         manager.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let slot = PreauthSlot(std::sync::Arc::new(std::sync::Mutex::new(Some(permit))));
+            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(slot.clone());
                 let resp = service.handle(req);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
                 .with_upgrades();
+            // The connection ends with the upgrade; until then it is unauthenticated and
+            // gets the handshake timeout.
             tokio::select! {
-                res = conn => if let Err(e) = res {
-                    tracing::debug!(error = %e, %peer, "grid http connection ended");
+                res = tokio::time::timeout(timeout, conn) => match res {
+                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "grid http connection ended"),
+                    Err(_) => tracing::debug!(%peer, "grid: upgrade request too slow, closed"),
+                    Ok(Ok(())) => {}
                 },
                 _ = conn_shutdown.cancelled() => {}
             }
