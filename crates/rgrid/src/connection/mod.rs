@@ -14,7 +14,7 @@ use bytes::Bytes;
 use rgrid_proto::{Flags, HandlerId, Op, RouteHash, SubrouteId};
 use tokio::sync::{Notify, watch};
 
-pub(crate) use self::outgoing::{Lane, Outgoing, Queued};
+pub(crate) use self::outgoing::{ByteBudget, Lane, Outgoing, Queued};
 pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
@@ -69,6 +69,9 @@ pub struct ConnStats {
     pub outgoing_messages: u64,
     /// Messages waiting in the outbound queue.
     pub out_queue: usize,
+    /// Payload bytes of calls and stream messages waiting in the outbound queue (bounded by
+    /// [`crate::Options::out_queue_bytes`]).
+    pub out_queue_bytes: usize,
     /// When the last connection-level pong arrived (Unix nanoseconds, 0 = never).
     pub last_pong_unix_nanos: u64,
     /// When the connection last came up (Unix nanoseconds, 0 = never).
@@ -330,6 +333,7 @@ impl Connection {
             incoming_messages: c.incoming_messages.load(Ordering::Relaxed),
             outgoing_messages: c.outgoing_messages.load(Ordering::Relaxed),
             out_queue: session.as_ref().map_or(0, |s| s.queue_len()),
+            out_queue_bytes: session.as_ref().map_or(0, |s| s.queued_bytes()),
             last_pong_unix_nanos: c.last_pong.load(Ordering::Relaxed),
             last_connect_unix_nanos: c.last_connect.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),

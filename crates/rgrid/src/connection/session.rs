@@ -21,13 +21,13 @@ use rgrid_proto::{
     DecodeLimits, Flags, Frame, GridTime, Message, MuxConnectError, Op, PingMsg, PongMsg,
     put_merged_header,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::serve_stream::{self, ServerMux};
 use super::stream::ClientMux;
-use super::{ConnShared, Lane, Outgoing, Queued, lock, unix_nanos};
+use super::{ByteBudget, ConnShared, Lane, Outgoing, Queued, lock, unix_nanos};
 use crate::error::{Error, RemoteError};
 use crate::handlers::{HandlerCtx, panic_text};
 use crate::manager::ManagerCtx;
@@ -55,12 +55,8 @@ pub(crate) struct Session {
     ctl_tx: mpsc::Sender<Outgoing>,
     pending: Mutex<Pending>,
     pub(crate) cancel: CancellationToken,
-    /// Payload bytes charged to the outbound byte budget and not yet taken by the writer.
-    queued_bytes: AtomicUsize,
-    /// The byte budget ([`crate::Options::out_queue_bytes`]).
-    max_queued_bytes: usize,
-    /// Woken when the queued bytes fall below the budget.
-    room: Notify,
+    /// Payload bytes queued for the writer ([`crate::Options::out_queue_bytes`]).
+    budget: ByteBudget,
     /// Answers waiting in tasks for room in a full data lane.
     overflow: AtomicUsize,
     /// Pings received this ping interval that belong to no served stream.
@@ -115,9 +111,7 @@ impl Session {
                 servers: HashMap::new(),
             }),
             cancel: conn.ctx.shutdown.child_token(),
-            queued_bytes: AtomicUsize::new(0),
-            max_queued_bytes: opts.out_queue_bytes.max(1),
-            room: Notify::new(),
+            budget: ByteBudget::new(opts.out_queue_bytes),
             overflow: AtomicUsize::new(0),
             pings: AtomicU32::new(0),
         });
@@ -201,30 +195,20 @@ impl Session {
 
     /// Waits until the outbound byte budget has room, then charges `bytes` to it.
     async fn charge(&self, bytes: usize) -> Result<(), Error> {
-        loop {
-            if self.queued_bytes.load(Ordering::Acquire) < self.max_queued_bytes {
-                self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-                return Ok(());
-            }
-            let room = self.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            if self.queued_bytes.load(Ordering::Acquire) < self.max_queued_bytes {
-                continue;
-            }
-            tokio::select! {
-                _ = room => {}
-                _ = self.cancel.cancelled() => return Err(self.close_reason()),
-            }
+        tokio::select! {
+            () = self.budget.charge(bytes) => Ok(()),
+            _ = self.cancel.cancelled() => Err(self.close_reason()),
         }
     }
 
-    /// Gives `bytes` back to the outbound byte budget, waking senders when it has room again.
+    /// Gives `bytes` back to the outbound byte budget.
     fn release_bytes(&self, bytes: usize) {
-        let before = self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        if before >= self.max_queued_bytes && before - bytes < self.max_queued_bytes {
-            self.room.notify_waiters();
-        }
+        self.budget.release(bytes);
+    }
+
+    /// Payload bytes queued for the writer.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.budget.queued()
     }
 
     /// Waits for room for a message of `bytes` payload bytes in the data queue: first in

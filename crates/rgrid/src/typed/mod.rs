@@ -26,7 +26,8 @@
 //! panics. Decoding borrows from the received frame: a string or byte field whose declared
 //! length runs past the frame fails before anything is allocated, a collection's declared
 //! length reserves at most 1 MiB up front (serde's cautious size hint) and fails when the
-//! data runs out, and nesting deeper than [`MAX_DEPTH`] levels is refused.
+//! data runs out, and nesting deeper than [`max_depth`] levels (default [`MAX_DEPTH`],
+//! process-wide, set with [`set_max_depth`]) is refused.
 //!
 //! # Allocations
 //!
@@ -42,6 +43,7 @@ mod stream;
 mod types;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
@@ -56,8 +58,23 @@ use crate::connection::{Connection, Stream, Subroute};
 use crate::error::Error;
 use crate::{HandlerId, RemoteError};
 
-/// Deepest nesting of arrays and maps a typed payload may have.
+/// Default of the deepest nesting of arrays and maps a typed payload may have.
 pub const MAX_DEPTH: usize = 64;
+
+static DEPTH: AtomicUsize = AtomicUsize::new(MAX_DEPTH);
+
+/// Sets the deepest nesting of arrays and maps (and structs, which travel as maps) that a
+/// typed payload may have, for every decoder in this process. Default [`MAX_DEPTH`]. Each
+/// level costs the decoder stack space, so a hostile payload nested without bound could
+/// overflow the stack; keep it modest.
+pub fn set_max_depth(depth: usize) {
+    DEPTH.store(depth, Ordering::Relaxed);
+}
+
+/// The current nesting limit of typed payloads (see [`set_max_depth`]).
+pub fn max_depth() -> usize {
+    DEPTH.load(Ordering::Relaxed)
+}
 
 /// A value that travels as a typed payload. Implemented for every
 /// `Serialize + DeserializeOwned` type (MessagePack, structs as maps) and for [`NoPayload`]
@@ -83,7 +100,8 @@ where
 
     fn decode_from(input: &[u8]) -> Result<Self, Error> {
         let mut de = rmp_serde::Deserializer::from_read_ref(input);
-        de.set_max_depth(MAX_DEPTH);
+        // rmp-serde refuses the nesting level that reaches its limit: allow one more.
+        de.set_max_depth(max_depth().saturating_add(1));
         T::deserialize(&mut de).map_err(|e| Error::Decode(e.to_string()))
     }
 }

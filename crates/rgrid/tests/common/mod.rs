@@ -76,8 +76,13 @@ impl Drop for DropSignal {
 /// Registers on `HandlerId::TEST` a stream handler (in and out capacity 1) that echoes each
 /// input message.
 pub fn register_echo_stream(m: &Manager) {
+    register_echo_stream_on(m, HandlerId::TEST);
+}
+
+/// Registers on `id` a stream handler (in and out capacity 1) that echoes each input message.
+pub fn register_echo_stream_on(m: &Manager, id: HandlerId) {
     m.register_stream(
-        HandlerId::TEST,
+        id,
         None,
         StreamHandler::new(
             1,
