@@ -389,10 +389,7 @@ async fn slowloris_upgrade_is_cut_by_the_handshake_timeout() {
 /// token pads it). Returns the answer's acceptance and reason, or `None` if the node closed
 /// the socket without answering.
 async fn connect_frame_of(node: &Node, size: usize) -> Option<String> {
-    let dialer = connect_ws(
-        DEFAULT_ROUTE_PATH,
-        Arc::new(StaticToken::new(raw::TOKEN)),
-    );
+    let dialer = connect_ws(DEFAULT_ROUTE_PATH, Arc::new(StaticToken::new(raw::TOKEN)));
     let mut ws = bounded(dialer.dial(&node.host)).await.unwrap();
     let encode = |token: &str| {
         let mut payload = Vec::new();
@@ -439,7 +436,9 @@ async fn handshake_message_size_limit() {
     for size in [MAX_HANDSHAKE_MESSAGE_SIZE - 1, MAX_HANDSHAKE_MESSAGE_SIZE] {
         let reason = connect_frame_of(&node, size).await;
         assert!(
-            reason.as_deref().is_some_and(|r| r.starts_with("auth token")),
+            reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("auth token")),
             "{size}: {reason:?}"
         );
     }
@@ -480,7 +479,10 @@ async fn outbound_byte_budget_holds_while_the_peer_does_not_read() {
         waiting = calls.iter().filter(|t| !t.is_finished()).count();
     }
     // Every sender that got in saw the queue below the budget: at most one message over.
-    assert!(max_seen >= BUDGET, "the writer never stalled ({max_seen} bytes queued)");
+    assert!(
+        max_seen >= BUDGET,
+        "the writer never stalled ({max_seen} bytes queued)"
+    );
     assert!(
         max_seen <= BUDGET + 2 * SIZE,
         "{max_seen} bytes queued, budget {BUDGET}"

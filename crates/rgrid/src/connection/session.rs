@@ -338,8 +338,10 @@ impl Session {
                 let max = ctx.options.max_pending_replies;
                 if self.overflow.fetch_add(1, Ordering::AcqRel) >= max {
                     self.overflow.fetch_sub(1, Ordering::AcqRel);
-                    tracing::warn!(limit = max,
-                        "grid: peer does not read its answers (pending replies over the limit), closing connection");
+                    tracing::warn!(
+                        limit = max,
+                        "grid: peer does not read its answers (pending replies over the limit), closing connection"
+                    );
                     self.close(Error::Disconnected);
                     return;
                 }
@@ -447,7 +449,13 @@ async fn run_writer(
         batch.clear();
         let len = frame.len() as u64;
         let out = tokio_websockets::Message::binary(frame.split().freeze());
-        match tokio::time::timeout(opts.write_timeout, sink.send(out)).await {
+        // A closed session does not wait for a stuck write: the socket goes at once.
+        let sent = tokio::select! {
+            biased;
+            _ = session.cancel.cancelled() => break None,
+            res = tokio::time::timeout(opts.write_timeout, sink.send(out)) => res,
+        };
+        match sent {
             Ok(Ok(())) => {
                 conn.counters
                     .outgoing_bytes
@@ -785,12 +793,7 @@ fn over_mux_limit(conn: &ConnShared) -> Option<String> {
     })
 }
 
-fn reply_connect_error(
-    conn: &ConnShared,
-    session: &Arc<Session>,
-    m: &Message<'_>,
-    text: String,
-) {
+fn reply_connect_error(conn: &ConnShared, session: &Arc<Session>, m: &Message<'_>, text: String) {
     let mut payload = BytesMut::new();
     let err = MuxConnectError { error: text.into() };
     if err.encode(&mut payload).is_ok() {

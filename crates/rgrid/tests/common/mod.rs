@@ -8,6 +8,7 @@
     clippy::expect_used
 )]
 
+pub mod hostile;
 pub mod raw;
 
 use std::time::Duration;
