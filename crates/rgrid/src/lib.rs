@@ -160,7 +160,9 @@ pub mod typed;
 pub use rgrid_proto as proto;
 pub use rgrid_proto::{HandlerId, SubrouteId};
 
-pub use auth::{StaticToken, TokenSource, TokenValidator};
+pub use auth::{
+    GridJwt, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
+};
 #[cfg(feature = "test-util")]
 pub use connection::InboundBlock;
 pub use connection::{
