@@ -161,7 +161,7 @@ struct Header {
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| secs(d))
+        .map_or(0, secs)
 }
 
 /// Whole seconds of `d`, saturating.
