@@ -160,7 +160,9 @@ impl ManagerBuilder {
     }
 
     /// Sets an HTTP-level check for upgrade requests (403 when it fails). Default: none; the
-    /// token is judged on the connect message, so a refused dialer learns why.
+    /// token is judged on the connect message, so a refused dialer learns why. The reason is
+    /// logged at debug level: it must never quote the token. [`GridJwt::check_upgrade`] and
+    /// [`MinioJwt::check_upgrade`] are ready-made checks.
     #[must_use]
     pub fn http_auth(
         mut self,

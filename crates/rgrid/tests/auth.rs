@@ -358,6 +358,41 @@ async fn wrong_secret_is_refused_and_no_token_is_ever_logged() {
     }
     shutdown(&[&a, &b]).await;
 
+    // Refused at the HTTP level (403) by MinIO's upgrade check.
+    let (mut ls, hosts) = two_hosts().await;
+    let minio_b = MinioJwt::new("minioadmin", "right secret").unwrap();
+    let minio_a = MinioJwt::new("minioadmin", "wrong secret").unwrap();
+    let b = start(1, &hosts, ls.pop().unwrap(), {
+        let (j, check) = (minio_b.clone(), minio_b.clone());
+        move |m| {
+            m.auth(j)
+                .http_auth(move |headers| check.check_upgrade(headers))
+        }
+    });
+    let a = start(0, &hosts, ls.pop().unwrap(), {
+        let (j, check) = (minio_a.clone(), minio_a.clone());
+        move |m| {
+            m.auth(j)
+                .http_auth(move |headers| check.check_upgrade(headers))
+        }
+    });
+    logged(&logs, "grid upgrade refused").await;
+    logged(&logs, "403").await;
+    shutdown(&[&a, &b]).await;
+    let text = logs.text();
+    assert_absent(
+        &text,
+        &[
+            &minio_a.token(),
+            &minio_b.token(),
+            "right secret",
+            "wrong secret",
+        ],
+    );
+    for t in [minio_a.token(), minio_b.token()] {
+        assert_absent(&text, &[t.rsplit('.').next().unwrap()]);
+    }
+
     // Accepted handshakes with each kind of token: no token in the logs either.
     let static_token = "s3cr3t-static-token-that-must-not-leak";
     let minio_secret = "minio-secret-key-that-must-not-leak";

@@ -159,9 +159,7 @@ struct Header {
 
 /// Seconds since the Unix epoch (0 for a clock before it).
 fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, secs)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, secs)
 }
 
 /// Whole seconds of `d`, saturating.
