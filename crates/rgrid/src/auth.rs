@@ -37,6 +37,7 @@ pub trait TokenSource: Send + Sync + 'static {
 
 /// What the accepting side knows about a peer when it judges its token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerInfo<'a> {
     /// This node's host (the audience an audience-bound token must name).
     pub local: &'a str,
@@ -134,5 +135,30 @@ mod tests {
         assert!(t.validate("debuG").is_err());
         assert!(t.validate("").is_err());
         assert_eq!(format!("{t:?}"), "StaticToken(..)");
+        // The audience-aware calls fall back to the plain ones.
+        assert_eq!(t.token_for("http://b:1"), "debug");
+        let peer = PeerInfo::new("http://a:1", "http://b:1");
+        assert!(t.validate_peer("debug", &peer).is_ok());
+        assert!(t.validate_peer("nope", &peer).is_err());
+    }
+
+    #[test]
+    fn closures_are_sources_and_validators() {
+        fn source(s: &dyn TokenSource) -> String {
+            s.token_for("http://b:1")
+        }
+        fn validator(v: &dyn TokenValidator, token: &str) -> Result<(), String> {
+            v.validate_peer(token, &PeerInfo::new("http://a:1", "http://b:1"))
+        }
+        assert_eq!(source(&|| "abc".to_owned()), "abc");
+        let v = |t: &str| {
+            if t == "abc" {
+                Ok(())
+            } else {
+                Err("no".to_owned())
+            }
+        };
+        assert_eq!(validator(&v, "abc"), Ok(()));
+        assert_eq!(validator(&v, "abd"), Err("no".to_owned()));
     }
 }

@@ -7,7 +7,7 @@
 //! a crypto backend feature, either `aws_lc_rs` (a C build) or `rust_crypto` (which also
 //! pulls RSA, P-256/P-384 and Ed25519 stacks), for what is here one HMAC and two base64
 //! fields. Tags are checked with `Mac::verify_slice`, which compares in constant time
-//! (`subtle`).
+//! (`ctutils`/`cmov`, pure Rust, pulled in by `digest`).
 //!
 //! Tokens are parsed defensively: longer than [`MAX_TOKEN_LEN`] is refused before decoding;
 //! exactly three base64url segments (no padding); the header must say `"alg":"HS512"` (so
