@@ -41,7 +41,7 @@
 //! let mut nodes = Vec::new();
 //! for (host, listener) in hosts.iter().zip([a, b]) {
 //!     let node = Manager::builder(host.clone(), hosts.clone())
-//!         .token("cluster secret")
+//!         .jwt_secret("cluster secret")
 //!         .build()?;
 //!     LOOKUP.register(&node, None, |req: Lookup| async move {
 //!         let value = (req.key == "answer").then(|| "42".to_owned());
@@ -134,6 +134,32 @@
 //! pinged for four. Messages that arrived before a stream ended are always delivered before
 //! its end.
 //!
+//! # Authentication
+//!
+//! A dialer sends a token twice, as MinIO does: in the upgrade request
+//! (`Authorization: Bearer`, next to `X-Minio-Time`) and in the connect message. The
+//! accepting side judges the connect message's token with its [`TokenValidator`] and refuses
+//! the connection with `auth token: <reason>`, which the dialer sees as [`Error::Rejected`]
+//! and logs; an optional HTTP-level check ([`ManagerBuilder::http_auth`]) can refuse the
+//! upgrade itself with 403. Tokens come from a [`TokenSource`], which is told the host it
+//! dials ([`TokenSource::token_for`]); validators are told this host and the host the peer
+//! claims to be ([`TokenValidator::validate_peer`], [`PeerInfo`]). Closures implement both
+//! traits. There is no default: [`ManagerBuilder::build`] fails until one is chosen.
+//!
+//! * [`ManagerBuilder::jwt_secret`] ([`GridJwt`]), recommended for grids of rgrid nodes:
+//!   HS512 JWTs signed with the shared secret, naming the dialing host (`iss`) and the dialed
+//!   host (`aud`), valid 5 minutes (plus 5 minutes of clock skew). The secret never travels;
+//!   a captured token is refused by every other node and expires within minutes.
+//! * [`ManagerBuilder::minio_jwt`] ([`MinioJwt`]), for grids shared with MinIO servers:
+//!   MinIO's node token (HS512 JWT with the root access key, 100-year expiry), accepted as
+//!   MinIO accepts it. [`MinioJwt::check_upgrade`] is MinIO's HTTP-level check.
+//! * [`ManagerBuilder::token`] ([`StaticToken`]): one shared string, sent as is. For tests.
+//!
+//! Tokens longer than [`MAX_TOKEN_LEN`] are refused before decoding; JWTs must be `HS512`
+//! (`none` and every other algorithm are refused) and their signature is checked in
+//! constant time, as static tokens are compared. Neither tokens nor secrets are logged or
+//! shown by `Debug`; refusal reasons never quote them.
+//!
 //! # Limits and defaults
 //!
 //! See [`Options`]: 64 MiB maximum message size (both directions, checked before sending and
@@ -160,7 +186,9 @@ pub mod typed;
 pub use rgrid_proto as proto;
 pub use rgrid_proto::{HandlerId, SubrouteId};
 
-pub use auth::{StaticToken, TokenSource, TokenValidator};
+pub use auth::{
+    GridJwt, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
+};
 #[cfg(feature = "test-util")]
 pub use connection::InboundBlock;
 pub use connection::{

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{StaticToken, TokenSource, TokenValidator};
+use crate::auth::{GridJwt, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator};
 use crate::connection::{ConnShared, Connection, State, lock};
 use crate::error::{Error, RemoteError};
 use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
@@ -66,6 +66,8 @@ pub struct ManagerBuilder {
     validator: Option<Arc<dyn TokenValidator>>,
     dialer: Option<Arc<dyn ConnDialer>>,
     http_auth: Option<HttpAuthFn>,
+    /// A bad authentication setting, reported by `build`.
+    auth_error: Option<String>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -86,11 +88,58 @@ impl ManagerBuilder {
         self
     }
 
-    /// Uses one shared secret both as the token sent and as the only token accepted.
+    /// Uses one shared secret both as the token sent and as the only token accepted
+    /// ([`StaticToken`]). Simplest, but the secret itself travels on every connection and a
+    /// captured one works forever against every node; prefer [`ManagerBuilder::jwt_secret`].
     #[must_use]
     pub fn token(self, token: impl Into<String>) -> Self {
         let t = StaticToken::new(token);
-        self.token_source(t.clone()).token_validator(t)
+        self.auth(t)
+    }
+
+    /// Authenticates with short-lived, audience-bound [`GridJwt`] tokens signed with
+    /// `secret`, which every node of the grid shares: the recommended setting for grids of
+    /// rgrid nodes only. The secret never travels; a token names the dialing and the dialed
+    /// host and lives 5 minutes, so a captured one cannot be used against another node, nor
+    /// for long. Use [`ManagerBuilder::auth`] with a configured [`GridJwt`] for other
+    /// lifetimes or clock skew. An empty secret makes [`ManagerBuilder::build`] fail.
+    ///
+    /// No authentication is set by default: [`ManagerBuilder::build`] fails until one of
+    /// these methods (or a token source and validator) is called.
+    #[must_use]
+    pub fn jwt_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        match GridJwt::new(secret, self.local.clone()) {
+            Ok(jwt) => self.auth(jwt),
+            Err(e) => {
+                self.auth_error = Some(e.to_string());
+                self
+            }
+        }
+    }
+
+    /// Authenticates with MinIO's node token ([`MinioJwt`]) for the root credentials
+    /// `access_key` / `secret_key`: what a grid shared with MinIO servers needs. MinIO's
+    /// tokens last 100 years and name no host, so prefer [`ManagerBuilder::jwt_secret`] when
+    /// no MinIO server takes part. Empty credentials make [`ManagerBuilder::build`] fail.
+    #[must_use]
+    pub fn minio_jwt(
+        mut self,
+        access_key: impl Into<String>,
+        secret_key: impl AsRef<[u8]>,
+    ) -> Self {
+        match MinioJwt::new(access_key, secret_key) {
+            Ok(jwt) => self.auth(jwt),
+            Err(e) => {
+                self.auth_error = Some(e.to_string());
+                self
+            }
+        }
+    }
+
+    /// Uses `auth` both as the token source and as the token validator.
+    #[must_use]
+    pub fn auth<A: TokenSource + TokenValidator + Clone>(self, auth: A) -> Self {
+        self.token_source(auth.clone()).token_validator(auth)
     }
 
     /// Sets where the token sent to peers comes from.
@@ -115,7 +164,9 @@ impl ManagerBuilder {
     }
 
     /// Sets an HTTP-level check for upgrade requests (403 when it fails). Default: none; the
-    /// token is judged on the connect message, so a refused dialer learns why.
+    /// token is judged on the connect message, so a refused dialer learns why. The reason is
+    /// logged at debug level: it must never quote the token. [`GridJwt::check_upgrade`] and
+    /// [`MinioJwt::check_upgrade`] are ready-made checks.
     #[must_use]
     pub fn http_auth(
         mut self,
@@ -128,6 +179,9 @@ impl ManagerBuilder {
     /// Checks the configuration and creates the manager with one connection per remote host.
     /// No dialing happens until [`Manager::start`].
     pub fn build(self) -> Result<Manager, Error> {
+        if let Some(e) = self.auth_error {
+            return Err(Error::Config(e));
+        }
         let token = self
             .token
             .ok_or_else(|| Error::Config("no token source".to_owned()))?;
@@ -253,6 +307,7 @@ impl Manager {
             validator: None,
             dialer: None,
             http_auth: None,
+            auth_error: None,
         }
     }
 
@@ -481,7 +536,10 @@ impl Manager {
                 "time difference too large between servers".to_owned(),
             ));
         }
-        if let Err(e) = ctx.validator.validate(req.token) {
+        if let Err(e) = ctx
+            .validator
+            .validate_peer(req.token, &PeerInfo::new(&ctx.local, req.host))
+        {
             return Err((remote, format!("auth token: {e}")));
         }
         if conn.inner.dials {
@@ -616,7 +674,7 @@ async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<crate::connection::S
     let mut ws = ctx.dialer.dial(&conn.remote).await?;
     ws.limits_mut()
         .set_max_payload_len(Some(MAX_HANDSHAKE_MESSAGE_SIZE));
-    let token = ctx.token.token();
+    let token = ctx.token.token_for(&conn.remote);
     let req = ConnectRequest {
         id: ctx.id,
         host: &conn.local,

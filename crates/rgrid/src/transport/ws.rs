@@ -71,8 +71,10 @@ impl WsDialer {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let auth = HeaderValue::try_from(format!("Bearer {}", self.token.token()))
-            .map_err(|_| Error::Config("token is not a valid header value".to_owned()))?;
+        let mut auth =
+            HeaderValue::try_from(format!("Bearer {}", self.token.token_for(&remote)))
+                .map_err(|_| Error::Config("token is not a valid header value".to_owned()))?;
+        auth.set_sensitive(true);
         let time = HeaderValue::try_from(now.to_string())
             .map_err(|_| Error::Config("bad time header".to_owned()))?;
         let builder = ClientBuilder::new()
