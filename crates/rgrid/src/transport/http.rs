@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
+use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use base64::Engine;
@@ -9,7 +10,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_websockets::{Limits, ServerBuilder};
 
 use super::BoxedIo;
@@ -128,7 +131,17 @@ fn websocket_accept<B>(req: &Request<B>) -> Option<String> {
 /// Serves the grid on `listener` until the manager shuts down: every accepted socket gets
 /// TCP_NODELAY and an HTTP/1.1 connection with upgrades enabled, answered by the manager's
 /// [`GridService`].
+///
+/// When the manager's own host is `https://`, every socket first completes a TLS handshake
+/// with the manager's TLS config (feature `tls`, [`crate::ManagerBuilder::tls`]), bounded by
+/// [`crate::Options::handshake_timeout`]; a client that fails it (plaintext, untrusted or
+/// missing client certificate under mutual TLS, too slow) is logged at debug level and
+/// dropped. A manager with an `https://` host but no TLS certificate to serve with does not
+/// serve at all: it logs an error and returns at once (never plaintext on an https URL).
 pub async fn serve(listener: TcpListener, manager: Manager) {
+    let Ok(tls) = acceptor(&manager) else {
+        return;
+    };
     let shutdown = manager.shutdown_token();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -145,22 +158,84 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "set_nodelay failed");
         }
-        let service = manager.service();
+        let conn_manager = manager.clone();
         let conn_shutdown = shutdown.clone();
-        manager.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let resp = service.handle(req);
-                async move { Ok::<_, Infallible>(resp) }
+        #[cfg(feature = "tls")]
+        if let Some(acceptor) = tls.clone() {
+            let limit = manager.options().handshake_timeout;
+            manager.spawn(async move {
+                let accepted = tokio::select! {
+                    res = tokio::time::timeout(limit, acceptor.accept(tcp)) => res,
+                    _ = conn_shutdown.cancelled() => return,
+                };
+                match accepted {
+                    Ok(Ok(stream)) => serve_http(stream, peer, conn_manager, conn_shutdown).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %peer, "grid: TLS handshake failed, dropped");
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, ?limit, "grid: TLS handshake timed out, dropped");
+                    }
+                }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
-            tokio::select! {
-                res = conn => if let Err(e) = res {
-                    tracing::debug!(error = %e, %peer, "grid http connection ended");
-                },
-                _ = conn_shutdown.cancelled() => {}
-            }
-        });
+            continue;
+        }
+        let _ = &tls;
+        manager.spawn(serve_http(tcp, peer, conn_manager, conn_shutdown));
+    }
+}
+
+/// The TLS acceptor `serve` needs: `None` for an `http://` host; `Err` (logged) when the host
+/// is `https://` and there is no certificate to serve with.
+#[cfg(feature = "tls")]
+fn acceptor(manager: &Manager) -> Result<Option<tokio_rustls::TlsAcceptor>, ()> {
+    if !local_is_https(manager) {
+        return Ok(None);
+    }
+    match manager.tls().and_then(crate::transport::TlsConfig::acceptor) {
+        Some(acceptor) => Ok(Some(acceptor)),
+        None => {
+            tracing::error!(local = manager.host(),
+                "grid: not serving: the local host is https but the TLS config has no certificate \
+                 (ManagerBuilder::tls with an identity)");
+            Err(())
+        }
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn acceptor(manager: &Manager) -> Result<(), ()> {
+    if local_is_https(manager) {
+        tracing::error!(
+            local = manager.host(),
+            "grid: not serving: the local host is https and rgrid is built without `tls`"
+        );
+        return Err(());
+    }
+    Ok(())
+}
+
+fn local_is_https(manager: &Manager) -> bool {
+    super::split_host(manager.host()).is_ok_and(|(https, _)| https)
+}
+
+/// One HTTP/1.1 connection with upgrades, answered by the manager's [`GridService`].
+async fn serve_http<I>(io: I, peer: SocketAddr, manager: Manager, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = manager.service();
+    let svc = hyper::service::service_fn(move |req| {
+        let resp = service.handle(req);
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::select! {
+        res = conn => if let Err(e) = res {
+            tracing::debug!(error = %e, %peer, "grid http connection ended");
+        },
+        _ = shutdown.cancelled() => {}
     }
 }
