@@ -175,9 +175,10 @@ impl ManagerBuilder {
         let tls: Option<std::convert::Infallible> = None;
         if self.dialer.is_none()
             && tls.is_none()
-            && let Some(h) = self.hosts.iter().find(|h| {
-                **h != self.local && split_host(h).is_ok_and(|(https, _)| https)
-            })
+            && let Some(h) = self
+                .hosts
+                .iter()
+                .find(|h| **h != self.local && split_host(h).is_ok_and(|(https, _)| https))
         {
             return Err(Error::Config(format!(
                 "remote {h} is an https host: set a TLS config{}",

@@ -192,12 +192,17 @@ fn acceptor(manager: &Manager) -> Result<Option<tokio_rustls::TlsAcceptor>, ()> 
     if !local_is_https(manager) {
         return Ok(None);
     }
-    match manager.tls().and_then(crate::transport::TlsConfig::acceptor) {
+    match manager
+        .tls()
+        .and_then(crate::transport::TlsConfig::acceptor)
+    {
         Some(acceptor) => Ok(Some(acceptor)),
         None => {
-            tracing::error!(local = manager.host(),
+            tracing::error!(
+                local = manager.host(),
                 "grid: not serving: the local host is https but the TLS config has no certificate \
-                 (ManagerBuilder::tls with an identity)");
+                 (ManagerBuilder::tls with an identity)"
+            );
             Err(())
         }
     }

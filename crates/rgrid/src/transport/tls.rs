@@ -285,9 +285,7 @@ impl TlsConfigBuilder {
                 let server = if self.require_client_cert {
                     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
                         .build()
-                        .map_err(|e| {
-                            Error::Config(format!("client certificate verifier: {e}"))
-                        })?;
+                        .map_err(|e| Error::Config(format!("client certificate verifier: {e}")))?;
                     server.with_client_cert_verifier(verifier)
                 } else {
                     server.with_no_client_auth()

@@ -127,7 +127,10 @@ impl WsDialer {
             .limits(Limits::default().max_payload_len(Some(self.max_message_size)))
             .add_header(http::header::AUTHORIZATION, auth)?
             .add_header(HeaderName::from_static(TIME_HEADER), time)?;
-        let (ws, _response) = builder.connect_on(io).await.map_err(|e| upgrade_error(tls, e))?;
+        let (ws, _response) = builder
+            .connect_on(io)
+            .await
+            .map_err(|e| upgrade_error(tls, e))?;
         Ok(ws)
     }
 }
