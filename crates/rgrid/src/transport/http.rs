@@ -11,7 +11,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_websockets::{Limits, ServerBuilder};
 
@@ -158,37 +158,53 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "set_nodelay failed");
         }
-        let conn_manager = manager.clone();
-        let conn_shutdown = shutdown.clone();
-        #[cfg(feature = "tls")]
-        if let Some(acceptor) = tls.clone() {
-            let limit = manager.options().handshake_timeout;
-            manager.spawn(async move {
-                let accepted = tokio::select! {
-                    res = tokio::time::timeout(limit, acceptor.accept(tcp)) => res,
-                    _ = conn_shutdown.cancelled() => return,
-                };
-                match accepted {
-                    Ok(Ok(stream)) => serve_http(stream, peer, conn_manager, conn_shutdown).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, %peer, "grid: TLS handshake failed, dropped");
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, ?limit, "grid: TLS handshake timed out, dropped");
-                    }
-                }
-            });
-            continue;
+        match &tls {
+            Some(acceptor) => spawn_tls(&manager, acceptor, tcp, peer),
+            None => manager.spawn(serve_http(tcp, peer, manager.clone(), shutdown.clone())),
         }
-        let _ = &tls;
-        manager.spawn(serve_http(tcp, peer, conn_manager, conn_shutdown));
     }
+}
+
+/// What terminates TLS in `serve` (nothing can without the `tls` feature).
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Acceptor = Infallible;
+
+/// Runs the TLS handshake on `tcp` (bounded by the handshake timeout), then HTTP on top; a
+/// client that fails or stalls the handshake is dropped.
+#[cfg(feature = "tls")]
+fn spawn_tls(manager: &Manager, acceptor: &Acceptor, tcp: TcpStream, peer: SocketAddr) {
+    let acceptor = acceptor.clone();
+    let limit = manager.options().handshake_timeout;
+    let shutdown = manager.shutdown_token();
+    let conn_manager = manager.clone();
+    manager.spawn(async move {
+        let accepted = tokio::select! {
+            res = tokio::time::timeout(limit, acceptor.accept(tcp)) => res,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok(Ok(stream)) => serve_http(stream, peer, conn_manager, shutdown).await,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %peer, "grid: TLS handshake failed, dropped");
+            }
+            Err(_) => {
+                tracing::debug!(%peer, ?limit, "grid: TLS handshake timed out, dropped");
+            }
+        }
+    });
+}
+
+#[cfg(not(feature = "tls"))]
+fn spawn_tls(_: &Manager, acceptor: &Acceptor, _: TcpStream, _: SocketAddr) {
+    match *acceptor {}
 }
 
 /// The TLS acceptor `serve` needs: `None` for an `http://` host; `Err` (logged) when the host
 /// is `https://` and there is no certificate to serve with.
 #[cfg(feature = "tls")]
-fn acceptor(manager: &Manager) -> Result<Option<tokio_rustls::TlsAcceptor>, ()> {
+fn acceptor(manager: &Manager) -> Result<Option<Acceptor>, ()> {
     if !local_is_https(manager) {
         return Ok(None);
     }
@@ -209,7 +225,7 @@ fn acceptor(manager: &Manager) -> Result<Option<tokio_rustls::TlsAcceptor>, ()> 
 }
 
 #[cfg(not(feature = "tls"))]
-fn acceptor(manager: &Manager) -> Result<(), ()> {
+fn acceptor(manager: &Manager) -> Result<Option<Acceptor>, ()> {
     if local_is_https(manager) {
         tracing::error!(
             local = manager.host(),
@@ -217,7 +233,7 @@ fn acceptor(manager: &Manager) -> Result<(), ()> {
         );
         return Err(());
     }
-    Ok(())
+    Ok(None)
 }
 
 fn local_is_https(manager: &Manager) -> bool {
