@@ -65,13 +65,16 @@ pub(crate) struct NodeArgs {
     /// HTTP path of the websocket upgrade.
     #[arg(long, value_name = "P", default_value = DEFAULT_ROUTE_PATH)]
     pub(crate) route_path: String,
-    /// TLS certificate (PEM). Not available yet: TLS arrives with the security work.
-    #[arg(long, value_name = "FILE")]
+    /// This node's TLS certificate chain (PEM, leaf first); required when --local is
+    /// https://. Served to peers, and shown to peers that ask for a client certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM). Not available yet.
-    #[arg(long, value_name = "FILE")]
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// CA bundle (PEM) to verify peers. Not available yet.
+    /// CA bundle (PEM) that https:// peers' certificates must chain to; required when any
+    /// host is https://. Peers are checked against the host name or IP of their URL. Client
+    /// certificates are not required: incoming peers are judged by the token.
     #[arg(long, value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
 }
@@ -102,25 +105,24 @@ impl NodeArgs {
         &self,
         register: impl FnOnce(&Manager) -> Result<(), rgrid::Error>,
     ) -> Result<Manager, Failure> {
-        if self.tls_cert.is_some() || self.tls_key.is_some() || self.ca.is_some() {
-            return Err(Failure::Local(
-                "TLS (--tls-cert, --tls-key, --ca) is not supported by this build yet".into(),
-            ));
-        }
         let addr = listen_address(&self.local)?;
         let hosts = self.all_hosts();
         if let Some(h) = hosts.iter().find(|h| listen_address(h).is_err()) {
             return Err(Failure::Local(format!(
-                "host {h:?} is not an http://host:port URL"
+                "host {h:?} is not an http(s)://host:port URL"
             )));
         }
-        let manager = Manager::builder(self.local.clone(), hosts)
+        let tls = self.tls_config(&hosts)?;
+        let mut builder = Manager::builder(self.local.clone(), hosts)
             .options(Options {
                 route_path: self.route_path.clone(),
                 ..Options::default()
             })
-            .token(self.token.clone())
-            .build()?;
+            .token(self.token.clone());
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
+        }
+        let manager = builder.build()?;
         register(&manager)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -131,17 +133,69 @@ impl NodeArgs {
     }
 }
 
+impl NodeArgs {
+    /// The TLS config the flags ask for: `None` when every host is http://. The scheme of
+    /// each URL decides (https:// hosts are dialed through TLS; an https:// --local serves
+    /// TLS), and a flag that would go unused is an error rather than silently ignored.
+    fn tls_config(&self, hosts: &[String]) -> Result<Option<rgrid::TlsConfig>, Failure> {
+        let cert_key = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(Failure::Local(
+                    "--tls-cert and --tls-key go together".into(),
+                ));
+            }
+        };
+        let local_https = is_https(&self.local);
+        let remote_https = hosts.iter().any(|h| *h != self.local && is_https(h));
+        if !local_https && !remote_https {
+            if cert_key.is_some() || self.ca.is_some() {
+                return Err(Failure::Local(
+                    "--tls-cert, --tls-key and --ca are for https:// hosts; every host is http://"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if local_https && cert_key.is_none() {
+            return Err(Failure::Local(format!(
+                "--local {} is https://: give --tls-cert and --tls-key",
+                self.local
+            )));
+        }
+        if !local_https && cert_key.is_some() {
+            return Err(Failure::Local(format!(
+                "--tls-cert/--tls-key need an https:// --local URL, not {}",
+                self.local
+            )));
+        }
+        let Some(ca) = &self.ca else {
+            return Err(Failure::Local(
+                "https:// hosts need --ca, the CA bundle that signed the nodes' certificates"
+                    .into(),
+            ));
+        };
+        let mut builder = rgrid::TlsConfig::builder().ca_file(ca);
+        if let Some((cert, key)) = cert_key {
+            builder = builder.identity_files(cert, key);
+        }
+        builder.build().map(Some).map_err(Failure::from)
+    }
+}
+
+fn is_https(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("wss://")
+}
+
 /// The `host:port` a node with this URL listens on.
 pub(crate) fn listen_address(url: &str) -> Result<&str, Failure> {
-    if url.starts_with("https://") || url.starts_with("wss://") {
-        return Err(Failure::Local(format!(
-            "{url}: TLS hosts are not supported by this build yet"
-        )));
-    }
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("ws://"))
-        .ok_or_else(|| Failure::Local(format!("{url:?} is not an http://host:port URL")))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .or_else(|| url.strip_prefix("wss://"))
+        .ok_or_else(|| Failure::Local(format!("{url:?} is not an http(s)://host:port URL")))?;
     let authority = rest.split('/').next().unwrap_or(rest);
     match authority.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(authority),
@@ -168,12 +222,17 @@ mod tests {
             "node-1:9000"
         );
         assert_eq!(listen_address("ws://[::1]:80").unwrap(), "[::1]:80");
+        assert_eq!(
+            listen_address("https://node-1:9000").unwrap(),
+            "node-1:9000"
+        );
         for bad in [
             "127.0.0.1:9001",
             "http://127.0.0.1",
             "http://:9000",
             "http://a:port",
-            "https://a:1",
+            "https://a",
+            "ftp://a:1",
         ] {
             assert!(listen_address(bad).is_err(), "{bad}");
         }
@@ -198,6 +257,60 @@ mod tests {
             args.all_hosts(),
             vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]
         );
+    }
+
+    fn args(local: &str, hosts: &[&str]) -> NodeArgs {
+        NodeArgs {
+            local: local.into(),
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            token: "t".into(),
+            route_path: DEFAULT_ROUTE_PATH.into(),
+            tls_cert: None,
+            tls_key: None,
+            ca: None,
+        }
+    }
+
+    #[test]
+    fn tls_flags_match_the_schemes() {
+        let err = |a: &NodeArgs| match a.tls_config(&a.all_hosts()) {
+            Err(Failure::Local(m)) => m,
+            other => panic!("want an error, got {other:?}"),
+        };
+        let plain = args("http://127.0.0.1:1", &["http://127.0.0.1:2"]);
+        assert!(plain.tls_config(&plain.all_hosts()).unwrap().is_none());
+        let with_ca = NodeArgs {
+            ca: Some("ca.pem".into()),
+            ..plain.clone()
+        };
+        assert!(err(&with_ca).contains("every host is http://"));
+
+        let https = args("https://127.0.0.1:1", &["https://127.0.0.1:2"]);
+        assert!(err(&https).contains("--tls-cert and --tls-key"));
+        let half = NodeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..https.clone()
+        };
+        assert!(err(&half).contains("go together"));
+        let no_ca = NodeArgs {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..https.clone()
+        };
+        assert!(err(&no_ca).contains("--ca"));
+        let missing_files = NodeArgs {
+            ca: Some("/no/such/ca.pem".into()),
+            ..no_ca.clone()
+        };
+        assert!(err(&missing_files).contains("cannot read"));
+
+        let http_local = NodeArgs {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ca: Some("ca.pem".into()),
+            ..args("http://127.0.0.1:1", &["https://127.0.0.1:2"])
+        };
+        assert!(err(&http_local).contains("need an https:// --local"));
     }
 
     #[test]

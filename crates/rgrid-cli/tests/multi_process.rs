@@ -2,6 +2,10 @@
 //! of them (every conformance handler, single and stream, with the exit codes of DESIGN.md
 //! §4), one node killed and restarted, calls working again, and a clean exit on SIGTERM.
 //!
+//! A second test runs two servers and a caller over https (certificates generated with rcgen
+//! into a temporary directory): the round trip works, and a caller with the wrong CA or
+//! without one is refused.
+//!
 //! Every wait is bounded: a process that does not answer in time is killed and the test fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,28 +37,37 @@ struct Grid {
     caller: String,
     hosts: String,
     logs: PathBuf,
+    /// TLS flags given to every process (empty for http).
+    tls: Vec<String>,
 }
 
 impl Grid {
     fn new() -> Grid {
-        let servers: Vec<String> = (0..3)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        Grid::with("http", 3, "multi", Vec::new())
+    }
+
+    /// `n` servers and a caller with URLs `scheme://127.0.0.1:port`, every process run with
+    /// `tls` flags; logs (and whatever else the test puts there) under a fresh directory.
+    fn with(scheme: &str, n: usize, name: &str, tls: Vec<String>) -> Grid {
+        let servers: Vec<String> = (0..n)
+            .map(|_| format!("{scheme}://127.0.0.1:{}", free_port()))
             .collect();
         // A caller URL that dials every server, so a call never waits for a server's redial
         // backoff (both directions of the rule are exercised by the servers among themselves).
         let caller = (0..1000)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .map(|_| format!("{scheme}://127.0.0.1:{}", free_port()))
             .find(|c| servers.iter().all(|s| should_dial(c, s)))
             .unwrap();
         let mut all = servers.clone();
         all.push(caller.clone());
-        let logs = std::env::temp_dir().join(format!("rgrid-multi-{}", std::process::id()));
+        let logs = std::env::temp_dir().join(format!("rgrid-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&logs).unwrap();
         Grid {
             hosts: all.join(","),
             servers,
             caller,
             logs,
+            tls,
         }
     }
 
@@ -64,6 +77,7 @@ impl Grid {
         let mut child = Command::new(BIN)
             .args(["serve", "--local", &self.servers[i], "--hosts", &self.hosts])
             .args(["--token", TOKEN, "--conformance"])
+            .args(&self.tls)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -102,9 +116,21 @@ impl Grid {
 
     /// Runs `rgrid call --token <token> --to <url> <extra>`.
     fn call_as(&self, token: &str, to: &str, extra: &[&str]) -> (i32, Vec<u8>, String) {
+        self.call_with(token, to, &self.tls, extra)
+    }
+
+    /// Runs `rgrid call` with these TLS flags instead of the grid's.
+    fn call_with(
+        &self,
+        token: &str,
+        to: &str,
+        tls: &[String],
+        extra: &[&str],
+    ) -> (i32, Vec<u8>, String) {
         let child = Command::new(BIN)
             .args(["call", "--local", &self.caller, "--hosts", &self.hosts])
             .args(["--token", token, "--to", to])
+            .args(tls)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -348,4 +374,105 @@ fn three_serve_processes_answer_rgrid_call_and_survive_a_restart() {
     for s in servers {
         assert_eq!(s.terminate(), 0, "clean exit on SIGTERM");
     }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in `dir`; returns the
+/// paths of the CA, the certificate and the key.
+fn write_pki(dir: &std::path::Path, name: &str) -> [String; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = [
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-node.pem")),
+        dir.join(format!("{name}-node.key")),
+    ];
+    for (path, pem) in paths
+        .iter()
+        .zip([ca.pem(), cert.pem(), key.serialize_pem()])
+    {
+        std::fs::write(path, pem).unwrap();
+    }
+    paths.map(|p| p.to_string_lossy().into_owned())
+}
+
+fn tls_flags([ca, cert, key]: &[String; 3]) -> Vec<String> {
+    ["--ca", ca, "--tls-cert", cert, "--tls-key", key]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+#[test]
+fn https_serve_and_call_round_trip() {
+    let dir = std::env::temp_dir().join(format!("rgrid-tls-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = write_pki(&dir, "grid");
+    let foreign = write_pki(&dir, "foreign");
+    let grid = Grid::with("https", 2, "tls", tls_flags(&pki));
+    let servers: Vec<Server> = (0..2).map(|i| grid.serve(i, 0)).collect();
+    wait_connected_logged(&servers, 0, &grid.servers[1], 1);
+    wait_connected_logged(&servers, 1, &grid.servers[0], 1);
+
+    for to in 0..2 {
+        let (code, out, err) = grid.call(to, &["--handler", "78", "--payload", "over tls"]);
+        assert_eq!((code, out.as_slice()), (0, &b"over tls\n"[..]), "{err}");
+    }
+    let (code, out, err) = grid.call(
+        1,
+        &[
+            "--handler",
+            "78",
+            "--subroute",
+            "echo",
+            "--stream",
+            "--send",
+            "one",
+            "--send",
+            "two",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines(&out), [&b"one"[..], b"two"]);
+    let (code, _, err) = grid.call(0, &["--handler", "79", "--payload", "tls error"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("tls error"), "{err}");
+
+    // A caller that trusts another CA never connects, and its log says TLS refused it.
+    let (code, out, err) = grid.call_with(
+        TOKEN,
+        &grid.servers[0],
+        &tls_flags(&[foreign[0].clone(), pki[1].clone(), pki[2].clone()]),
+        &["--handler", "78", "--timeout", "3"],
+    );
+    assert_eq!((code, out.len()), (2, 0), "{err}");
+    assert!(err.contains("no connection"), "{err}");
+    assert!(err.contains("tls: "), "the dial error names TLS: {err}");
+    // https hosts without --ca, or a certificate that does not exist: refused before dialing.
+    let (code, _, err) = grid.call_with(
+        TOKEN,
+        &grid.servers[0],
+        &["--tls-cert", &pki[1], "--tls-key", &pki[2]].map(str::to_owned),
+        &["--handler", "78"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--ca"), "{err}");
+    let (code, _, err) = grid.call_with(
+        TOKEN,
+        &grid.servers[0],
+        &tls_flags(&[pki[0].clone(), "/no/such/cert.pem".into(), pki[2].clone()]),
+        &["--handler", "78"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+
+    for s in servers {
+        assert_eq!(s.terminate(), 0, "clean exit on SIGTERM");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

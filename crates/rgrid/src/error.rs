@@ -108,6 +108,12 @@ pub enum Error {
     /// The transport (TCP, TLS, websocket) failed.
     #[error("transport error: {0}")]
     Transport(String),
+    /// TLS failed while dialing: the handshake failed (untrusted, expired or wrong-name
+    /// server certificate, a peer that does not speak TLS) or the server refused this
+    /// node's client certificate. Only produced with the `tls` feature; a TLS failure is
+    /// never retried in plaintext.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The manager was configured wrongly.
     #[error("invalid configuration: {0}")]
     Config(String),

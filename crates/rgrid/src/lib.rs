@@ -166,11 +166,48 @@
 //! by the websocket layer before allocating), 65535-message outbound queue, 10 s handshake
 //! timeout (MinIO has none), 4 s write timeout, 5 minutes maximum clock skew.
 //!
+//! # TLS
+//!
+//! With the `tls` feature (rustls with the ring provider), a host's scheme decides: `https://`
+//! hosts are dialed as `wss://` through TLS, and [`serve`] terminates TLS when the node's own
+//! URL is `https://`. Certificates come from a [`TlsConfig`] given to
+//! [`ManagerBuilder::tls`]; the server is verified against the configured CA roots and the
+//! host name or IP address of its URL, and mutual TLS is one switch away:
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # fn example() -> Result<(), rgrid::Error> {
+//! use rgrid::{Manager, TlsConfig};
+//!
+//! let tls = TlsConfig::builder()
+//!     .ca_file("ca.pem") // the CA that signed every node's certificate
+//!     .identity_files("node1.pem", "node1.key") // served, and shown to servers that ask
+//!     .require_client_cert() // optional: mutual TLS
+//!     .build()?;
+//! let hosts = ["https://10.0.0.1:9000", "https://10.0.0.2:9000"];
+//! let manager = Manager::builder(hosts[0], hosts).token("secret").tls(tls).build()?;
+//! # let _ = manager; Ok(()) }
+//! ```
+//!
+//! There is no plaintext fallback: building a manager with an `https://` remote and no TLS
+//! config fails, a failed handshake when dialing is [`Error::Tls`] (and the dial loop keeps
+//! retrying over TLS), and [`serve`] drops clients that fail the TLS handshake (bounded by
+//! [`Options::handshake_timeout`]). As in MinIO, the per-message xxh3 checksum is left off
+//! only when both ends of a connection are `https://`, since TLS already protects the bytes.
+//! [`TlsConfigBuilder::dangerous_accept_any_server_cert`] turns off server verification for
+//! test set-ups only. [`Manager::service`] mounted on another HTTP server leaves TLS to that
+//! server.
+//!
 //! # Features
 //!
+//! * `tls`: TLS with rustls (see above): [`TlsConfig`], [`ManagerBuilder::tls`],
+//!   [`transport::WsDialer::tls`].
 //! * `test-util`: `test_util::LocalGrid` (local n-node grids, on loopback or in memory for
 //!   tests on paused time) and fault hooks on [`Connection`] (`kill`, `block_inbound`). Not
 //!   a stable API.
+
+// The TLS items the docs link to exist only with the `tls` feature.
+#![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
 
 mod auth;
 mod connection;
@@ -202,3 +239,5 @@ pub use options::{
     MAX_HANDSHAKE_MESSAGE_SIZE, Options,
 };
 pub use transport::{ConnDialer, WebSocket, connect_ws, serve};
+#[cfg(feature = "tls")]
+pub use transport::{TlsConfig, TlsConfigBuilder};

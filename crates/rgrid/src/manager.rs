@@ -40,6 +40,8 @@ pub(crate) struct ManagerCtx {
     validator: Arc<dyn TokenValidator>,
     dialer: Arc<dyn ConnDialer>,
     http_auth: Option<HttpAuthFn>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::transport::TlsConfig>,
     /// Remotes whose rejection was already logged (logged once each).
     rejections_logged: Mutex<HashSet<String>>,
     /// Slots for connections that have not completed the handshake
@@ -68,6 +70,8 @@ pub struct ManagerBuilder {
     http_auth: Option<HttpAuthFn>,
     /// A bad authentication setting, reported by `build`.
     auth_error: Option<String>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::transport::TlsConfig>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -156,10 +160,26 @@ impl ManagerBuilder {
         self
     }
 
-    /// Sets the dialer. Default: [`connect_ws`] on the route path with the token source.
+    /// Sets the dialer. Default: [`connect_ws`] on the route path with the token source (and
+    /// the TLS config set with `tls`, feature `tls`). A custom dialer handles `https://`
+    /// hosts itself; the TLS config then only serves.
     #[must_use]
     pub fn dialer(mut self, dialer: impl ConnDialer) -> Self {
         self.dialer = Some(Arc::new(dialer));
+        self
+    }
+
+    /// Uses TLS (feature `tls`): the default dialer dials `https://` remotes through it, and
+    /// [`crate::serve`] terminates TLS with it when the local host is `https://`.
+    ///
+    /// The scheme of each URL decides, so in a grid that mixes schemes `http://` remotes are
+    /// still dialed in plaintext, and a node whose own URL is `http://` serves plaintext even
+    /// with a TLS config. Without a TLS config, [`build`](Self::build) refuses `https://`
+    /// remotes (unless a custom dialer is set): there is no plaintext fallback.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, config: crate::transport::TlsConfig) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -207,12 +227,36 @@ impl ManagerBuilder {
                 "ping interval and dial timeout must be positive".to_owned(),
             ));
         }
+        #[cfg(feature = "tls")]
+        let tls = self.tls;
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<std::convert::Infallible> = None;
+        if self.dialer.is_none()
+            && tls.is_none()
+            && let Some(h) = self
+                .hosts
+                .iter()
+                .find(|h| **h != self.local && split_host(h).is_ok_and(|(https, _)| https))
+        {
+            return Err(Error::Config(format!(
+                "remote {h} is an https host: set a TLS config{}",
+                if cfg!(feature = "tls") {
+                    " (ManagerBuilder::tls)"
+                } else {
+                    " (rgrid is built without its `tls` feature)"
+                }
+            )));
+        }
         let dialer = self.dialer.unwrap_or_else(|| {
-            Arc::new(
-                connect_ws(&self.options.route_path, token.clone())
-                    .timeout(self.options.dial_timeout)
-                    .max_message_size(self.options.frame_limit()),
-            )
+            let ws = connect_ws(&self.options.route_path, token.clone())
+                .timeout(self.options.dial_timeout)
+                .max_message_size(self.options.frame_limit());
+            #[cfg(feature = "tls")]
+            let ws = match &tls {
+                Some(config) => ws.tls(config.clone()),
+                None => ws,
+            };
+            Arc::new(ws)
         });
         let preauth = self.options.max_preauth_conns;
         let ctx = Arc::new(ManagerCtx {
@@ -226,6 +270,8 @@ impl ManagerBuilder {
             validator,
             dialer,
             http_auth: self.http_auth,
+            #[cfg(feature = "tls")]
+            tls,
             rejections_logged: Mutex::new(HashSet::new()),
             preauth: Arc::new(Semaphore::new(preauth)),
         });
@@ -308,6 +354,8 @@ impl Manager {
             dialer: None,
             http_auth: None,
             auth_error: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -338,6 +386,12 @@ impl Manager {
 
     pub(crate) fn http_auth(&self) -> Option<&HttpAuthFn> {
         self.inner.ctx.http_auth.as_ref()
+    }
+
+    /// The TLS config set with [`ManagerBuilder::tls`].
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(&self) -> Option<&crate::transport::TlsConfig> {
+        self.inner.ctx.tls.as_ref()
     }
 
     pub(crate) fn shutdown_token(&self) -> CancellationToken {

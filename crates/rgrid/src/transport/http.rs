@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
+use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use base64::Engine;
@@ -9,8 +10,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_websockets::{Limits, ServerBuilder};
 
 use super::BoxedIo;
@@ -150,7 +154,17 @@ fn websocket_accept<B>(req: &Request<B>) -> Option<String> {
 /// slots (a socket accepted when none is free is closed at once) and must send its upgrade
 /// request within [`crate::Options::handshake_timeout`] (slow senders are dropped), then its
 /// connect message within the same time again.
+///
+/// When the manager's own host is `https://`, every socket first completes a TLS handshake
+/// with the manager's TLS config (feature `tls`, [`crate::ManagerBuilder::tls`]), bounded by
+/// [`crate::Options::handshake_timeout`]; a client that fails it (plaintext, untrusted or
+/// missing client certificate under mutual TLS, too slow) is logged at debug level and
+/// dropped. A manager with an `https://` host but no TLS certificate to serve with does not
+/// serve at all: it logs an error and returns at once (never plaintext on an https URL).
 pub async fn serve(listener: TcpListener, manager: Manager) {
+    let Ok(tls) = acceptor(&manager) else {
+        return;
+    };
     let shutdown = manager.shutdown_token();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -172,29 +186,134 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "set_nodelay failed");
         }
-        let service = manager.service();
-        let conn_shutdown = shutdown.clone();
-        let timeout = manager.options().handshake_timeout;
-        manager.spawn(async move {
-            let slot = PreauthSlot(std::sync::Arc::new(std::sync::Mutex::new(Some(permit))));
-            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(slot.clone());
-                let resp = service.handle(req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
-            // The connection ends with the upgrade; until then it is unauthenticated and
-            // gets the handshake timeout.
-            tokio::select! {
-                res = tokio::time::timeout(timeout, conn) => match res {
-                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "grid http connection ended"),
-                    Err(_) => tracing::debug!(%peer, "grid: upgrade request too slow, closed"),
-                    Ok(Ok(())) => {}
-                },
-                _ = conn_shutdown.cancelled() => {}
+        // TLS handshake and upgrade request share one deadline.
+        let pre = PreAuth {
+            slot: permit,
+            deadline: Instant::now() + manager.options().handshake_timeout,
+        };
+        match &tls {
+            Some(acceptor) => spawn_tls(&manager, acceptor, tcp, peer, pre),
+            None => manager.spawn(serve_http(tcp, peer, manager.clone(), shutdown.clone(), pre)),
+        }
+    }
+}
+
+/// What an accepted connection holds until it is authenticated: its pre-auth slot, and the
+/// deadline for its TLS handshake and upgrade request.
+struct PreAuth {
+    slot: OwnedSemaphorePermit,
+    deadline: Instant,
+}
+
+/// What terminates TLS in `serve` (nothing can without the `tls` feature).
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Acceptor = Infallible;
+
+/// Runs the TLS handshake on `tcp` (bounded by the handshake timeout), then HTTP on top; a
+/// client that fails or stalls the handshake is dropped.
+#[cfg(feature = "tls")]
+fn spawn_tls(
+    manager: &Manager,
+    acceptor: &Acceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    pre: PreAuth,
+) {
+    let acceptor = acceptor.clone();
+    let limit = manager.options().handshake_timeout;
+    let shutdown = manager.shutdown_token();
+    let conn_manager = manager.clone();
+    manager.spawn(async move {
+        let accepted = tokio::select! {
+            res = tokio::time::timeout_at(pre.deadline, acceptor.accept(tcp)) => res,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok(Ok(stream)) => serve_http(stream, peer, conn_manager, shutdown, pre).await,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %peer, "grid: TLS handshake failed, dropped");
             }
-        });
+            Err(_) => {
+                tracing::debug!(%peer, ?limit, "grid: TLS handshake timed out, dropped");
+            }
+        }
+    });
+}
+
+#[cfg(not(feature = "tls"))]
+fn spawn_tls(_: &Manager, acceptor: &Acceptor, _: TcpStream, _: SocketAddr, _: PreAuth) {
+    match *acceptor {}
+}
+
+/// The TLS acceptor `serve` needs: `None` for an `http://` host; `Err` (logged) when the host
+/// is `https://` and there is no certificate to serve with.
+#[cfg(feature = "tls")]
+fn acceptor(manager: &Manager) -> Result<Option<Acceptor>, ()> {
+    if !local_is_https(manager) {
+        return Ok(None);
+    }
+    match manager
+        .tls()
+        .and_then(crate::transport::TlsConfig::acceptor)
+    {
+        Some(acceptor) => Ok(Some(acceptor)),
+        None => {
+            tracing::error!(
+                local = manager.host(),
+                "grid: not serving: the local host is https but the TLS config has no certificate \
+                 (ManagerBuilder::tls with an identity)"
+            );
+            Err(())
+        }
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn acceptor(manager: &Manager) -> Result<Option<Acceptor>, ()> {
+    if local_is_https(manager) {
+        tracing::error!(
+            local = manager.host(),
+            "grid: not serving: the local host is https and rgrid is built without `tls`"
+        );
+        return Err(());
+    }
+    Ok(None)
+}
+
+fn local_is_https(manager: &Manager) -> bool {
+    super::split_host(manager.host()).is_ok_and(|(https, _)| https)
+}
+
+/// One HTTP/1.1 connection with upgrades, answered by the manager's [`GridService`]. The
+/// connection ends with the upgrade; until then it is unauthenticated, holds its pre-auth
+/// slot (handed on to the grid handshake through the request) and must meet its deadline.
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    manager: Manager,
+    shutdown: CancellationToken,
+    pre: PreAuth,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = manager.service();
+    let slot = PreauthSlot(std::sync::Arc::new(std::sync::Mutex::new(Some(pre.slot))));
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(slot.clone());
+        let resp = service.handle(req);
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::select! {
+        res = tokio::time::timeout_at(pre.deadline, conn) => match res {
+            Ok(Err(e)) => tracing::debug!(error = %e, %peer, "grid http connection ended"),
+            Err(_) => tracing::debug!(%peer, "grid: upgrade request too slow, closed"),
+            Ok(Ok(())) => {}
+        },
+        _ = shutdown.cancelled() => {}
     }
 }

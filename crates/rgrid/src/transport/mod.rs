@@ -1,13 +1,26 @@
 //! Transports: how a websocket to a peer is obtained.
 //!
 //! * Dialing side: a [`ConnDialer`] opens one websocket to a remote (no retries; the manager
-//!   owns the retry loop). [`connect_ws`] is the plain-TCP websocket dialer.
+//!   owns the retry loop). [`connect_ws`] is the websocket dialer: plain TCP for `http://`
+//!   hosts and, with the `tls` feature and a [`TlsConfig`], TLS for `https://` hosts.
 //! * Accepting side: [`crate::Manager::service`] is an HTTP entry point that upgrades requests
 //!   on the grid route (usable from hyper and as a tower service on axum),
 //!   [`serve`] runs a standalone listener, and [`crate::Manager::incoming_conn`] takes a
 //!   websocket that some other transport already upgraded.
+//!
+//! # TLS (feature `tls`)
+//!
+//! The scheme of a host decides: `https://` (or `wss://`) hosts are dialed as `wss://`
+//! through TLS, and a node whose own URL is `https://` serves TLS from [`serve`]. A
+//! [`TlsConfig`] (set with [`crate::ManagerBuilder::tls`]) supplies the certificates.
+//! There is never a plaintext fallback: dialing an `https://` host without a TLS config is
+//! an error, a failed handshake is [`Error::Tls`], and [`serve`] drops clients that do not
+//! complete the TLS handshake. [`crate::Manager::service`] does not terminate TLS: when it
+//! is mounted on another HTTP server, that server owns TLS.
 
 mod http;
+#[cfg(feature = "tls")]
+mod tls;
 mod ws;
 
 use std::future::Future;
@@ -16,6 +29,8 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use self::http::{GridService, serve};
+#[cfg(feature = "tls")]
+pub use self::tls::{TlsConfig, TlsConfigBuilder};
 pub use self::ws::{WsDialer, connect_ws};
 use crate::error::Error;
 
