@@ -162,9 +162,27 @@
 //!
 //! # Limits and defaults
 //!
-//! See [`Options`]: 64 MiB maximum message size (both directions, checked before sending and
-//! by the websocket layer before allocating), 65535-message outbound queue, 10 s handshake
-//! timeout (MinIO has none), 4 s write timeout, 5 minutes maximum clock skew.
+//! MinIO's grid has no message size limit, no concurrency limit and no handshake timeout;
+//! rgrid bounds everything a peer can make a node hold. Every limit is a field of
+//! [`Options`], and what happens past it is part of the contract:
+//!
+//! | Limit | Default | Past it |
+//! |---|---|---|
+//! | [`Options::max_message_size`] | 16 MiB | sending: [`Error::MessageTooLarge`] before anything is sent; a handler's answer: a remote error; received: the connection is closed (the peer broke the agreement) |
+//! | frame size | max message + [`FRAME_SLACK`] | refused by the websocket layer before it is buffered; connection closed |
+//! | [`MAX_HANDSHAKE_MESSAGE_SIZE`] | 64 KiB | until the handshake is done, bigger frames close the socket |
+//! | [`Options::handshake_timeout`] | 10 s | TLS handshake plus upgrade request, then the connect message: slow or silent peers are dropped |
+//! | [`Options::max_preauth_conns`] | 64 | further sockets are closed at once (503 on a mounted service); established peers are unaffected |
+//! | [`Options::max_incoming_muxes`] | 16384 | further requests and streams are refused with a mux connect error naming the limit; the connection lives |
+//! | [`Options::out_queue`] / [`Options::out_queue_bytes`] | 65535 messages / 64 MiB | calls and stream messages wait for room (back-pressure) |
+//! | [`Options::max_pending_replies`] | 4096 | a peer that sends requests but does not read the answers is disconnected |
+//! | [`Options::max_pings_per_interval`] | 1024 | a ping flood closes the connection |
+//! | [`typed::max_depth`] | 64 levels | a typed payload nested deeper fails to decode ([`Error::Decode`] or a remote error) |
+//!
+//! Other defaults: 4 s write timeout (a stuck write drops the connection), 10 s connection
+//! pings (a peer silent for 20 s is dropped), 15 s stream pings, 5 minutes maximum clock skew,
+//! 60 s default deadline. Rapid open-and-cancel costs only the streams alive at one time
+//! (bounded by `max_incoming_muxes`): a cancelled handler's future is dropped at once.
 //!
 //! # TLS
 //!

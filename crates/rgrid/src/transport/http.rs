@@ -193,7 +193,13 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
         };
         match &tls {
             Some(acceptor) => spawn_tls(&manager, acceptor, tcp, peer, pre),
-            None => manager.spawn(serve_http(tcp, peer, manager.clone(), shutdown.clone(), pre)),
+            None => manager.spawn(serve_http(
+                tcp,
+                peer,
+                manager.clone(),
+                shutdown.clone(),
+                pre,
+            )),
         }
     }
 }
