@@ -698,10 +698,11 @@ async fn dial_loop(conn: Arc<ConnShared>) {
             Err(e) => {
                 conn.set_state(State::ConnectionError);
                 failures += 1;
-                // Log the first failure after a success once (a refusal by the peer at
-                // once: retrying will not fix a wrong token), then at most once per hour.
+                // Log the first failure after a success once (a refusal by the peer or a
+                // failed TLS handshake at once: retrying will not fix a wrong token or an
+                // untrusted certificate), then at most once per hour.
                 let hourly = last_warn.is_none_or(|t| t.elapsed().as_secs() >= 3600);
-                if (failures > 1 || matches!(e, Error::Rejected(_))) && hourly {
+                if (failures > 1 || matches!(e, Error::Rejected(_) | Error::Tls(_))) && hourly {
                     last_warn = Some(Instant::now());
                     tracing::warn!(local = %conn.local, remote = %conn.remote, error = %e,
                         "grid: cannot connect, retrying");
