@@ -9,7 +9,8 @@
 //! checked), all with deadlines. Meanwhile a seeded schedule injects, one after another:
 //! two-way and one-way partitions, held-then-released traffic (longer than the keepalive
 //! window), silent crashes (partition, crash, later restart with a new manager instance),
-//! clean restarts (`bounce`, the old sockets get a FIN) and flapping links.
+//! clean restarts (`bounce`, the old sockets get a FIN), flapping links, and latency spikes
+//! inside the keepalive window (which must not drop the connection).
 //!
 //! Measured per fault and printed per seed: dead-peer detection time (fault start → the
 //! connection leaves `Connected`) against the contract bound `2 × ping_interval +
@@ -33,11 +34,11 @@
 //! * `RGRID_SIM_SEED=1234 cargo test -p rgrid --test sim -- --nocapture` — one seed.
 //!
 //! A failure names its seed. The fault schedule, workload choices, turmoil's network RNG and
-//! the library's jitter (`fastrand`'s thread-local RNG, seeded per seed on the simulation
-//! thread) all follow the seed. What is not seeded: tokio's internal `select!` branch
-//! randomisation (only seedable under `--cfg tokio_unstable`) and hash-map iteration order,
-//! so a rerun of a seed replays the same faults and workload but not necessarily the same
-//! task interleaving.
+//! the library's jitter and websocket masks (`fastrand`'s thread-local RNG, seeded per seed:
+//! every host runs on the test thread) all follow the seed, and in practice a seed replays
+//! exactly (same faults, timings and per-outcome counts, alone or within a batch). Not
+//! explicitly seeded: tokio's `select!` branch randomisation (seedable only under
+//! `--cfg tokio_unstable`), hash-map iteration order and the managers' uuid v4 instance ids.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/sim_net.rs"]
@@ -590,7 +591,7 @@ impl Driver<'_> {
         }
         let (ha, hb) = (name(a), name(b));
         let bound = detect_bound(&self.opts);
-        match rng.u8(0..6) {
+        match rng.u8(0..7) {
             0 | 1 => {
                 let oneway = rng.bool();
                 let held = Duration::from_millis(rng.u64(500..6000));
@@ -667,6 +668,34 @@ impl Driver<'_> {
                 // The manager registers itself on its first poll.
                 self.step();
                 self.reconnect(&label, &pairs);
+                self.fig.faults.push(label);
+            }
+            6 => {
+                // A latency spike well inside the keepalive window (round trip below the
+                // write timeout): the connection must ride it out, no false detection.
+                let latency = Duration::from_millis(rng.u64(50..=150));
+                let held = Duration::from_millis(rng.u64(1000..6000));
+                let label = format!("latency n{a}<->n{b} {latency:?} for {held:?}");
+                self.watch(&[(a, b)]);
+                self.sim.set_link_latency(ha.as_str(), hb.as_str(), latency);
+                self.run_for(held);
+                self.sim
+                    .set_link_latency(ha.as_str(), hb.as_str(), Duration::from_millis(1));
+                self.sim.set_link_max_message_latency(
+                    ha.as_str(),
+                    hb.as_str(),
+                    Duration::from_millis(5),
+                );
+                let seed = self.shared.seed;
+                for w in std::mem::take(&mut self.watches) {
+                    assert!(
+                        w.detected.is_none(),
+                        "seed {seed}: {label}: n{}->n{} dropped after {:?}",
+                        w.from,
+                        w.to,
+                        w.detected
+                    );
+                }
                 self.fig.faults.push(label);
             }
             _ => {
