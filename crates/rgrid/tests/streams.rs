@@ -439,10 +439,13 @@ const PING: Duration = Duration::from_secs(15);
 async fn stream_without_pongs_fails_and_cancels_the_handler() {
     for in_cap in [0, 1] {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let g = mem_grid_with(Options::default(), move |_, m| {
-            register_waiting(m, in_cap, tx.clone())
-        })
-        .await;
+        // Connection pings far apart, so the stream pings (not the connection keepalive,
+        // which drops a connection silent for 2 × 10 s with the defaults) end the stream.
+        let options = Options {
+            ping_interval: PING * 4,
+            ..Options::default()
+        };
+        let g = mem_grid_with(options, move |_, m| register_waiting(m, in_cap, tx.clone())).await;
         let conn = g.conn(0, 1);
         let st = bounded(conn.open_stream(HandlerId::TEST, "x"))
             .await

@@ -390,6 +390,16 @@ async fn run_writer(
     let ping_every = opts.ping_interval;
     let mut ticker = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Liveness is judged at the moment the last pong becomes too old, not on the next ping
+    // tick: checking only on ticks let a peer that fell silent just after a pong live for up
+    // to three intervals. The timer is re-armed only when it fires (about once per interval).
+    let dead_after = 2 * ping_every;
+    let pong_deadline = |conn: &ConnShared| {
+        let last = conn.counters.last_pong_mono.load(Ordering::Relaxed);
+        conn.epoch + Duration::from_nanos(last) + dead_after
+    };
+    let liveness = tokio::time::sleep_until(pong_deadline(&conn));
+    tokio::pin!(liveness);
     let mut frame = BytesMut::with_capacity(32 * 1024);
     let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_MERGE_MESSAGES + 1);
     let mut last_batch = 1;
@@ -400,14 +410,19 @@ async fn run_writer(
             _ = session.cancel.cancelled() => break None,
             Some(m) = ctl_rx.recv() => batch.push(m),
             Some(m) = data_rx.recv() => place_data(&session, m, &mut ctl_rx, &mut batch),
-            _ = ticker.tick() => {
+            () = &mut liveness => {
                 let last = conn.counters.last_pong_mono.load(Ordering::Relaxed);
                 let silent = Duration::from_nanos(conn.mono_nanos().saturating_sub(last));
-                if silent > 2 * ping_every {
+                if silent >= dead_after {
                     tracing::warn!(local = %conn.local, remote = %conn.remote, ?silent,
                         "grid: last pong too old, dropping connection");
                     break Some(Error::Disconnected);
                 }
+                liveness.as_mut().reset(pong_deadline(&conn));
+                continue;
+            }
+            _ = ticker.tick() => {
+                // A new interval: the peer's ping allowance starts again.
                 session.pings.store(0, Ordering::Relaxed);
                 batch.push(connection_ping(ping_every));
             }
