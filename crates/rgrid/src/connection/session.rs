@@ -195,9 +195,14 @@ impl Session {
 
     /// Waits until the outbound byte budget has room, then charges `bytes` to it.
     async fn charge(&self, bytes: usize) -> Result<(), Error> {
+        // Fast path without a cancellation waiter (registering one takes the token's lock).
+        if self.budget.try_charge(bytes) {
+            return Ok(());
+        }
         tokio::select! {
-            () = self.budget.charge(bytes) => Ok(()),
+            biased;
             _ = self.cancel.cancelled() => Err(self.close_reason()),
+            () = self.budget.charge(bytes) => Ok(()),
         }
     }
 
@@ -403,11 +408,15 @@ async fn run_writer(
     let mut frame = BytesMut::with_capacity(32 * 1024);
     let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_MERGE_MESSAGES + 1);
     let mut last_batch = 1;
+    // One cancellation waiter for the task's life: registering a new one per select would
+    // take the token's lock for every frame.
+    let cancelled = session.cancel.clone().cancelled_owned();
+    tokio::pin!(cancelled);
 
     let reason = loop {
         tokio::select! {
             biased;
-            _ = session.cancel.cancelled() => break None,
+            () = &mut cancelled => break None,
             Some(m) = ctl_rx.recv() => batch.push(m),
             Some(m) = data_rx.recv() => place_data(&session, m, &mut ctl_rx, &mut batch),
             () = &mut liveness => {
@@ -467,7 +476,7 @@ async fn run_writer(
         // A closed session does not wait for a stuck write: the socket goes at once.
         let sent = tokio::select! {
             biased;
-            _ = session.cancel.cancelled() => break None,
+            () = &mut cancelled => break None,
             res = tokio::time::timeout(opts.write_timeout, sink.send(out)) => res,
         };
         match sent {
@@ -546,10 +555,12 @@ fn connection_ping(interval: Duration) -> Outgoing {
 async fn run_reader(conn: Arc<ConnShared>, session: Arc<Session>, mut stream: WsStream) {
     let opts = &conn.ctx.options;
     let limits = DecodeLimits::new(opts.max_message_size).with_frame_size(opts.frame_limit());
+    let cancelled = session.cancel.clone().cancelled_owned();
+    tokio::pin!(cancelled);
     let reason = loop {
         let next = tokio::select! {
             biased;
-            _ = session.cancel.cancelled() => break None,
+            () = &mut cancelled => break None,
             m = stream.next() => m,
         };
         let msg = match next {

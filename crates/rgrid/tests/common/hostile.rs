@@ -8,7 +8,12 @@ use futures_util::SinkExt;
 use rgrid::WebSocket;
 use rgrid::proto::{Flags, GridTime, HandlerId, Message, MuxId, Op, PingMsg};
 
-use super::raw::{self, Got};
+use bytes::Bytes as Payload;
+use rgrid::{Options, RemoteError};
+use tokio::sync::mpsc;
+
+use super::raw::{self, Got, Node, connected_peer};
+use super::waiting_stream;
 
 /// One message the peer sends, owned.
 #[derive(Clone, Debug)]
@@ -167,4 +172,26 @@ pub async fn play(ws: &mut WebSocket, steps: &[Step]) -> Vec<Got> {
         }
     }
     pending
+}
+
+/// A node whose `HandlerId::TEST` echoes and whose `HandlerId::TEST2` is a stream (no input)
+/// that waits for its cancellation, reporting "started" and "dropped".
+pub async fn echo_node(opts: Options) -> (Node, mpsc::UnboundedReceiver<&'static str>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let node = raw::node(opts, |m| {
+        m.register_single(HandlerId::TEST, |p: Payload| async move {
+            Ok::<_, RemoteError>(p)
+        })
+        .unwrap();
+        m.register_stream(HandlerId::TEST2, None, waiting_stream(0, tx))
+            .unwrap();
+    })
+    .await;
+    (node, rx)
+}
+
+/// The node accepts the peer again and serves it.
+pub async fn accepts_again(node: &Node) {
+    let mut ws = connected_peer(node).await;
+    play(&mut ws, &[Step::ExpectAlive]).await;
 }

@@ -1,0 +1,115 @@
+//! Rapid open-and-cancel (the HTTP/2 "rapid reset" class, reliability guide D6): a peer
+//! opens and at once cancels 100,000 streams. Bookkeeping stays bounded by the streams alive
+//! at one time, memory and the task count stay flat, and the connection lives. In a file of
+//! its own so the process's memory belongs to this test alone; run with `--nocapture` for
+//! the figures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::hostile::{Msg, accepts_again, echo_node};
+use common::raw::connected_peer;
+use futures_util::{SinkExt, StreamExt};
+use rgrid::Options;
+use rgrid::proto::{Flags, HandlerId, Op};
+
+/// Memory in use by this process (Linux; `None` elsewhere).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_open_and_cancel_keeps_bookkeeping_bounded() {
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 10_000;
+    let (node, mut events) = echo_node(Options::default()).await;
+    let conn = node.manager.connection(&node.peer).unwrap();
+    let ws = connected_peer(&node).await;
+    let (mut sink, mut stream) = ws.split();
+    // The peer reads (and drops) everything, as a real client would while attacking.
+    let reader = tokio::spawn(async move { while stream.next().await.is_some() {} });
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let (tasks_before, rss_before) = (tasks(), rss_kib());
+    let mut max_muxes = 0;
+    let mut rss_per_round = Vec::new();
+    let started = Instant::now();
+    for round in 0..ROUNDS {
+        for k in 0..PER_ROUND {
+            let mux = (round * PER_ROUND + k) as u64 + 1;
+            let open = Msg {
+                flags: Flags::CRC | Flags::EOF,
+                ..Msg::new(Op::CONNECT_MUX, mux, 0)
+            }
+            .handler(HandlerId::TEST2);
+            let cancel = Msg::new(Op::DISCONNECT_SERVER_MUX, mux, 1);
+            sink.feed(tokio_websockets::Message::binary(open.encode()))
+                .await
+                .unwrap();
+            sink.feed(tokio_websockets::Message::binary(cancel.encode()))
+                .await
+                .unwrap();
+            if k % 512 == 0 {
+                sink.flush().await.unwrap();
+                max_muxes = max_muxes.max(conn.stats().incoming_muxes);
+                // A client too fast for the node's writer (its queues overflow) is
+                // disconnected; this one stays just within what the writer keeps up with,
+                // to measure the bookkeeping rather than that policy.
+                while conn.stats().out_queue > 4096 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        sink.flush().await.unwrap();
+        rss_per_round.push(rss_kib().unwrap_or(0));
+    }
+    let flood = started.elapsed();
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while conn.stats().incoming_muxes != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "muxes left: {:?}", conn.stats());
+    assert!(conn.stats().connected, "a legal flood keeps the connection");
+    assert!(max_muxes <= Options::default().max_incoming_muxes);
+    // Every handler task is gone again.
+    let settled = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks() > tasks_before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "tasks: {} before, {} now",
+        tasks_before,
+        tasks()
+    );
+    let rss_after = rss_kib();
+    println!(
+        "open-cancel flood: {} opens+cancels in {flood:?}; most muxes at once {max_muxes}; \
+         RSS before {rss_before:?} KiB, per round {rss_per_round:?} KiB, after {rss_after:?} KiB; \
+         tasks before {tasks_before}, after {}",
+        ROUNDS * PER_ROUND,
+        tasks()
+    );
+    // Memory is flat: the last rounds use no more than the first ones (plus allocator noise).
+    if let (Some(first), Some(last)) = (rss_per_round.get(1), rss_per_round.last()) {
+        assert!(
+            *last <= first + 16 * 1024,
+            "RSS grew from {first} KiB to {last} KiB during the flood"
+        );
+    }
+    drop(sink);
+    reader.abort();
+    accepts_again(&node).await;
+}
