@@ -676,6 +676,17 @@ impl Driver<'_> {
                 let latency = Duration::from_millis(rng.u64(50..=150));
                 let held = Duration::from_millis(rng.u64(1000..6000));
                 let label = format!("latency n{a}<->n{b} {latency:?} for {held:?}");
+                // Settle first. Turmoil drops segments sent into a partition instead of
+                // retransmitting them after the heal, so a short, undetected earlier fault
+                // can leave the pair without pongs for a while: such a connection must drop
+                // now, within the keepalive window, not be blamed on the spike. Afterwards the
+                // pair has a pong from the last interval or a fresh session.
+                let settle = 2 * self.opts.ping_interval + self.opts.write_timeout;
+                self.run_for(settle);
+                let limit = reconnect_bound(&self.opts) + Duration::from_secs(10);
+                let seed = self.shared.seed;
+                self.run_until(limit, |s| Self::pair_connected(s, a, b))
+                    .unwrap_or_else(|| panic!("seed {seed}: n{a}<->n{b} down before {label}"));
                 self.watch(&[(a, b)]);
                 self.sim.set_link_latency(ha.as_str(), hb.as_str(), latency);
                 self.run_for(held);
@@ -686,7 +697,6 @@ impl Driver<'_> {
                     hb.as_str(),
                     Duration::from_millis(5),
                 );
-                let seed = self.shared.seed;
                 for w in std::mem::take(&mut self.watches) {
                     assert!(
                         w.detected.is_none(),
