@@ -256,6 +256,6 @@ pub use options::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_ROUTE_PATH, FRAME_SLACK, LOCK_ROUTE_PATH,
     MAX_HANDSHAKE_MESSAGE_SIZE, Options,
 };
-pub use transport::{ConnDialer, WebSocket, connect_ws, serve};
+pub use transport::{ConnDialer, WebSocket, connect_ws, serve, serve_connection};
 #[cfg(feature = "tls")]
 pub use transport::{TlsConfig, TlsConfigBuilder};

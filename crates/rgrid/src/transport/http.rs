@@ -195,7 +195,7 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
             Some(acceptor) => spawn_tls(&manager, acceptor, tcp, peer, pre),
             None => manager.spawn(serve_http(
                 tcp,
-                peer,
+                Some(peer),
                 manager.clone(),
                 shutdown.clone(),
                 pre,
@@ -237,7 +237,7 @@ fn spawn_tls(
             _ = shutdown.cancelled() => return,
         };
         match accepted {
-            Ok(Ok(stream)) => serve_http(stream, peer, conn_manager, shutdown, pre).await,
+            Ok(Ok(stream)) => serve_http(stream, Some(peer), conn_manager, shutdown, pre).await,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, %peer, "grid: TLS handshake failed, dropped");
             }
@@ -292,12 +292,35 @@ fn local_is_https(manager: &Manager) -> bool {
     super::split_host(manager.host()).is_ok_and(|(https, _)| https)
 }
 
+/// Serves one already-accepted connection of any transport (a Unix socket, an in-process
+/// pipe, a simulated network) the way [`serve`] serves a TCP connection, TLS aside: an
+/// HTTP/1.1 connection with upgrades answered by the manager's [`GridService`], holding one
+/// of [`crate::Options::max_preauth_conns`] slots until the grid handshake ends (the
+/// connection is dropped at once when none is free), with the upgrade request due within
+/// [`crate::Options::handshake_timeout`]. Returns when the connection has been upgraded (the
+/// grid connection then runs in the background) or has ended.
+pub async fn serve_connection<I>(io: I, manager: Manager)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let Some(slot) = manager.preauth_slot() else {
+        tracing::debug!("grid: too many connections in their handshake, closing one");
+        return;
+    };
+    let pre = PreAuth {
+        slot,
+        deadline: Instant::now() + manager.options().handshake_timeout,
+    };
+    let shutdown = manager.shutdown_token();
+    serve_http(io, None, manager, shutdown, pre).await;
+}
+
 /// One HTTP/1.1 connection with upgrades, answered by the manager's [`GridService`]. The
 /// connection ends with the upgrade; until then it is unauthenticated, holds its pre-auth
 /// slot (handed on to the grid handshake through the request) and must meet its deadline.
 async fn serve_http<I>(
     io: I,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     manager: Manager,
     shutdown: CancellationToken,
     pre: PreAuth,
@@ -316,8 +339,8 @@ async fn serve_http<I>(
         .with_upgrades();
     tokio::select! {
         res = tokio::time::timeout_at(pre.deadline, conn) => match res {
-            Ok(Err(e)) => tracing::debug!(error = %e, %peer, "grid http connection ended"),
-            Err(_) => tracing::debug!(%peer, "grid: upgrade request too slow, closed"),
+            Ok(Err(e)) => tracing::debug!(error = %e, ?peer, "grid http connection ended"),
+            Err(_) => tracing::debug!(?peer, "grid: upgrade request too slow, closed"),
             Ok(Ok(())) => {}
         },
         _ = shutdown.cancelled() => {}

@@ -5,7 +5,8 @@
 //!   hosts and, with the `tls` feature and a [`TlsConfig`], TLS for `https://` hosts.
 //! * Accepting side: [`crate::Manager::service`] is an HTTP entry point that upgrades requests
 //!   on the grid route (usable from hyper and as a tower service on axum),
-//!   [`serve`] runs a standalone listener, and [`crate::Manager::incoming_conn`] takes a
+//!   [`serve`] runs a standalone listener, [`serve_connection`] serves one connection of any
+//!   byte-stream transport the same way, and [`crate::Manager::incoming_conn`] takes a
 //!   websocket that some other transport already upgraded.
 //!
 //! # TLS (feature `tls`)
@@ -28,7 +29,7 @@ use std::pin::Pin;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use self::http::{GridService, serve};
+pub use self::http::{GridService, serve, serve_connection};
 #[cfg(feature = "tls")]
 pub use self::tls::{TlsConfig, TlsConfigBuilder};
 pub use self::ws::{WsDialer, connect_ws};

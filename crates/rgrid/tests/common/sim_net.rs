@@ -3,11 +3,9 @@
 //! serves the manager's HTTP entry point (hyper, with upgrades) on a
 //! `turmoil::net::TcpListener`. Everything above the byte stream is the production code.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use http::{HeaderValue, header};
-use hyper_util::rt::TokioIo;
 use rgrid::transport::{BoxedIo, ConnDialer, DialFuture};
 use rgrid::{Error, Manager};
 use tokio_websockets::ClientBuilder;
@@ -58,8 +56,9 @@ impl ConnDialer for SimDialer {
     }
 }
 
-/// Accepts turmoil TCP connections on `port` forever and serves each with the manager's
-/// HTTP entry point (the same hyper setup as `rgrid::serve`).
+/// Accepts turmoil TCP connections on `port` forever and serves each with
+/// [`rgrid::serve_connection`]: the production accept path (pre-auth slots, upgrade deadline,
+/// the manager's HTTP entry point) on a simulated socket.
 pub(crate) async fn serve_sim(port: u16, manager: Manager) {
     let listener = turmoil::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
         .await
@@ -69,16 +68,6 @@ pub(crate) async fn serve_sim(port: u16, manager: Manager) {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let service = manager.service();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let resp = service.handle(req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades()
-                .await;
-        });
+        tokio::spawn(rgrid::serve_connection(tcp, manager.clone()));
     }
 }
