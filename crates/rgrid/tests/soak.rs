@@ -16,6 +16,8 @@
 //! `RGRID_SOAK_SECS=60 cargo test -p rgrid --release --test soak -- --ignored --nocapture`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{Error, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamIn, StreamOut};
+use rgrid::{Error, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamOut};
 
 struct Counting;
 
@@ -125,22 +127,8 @@ impl Counters {
 fn register(m: &Manager) {
     m.register_single(SINGLE, |p| async move { Ok::<_, RemoteError>(p) })
         .unwrap();
-    m.register_stream(
-        STREAM,
-        None,
-        StreamHandler::new(
-            4,
-            4,
-            |_, _, input: Option<StreamIn>, out: StreamOut| async move {
-                let mut input = input.unwrap();
-                while let Some(msg) = input.recv().await {
-                    out.send(msg).await?;
-                }
-                Ok(())
-            },
-        ),
-    )
-    .unwrap();
+    m.register_stream(STREAM, None, common::echo_stream(4, 4))
+        .unwrap();
     // Pushes as fast as the caller's credits allow, until cancelled.
     m.register_stream(
         STREAM,

@@ -82,22 +82,22 @@ pub fn register_echo_stream(m: &Manager) {
 
 /// Registers on `id` a stream handler (in and out capacity 1) that echoes each input message.
 pub fn register_echo_stream_on(m: &Manager, id: HandlerId) {
-    m.register_stream(
-        id,
-        None,
-        StreamHandler::new(
-            1,
-            1,
-            |_, _, input: Option<StreamIn>, out: StreamOut| async move {
-                let mut input = input.unwrap();
-                while let Some(msg) = input.recv().await {
-                    out.send(msg).await?;
-                }
-                Ok(())
-            },
-        ),
+    m.register_stream(id, None, echo_stream(1, 1)).unwrap();
+}
+
+/// A stream handler with the given capacities that echoes each input message.
+pub fn echo_stream(in_cap: usize, out_cap: usize) -> StreamHandler {
+    StreamHandler::new(
+        in_cap,
+        out_cap,
+        |_, _, input: Option<StreamIn>, out: StreamOut| async move {
+            let mut input = input.unwrap();
+            while let Some(msg) = input.recv().await {
+                out.send(msg).await?;
+            }
+            Ok(())
+        },
     )
-    .unwrap();
 }
 
 pub use rgrid::test_util::{TestRequest, TestResponse};
