@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::bounded;
-use common::raw::{Node, handshake, host_where};
+use common::raw::{Node, handshake, node_with};
 use hmac::{Hmac, KeyInit, Mac};
 use rgrid::{
     GridJwt, HandlerId, Manager, ManagerBuilder, MinioJwt, Options, RemoteError, State,
@@ -138,31 +138,17 @@ async fn bad_credentials_fail_the_build() {
 }
 
 /// A node on loopback authenticating with `GridJwt` on `SECRET`, with host names it accepts
-/// connections from (as `common::raw::node`, which uses a static token).
+/// connections from.
 async fn jwt_node() -> Node {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
-    let peer = host_where(&host, true, 0);
-    let peer2 = host_where(&host, true, 1);
-    let dialed = host_where(&host, false, 0);
-    let manager = Manager::builder(
-        host.clone(),
-        [host.clone(), peer.clone(), peer2.clone(), dialed.clone()],
+    node_with(
+        Options::default(),
+        |b| b.jwt_secret(SECRET),
+        |m| {
+            m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
+                .unwrap();
+        },
     )
-    .jwt_secret(SECRET)
-    .build()
-    .unwrap();
-    manager
-        .register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
-        .unwrap();
-    tokio::spawn(serve(listener, manager.clone()));
-    Node {
-        manager,
-        host,
-        peer,
-        peer2,
-        dialed,
-    }
+    .await
 }
 
 /// An HS512 token over `claims`, signed here with the `hmac` crate.

@@ -14,14 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::bounded;
-use common::raw::{TOKEN, raw_request, recv_frame, send};
+use common::raw::{TOKEN, handshake_on, raw_request, recv_frame};
 use futures_util::StreamExt;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
 };
-use rgrid::proto::{
-    ConnectRequest, ConnectResponse, DecodeLimits, Flags, GridTime, Message, Op, should_dial,
-};
+use rgrid::proto::{DecodeLimits, Flags, Message, Op, should_dial};
 use rgrid::transport::{ConnDialer, WsDialer};
 use rgrid::{
     DEFAULT_ROUTE_PATH, Error, HandlerId, Manager, Options, RemoteError, State, StaticToken,
@@ -283,27 +281,8 @@ async fn tls_node(tls: TlsConfig, options: Options) -> TlsNode {
 
 /// Dials `node` with `dialer` and completes the grid handshake as `as_host`.
 async fn raw_peer(node: &TlsNode, dialer: &WsDialer, as_host: &str) -> WebSocket {
-    let mut ws = bounded(dialer.dial(&node.host)).await.unwrap();
-    let mut payload = Vec::new();
-    ConnectRequest {
-        id: [9; 16],
-        host: as_host,
-        time: GridTime::from_system_time(SystemTime::now()),
-        token: TOKEN,
-    }
-    .encode(&mut payload)
-    .unwrap();
-    send(
-        &mut ws,
-        Message {
-            payload: Some(&payload),
-            ..Message::new(Op::CONNECT)
-        },
-    )
-    .await;
-    let frame = bounded(recv_frame(&mut ws)).await.expect("an answer");
-    let msg = Message::decode(&frame, &DecodeLimits::default()).unwrap();
-    let resp = ConnectResponse::decode(msg.payload_bytes()).unwrap();
+    let ws = bounded(dialer.dial(&node.host)).await.unwrap();
+    let (resp, ws) = handshake_on(ws, as_host, TOKEN, SystemTime::now()).await;
     assert!(resp.accepted, "{}", resp.rejected_reason);
     let conn = node.manager.connection(as_host).unwrap();
     bounded(conn.wait_for_connect()).await.unwrap();

@@ -12,7 +12,8 @@ use rgrid::proto::{
 };
 use rgrid::transport::ConnDialer;
 use rgrid::{
-    DEFAULT_ROUTE_PATH, HandlerId, Manager, Options, StaticToken, WebSocket, connect_ws, serve,
+    DEFAULT_ROUTE_PATH, HandlerId, Manager, ManagerBuilder, Options, StaticToken, WebSocket,
+    connect_ws, serve,
 };
 use tokio::net::TcpListener;
 
@@ -42,21 +43,29 @@ pub fn host_where(host: &str, want: bool, nth: usize) -> String {
         .unwrap()
 }
 
-/// Starts a node with `options`; `register` adds its handlers.
+/// Starts a node with `options` accepting the static token [`TOKEN`]; `register` adds its
+/// handlers.
 pub async fn node(options: Options, register: impl FnOnce(&Manager)) -> Node {
+    node_with(options, |b| b.token(TOKEN), register).await
+}
+
+/// Starts a node with `options` whose authentication `auth` sets on the builder.
+pub async fn node_with(
+    options: Options,
+    auth: impl FnOnce(ManagerBuilder) -> ManagerBuilder,
+    register: impl FnOnce(&Manager),
+) -> Node {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = format!("http://{}", listener.local_addr().unwrap());
     let peer = host_where(&host, true, 0);
     let peer2 = host_where(&host, true, 1);
     let dialed = host_where(&host, false, 0);
-    let manager = Manager::builder(
+    let builder = Manager::builder(
         host.clone(),
         [host.clone(), peer.clone(), peer2.clone(), dialed.clone()],
     )
-    .options(options)
-    .token(TOKEN)
-    .build()
-    .unwrap();
+    .options(options);
+    let manager = auth(builder).build().unwrap();
     register(&manager);
     tokio::spawn(serve(listener, manager.clone()));
     Node {
@@ -96,7 +105,18 @@ pub async fn handshake(
     time: SystemTime,
 ) -> (ConnectResponse<'static>, WebSocket) {
     let dialer = connect_ws(DEFAULT_ROUTE_PATH, Arc::new(StaticToken::new(TOKEN)));
-    let mut ws = bounded(dialer.dial(&node.host)).await.unwrap();
+    let ws = bounded(dialer.dial(&node.host)).await.unwrap();
+    handshake_on(ws, host, token, time).await
+}
+
+/// Sends a connect message as `host` on an already-dialed websocket; returns the answer and
+/// the socket.
+pub async fn handshake_on(
+    mut ws: WebSocket,
+    host: &str,
+    token: &str,
+    time: SystemTime,
+) -> (ConnectResponse<'static>, WebSocket) {
     let mut payload = Vec::new();
     ConnectRequest {
         id: [7; 16],
