@@ -244,11 +244,11 @@ pub use rgrid_proto::{HandlerId, SubrouteId};
 pub use auth::{
     GridJwt, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
 };
-#[cfg(feature = "test-util")]
-pub use connection::InboundBlock;
 pub use connection::{
     ConnStats, Connection, Responses, State, Stream, StreamIn, StreamOut, StreamSender, Subroute,
 };
+#[cfg(feature = "test-util")]
+pub use connection::{InboundBlock, OutboundBlock};
 pub use error::{Error, RemoteError};
 pub use handlers::{BoxFuture, HandlerCtx, SingleHandlerFn, StreamHandler, StreamHandlerFn};
 pub use manager::{HttpAuthFn, Manager, ManagerBuilder};

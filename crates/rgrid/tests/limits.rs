@@ -521,3 +521,122 @@ fn typed_nesting_depth_limit() {
     }
     set_max_depth(rgrid::typed::MAX_DEPTH);
 }
+
+/// Connects a raw peer to `node` and stops the node's writer towards it once the peer has
+/// the writer's last ping: from then on everything the node sends stays queued.
+async fn peer_with_stalled_node(node: &Node) -> (rgrid::WebSocket, rgrid::OutboundBlock) {
+    let mut ws = connected_peer(node).await;
+    let block = node
+        .manager
+        .connection(&node.peer)
+        .unwrap()
+        .block_outbound();
+    raw::expect(&mut ws, Op::PING, 0, &mut Vec::new()).await;
+    (ws, block)
+}
+
+/// Waits until the node has read `n` more messages from the peer than `before`.
+async fn node_read(c: &rgrid::Connection, before: u64, n: u64) {
+    bounded(async {
+        while c.stats().incoming_messages < before + n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_replies_limit() {
+    const QUEUE: usize = 4;
+    const MAX: usize = 8;
+    let opts = Options {
+        out_queue: QUEUE,
+        max_pending_replies: MAX,
+        ping_interval: Duration::from_secs(120),
+        ..Options::default()
+    };
+    let node = limited_node(opts).await;
+    let c = node.manager.connection(&node.peer).unwrap();
+    // The writer is stopped: answers fill the queue (4), then wait in tasks (8); one more
+    // and the node gives up on a peer that does not read.
+    for (requests, alive) in [
+        (QUEUE + MAX - 1, true),
+        (QUEUE + MAX, true),
+        (QUEUE + MAX + 1, false),
+    ] {
+        let (mut ws, block) = peer_with_stalled_node(&node).await;
+        let before = c.stats().incoming_messages;
+        for mux in 1..=requests as u64 {
+            send(&mut ws, request(mux, b"1")).await;
+        }
+        if alive {
+            node_read(&c, before, requests as u64).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(c.stats().connected, "{requests} requests");
+            // Released, every answer arrives.
+            drop(block);
+            let mut pending = Vec::new();
+            for mux in 1..=requests as u64 {
+                raw::expect(&mut ws, Op::RESPONSE, mux, &mut pending).await;
+            }
+        } else {
+            bounded(async {
+                while c.stats().connected {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+            .await;
+            drop(block);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_queue_limits_in_messages_and_bytes() {
+    const SIZE: usize = 1000;
+    // (queue in messages, budget in bytes, calls that get in): the message bound, then the
+    // byte bound at budget − 1, budget and budget + 1 (a sender gets in while the queue is
+    // below the budget).
+    let cases = [
+        (4, 1 << 20, 4),
+        (64, 10 * SIZE - 1, 10),
+        (64, 10 * SIZE, 10),
+        (64, 10 * SIZE + 1, 11),
+    ];
+    for (queue, budget, admitted) in cases {
+        let opts = Options {
+            out_queue: queue,
+            out_queue_bytes: budget,
+            ping_interval: Duration::from_secs(120),
+            ..Options::default()
+        };
+        let node = limited_node(opts).await;
+        let c = node.manager.connection(&node.peer).unwrap();
+        let (ws, block) = peer_with_stalled_node(&node).await;
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.request(HandlerId::TEST, vec![0u8; SIZE]).await })
+            })
+            .collect();
+        bounded(async {
+            while c.stats().out_queue < admitted {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let s = c.stats();
+        assert_eq!(s.out_queue, admitted, "queue {queue}, budget {budget}");
+        if queue > 20 {
+            // (Calls waiting for a place in a full queue have their bytes charged already.)
+            assert_eq!(s.out_queue_bytes, admitted * SIZE, "budget {budget}");
+        }
+        assert!(calls.iter().all(|t| !t.is_finished()), "the others wait");
+        drop(block);
+        drop(ws);
+        for t in calls {
+            assert!(bounded(t).await.unwrap().is_err());
+        }
+    }
+}

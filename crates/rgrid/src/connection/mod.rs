@@ -69,8 +69,9 @@ pub struct ConnStats {
     pub outgoing_messages: u64,
     /// Messages waiting in the outbound queue.
     pub out_queue: usize,
-    /// Payload bytes of calls and stream messages waiting in the outbound queue (bounded by
-    /// [`crate::Options::out_queue_bytes`]).
+    /// Payload bytes charged to the outbound byte budget
+    /// ([`crate::Options::out_queue_bytes`]): calls and stream messages in the outbound queue
+    /// or waiting for a place in it.
     pub out_queue_bytes: usize,
     /// When the last connection-level pong arrived (Unix nanoseconds, 0 = never).
     pub last_pong_unix_nanos: u64,
@@ -114,6 +115,8 @@ pub(crate) fn unix_nanos() -> u64 {
 pub(crate) struct Faults {
     pub(crate) inbound_blocked: AtomicBool,
     pub(crate) inbound_released: Notify,
+    pub(crate) outbound_blocked: AtomicBool,
+    pub(crate) outbound_released: Notify,
 }
 
 /// Everything about one remote, shared by the handle, the dial loop and the session tasks.
@@ -460,6 +463,23 @@ impl Connection {
         }
     }
 
+    /// Test hook: stops the writer (nothing more is sent, queued messages stay queued) until
+    /// the returned guard is dropped: a peer that stopped reading, made exact. The writer
+    /// sends one connection ping first; once the peer has it, nothing else leaves.
+    #[cfg(feature = "test-util")]
+    pub fn block_outbound(&self) -> OutboundBlock {
+        self.inner
+            .faults
+            .outbound_blocked
+            .store(true, Ordering::SeqCst);
+        if let Some(s) = self.inner.session() {
+            s.nudge_writer(self.inner.ctx.options.ping_interval);
+        }
+        OutboundBlock {
+            conn: self.inner.clone(),
+        }
+    }
+
     /// Test hook: stops processing inbound messages until the returned guard is dropped
     /// (MinIO's `debugBlockInboundMessages`). Pongs and responses from the remote stay unread.
     #[cfg(feature = "test-util")]
@@ -471,6 +491,24 @@ impl Connection {
         InboundBlock {
             conn: self.inner.clone(),
         }
+    }
+}
+
+/// Releases an outbound block when dropped.
+#[cfg(feature = "test-util")]
+#[derive(Debug)]
+pub struct OutboundBlock {
+    conn: Arc<ConnShared>,
+}
+
+#[cfg(feature = "test-util")]
+impl Drop for OutboundBlock {
+    fn drop(&mut self) {
+        self.conn
+            .faults
+            .outbound_blocked
+            .store(false, Ordering::SeqCst);
+        self.conn.faults.outbound_released.notify_waiters();
     }
 }
 

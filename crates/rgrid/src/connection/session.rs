@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use rgrid_proto::{
     DecodeLimits, Flags, Frame, GridTime, Message, MuxConnectError, Op, PingMsg, PongMsg,
     put_merged_header,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -282,6 +282,13 @@ impl Session {
         }
     }
 
+    /// Test hook: queues a connection ping so a writer parked on empty lanes runs one more
+    /// round (and so notices a block of its output).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn nudge_writer(&self, interval: Duration) {
+        self.send_control(connection_ping(interval));
+    }
+
     pub(crate) fn queue_len(&self) -> usize {
         self.data_tx.max_capacity() - self.data_tx.capacity()
     }
@@ -414,6 +421,10 @@ async fn run_writer(
     tokio::pin!(cancelled);
 
     let reason = loop {
+        let f = &conn.faults;
+        if !wait_unblocked(&f.outbound_blocked, &f.outbound_released, &session).await {
+            break None;
+        }
         tokio::select! {
             biased;
             () = &mut cancelled => break None,
@@ -600,13 +611,19 @@ async fn run_reader(conn: Arc<ConnShared>, session: Arc<Session>, mut stream: Ws
 
 /// Test hook: waits while inbound processing is blocked. Returns false if the session closed.
 async fn wait_inbound_unblocked(conn: &ConnShared, session: &Session) -> bool {
-    // Fast path for every frame: one relaxed-enough load, no waiter registration.
-    if !conn.faults.inbound_blocked.load(Ordering::SeqCst) {
+    let f = &conn.faults;
+    wait_unblocked(&f.inbound_blocked, &f.inbound_released, session).await
+}
+
+/// Test hooks: waits while `blocked` is set. Returns false if the session closed.
+async fn wait_unblocked(blocked: &AtomicBool, unblocked: &Notify, session: &Session) -> bool {
+    // Fast path for every frame: one load, no waiter registration.
+    if !blocked.load(Ordering::SeqCst) {
         return true;
     }
     loop {
-        let released = conn.faults.inbound_released.notified();
-        if !conn.faults.inbound_blocked.load(Ordering::SeqCst) {
+        let released = unblocked.notified();
+        if !blocked.load(Ordering::SeqCst) {
             return true;
         }
         tokio::select! {
