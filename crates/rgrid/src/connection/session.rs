@@ -421,8 +421,12 @@ async fn run_writer(
     tokio::pin!(cancelled);
 
     let reason = loop {
+        // Test hook; one relaxed load when off (the flag is set before the writer is woken
+        // through a channel, which orders it).
         let f = &conn.faults;
-        if !wait_unblocked(&f.outbound_blocked, &f.outbound_released, &session).await {
+        if f.outbound_blocked.load(Ordering::Relaxed)
+            && !wait_unblocked(&f.outbound_blocked, &f.outbound_released, &session).await
+        {
             break None;
         }
         tokio::select! {
