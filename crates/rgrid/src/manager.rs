@@ -528,7 +528,7 @@ impl Manager {
     pub(crate) async fn incoming_conn_in_slot(
         &self,
         mut ws: WebSocket,
-        _slot: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
     ) {
         let ctx = &self.inner.ctx;
         ws.limits_mut()
@@ -564,6 +564,8 @@ impl Manager {
         }
         ws.limits_mut()
             .set_max_payload_len(Some(ctx.options.frame_limit()));
+        // Authenticated: the slot is free again before the connection counts as up.
+        drop(slot);
         if conn.attach(ws, remote_id).is_none() {
             tracing::debug!(remote = %conn.remote, "grid: connection refused during shutdown");
         }

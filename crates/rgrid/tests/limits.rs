@@ -522,16 +522,16 @@ fn typed_nesting_depth_limit() {
     set_max_depth(rgrid::typed::MAX_DEPTH);
 }
 
-/// Connects a raw peer to `node` and stops the node's writer towards it once the peer has
-/// the writer's last ping: from then on everything the node sends stays queued.
+/// Connects a raw peer to `node` and stops the node's writer towards it: from then on
+/// everything the node sends stays queued.
 async fn peer_with_stalled_node(node: &Node) -> (rgrid::WebSocket, rgrid::OutboundBlock) {
-    let mut ws = connected_peer(node).await;
+    let ws = connected_peer(node).await;
     let block = node
         .manager
         .connection(&node.peer)
         .unwrap()
         .block_outbound();
-    raw::expect(&mut ws, Op::PING, 0, &mut Vec::new()).await;
+    bounded(block.parked()).await;
     (ws, block)
 }
 

@@ -117,6 +117,9 @@ pub(crate) struct Faults {
     pub(crate) inbound_released: Notify,
     pub(crate) outbound_blocked: AtomicBool,
     pub(crate) outbound_released: Notify,
+    /// Set while the writer waits for an outbound block to end.
+    pub(crate) outbound_parked: AtomicBool,
+    pub(crate) outbound_parked_changed: Notify,
 }
 
 /// Everything about one remote, shared by the handle, the dial loop and the session tasks.
@@ -464,8 +467,9 @@ impl Connection {
     }
 
     /// Test hook: stops the writer (nothing more is sent, queued messages stay queued) until
-    /// the returned guard is dropped: a peer that stopped reading, made exact. The writer
-    /// sends one connection ping first; once the peer has it, nothing else leaves.
+    /// the returned guard is dropped: a peer that stopped reading, made exact. The writer is
+    /// woken with a connection ping (which may or may not go out) so that it stops at once;
+    /// [`OutboundBlock::parked`] tells when it has.
     #[cfg(feature = "test-util")]
     pub fn block_outbound(&self) -> OutboundBlock {
         self.inner
@@ -499,6 +503,22 @@ impl Connection {
 #[derive(Debug)]
 pub struct OutboundBlock {
     conn: Arc<ConnShared>,
+}
+
+#[cfg(feature = "test-util")]
+impl OutboundBlock {
+    /// Resolves once the writer has stopped (from then on nothing more is sent). Bound it
+    /// with a timeout: a connection that is down has no writer.
+    pub async fn parked(&self) {
+        let f = &self.conn.faults;
+        loop {
+            let changed = f.outbound_parked_changed.notified();
+            if f.outbound_parked.load(Ordering::SeqCst) {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 #[cfg(feature = "test-util")]

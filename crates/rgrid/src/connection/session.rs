@@ -424,10 +424,14 @@ async fn run_writer(
         // Test hook; one relaxed load when off (the flag is set before the writer is woken
         // through a channel, which orders it).
         let f = &conn.faults;
-        if f.outbound_blocked.load(Ordering::Relaxed)
-            && !wait_unblocked(&f.outbound_blocked, &f.outbound_released, &session).await
-        {
-            break None;
+        if f.outbound_blocked.load(Ordering::Relaxed) {
+            f.outbound_parked.store(true, Ordering::SeqCst);
+            f.outbound_parked_changed.notify_waiters();
+            let go_on = wait_unblocked(&f.outbound_blocked, &f.outbound_released, &session).await;
+            f.outbound_parked.store(false, Ordering::SeqCst);
+            if !go_on {
+                break None;
+            }
         }
         tokio::select! {
             biased;
