@@ -173,6 +173,14 @@ async fn refused_tokens_name_the_reason_and_never_connect() {
     let secs = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
     let from_peer = GridJwt::new(SECRET, n.peer.clone()).unwrap();
     let from_peer2 = GridJwt::new(SECRET, n.peer2.clone()).unwrap();
+    // A token from peer to this node with the given times, signed with the right secret.
+    let timed = |iat: u64, exp: u64| {
+        let claims = format!(
+            r#"{{"iss":"{}","aud":"{}","iat":{iat},"exp":{exp}}}"#,
+            n.peer, n.host
+        );
+        forge(SECRET, &claims)
+    };
     let wrong_secret = GridJwt::new("not the cluster secret", n.peer.clone()).unwrap();
     let minio = MinioJwt::new("minioadmin", SECRET).unwrap();
     // (claimed host, token, expected reason)
@@ -215,31 +223,13 @@ async fn refused_tokens_name_the_reason_and_never_connect() {
         // A2: expired (an hour old, 10 minutes lifetime).
         (
             n.peer.clone(),
-            forge(
-                SECRET,
-                &format!(
-                    r#"{{"iss":"{}","aud":"{}","iat":{},"exp":{}}}"#,
-                    n.peer,
-                    n.host,
-                    secs - 3600,
-                    secs - 3000
-                ),
-            ),
+            timed(secs - 3600, secs - 3000),
             "auth token: token expired",
         ),
         // Signed for the far future.
         (
             n.peer.clone(),
-            forge(
-                SECRET,
-                &format!(
-                    r#"{{"iss":"{}","aud":"{}","iat":{},"exp":{}}}"#,
-                    n.peer,
-                    n.host,
-                    secs,
-                    secs + 100 * 365 * 86400
-                ),
-            ),
+            timed(secs, secs + 100 * 365 * 86400),
             "auth token: token lifetime out of bounds",
         ),
     ];
