@@ -62,6 +62,7 @@
     deny(clippy::indexing_slicing, clippy::panic, clippy::unwrap_used)
 )]
 
+pub mod conn;
 pub mod control;
 pub mod dial;
 pub mod error;

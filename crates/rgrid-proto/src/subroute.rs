@@ -67,7 +67,15 @@ impl fmt::Debug for SubrouteId {
 impl fmt::Display for SubrouteId {
     /// Prints the bytes as a list of decimals, like MinIO's "Invalid Handler" message does.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+        // Go prints a byte array as `[78 0 12 ...]`.
+        f.write_str("[")?;
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{b}")?;
+        }
+        f.write_str("]")
     }
 }
 

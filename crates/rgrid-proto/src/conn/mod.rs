@@ -1,0 +1,572 @@
+//! The connection core: the whole state of one grid connection, both directions, without I/O.
+//!
+//! [`Core`] owns every mux of one connection: the calls and streams this side opened
+//! (numbered here) and the ones it serves for the peer (numbered by the peer). It is driven
+//! by three kinds of input and produces three kinds of output, in the shape of quinn-proto's
+//! `Connection`:
+//!
+//! | inputs | outputs |
+//! |---|---|
+//! | received frames: [`Core::handle_frame`] | messages to transmit, pulled by the writer: [`Core::poll_transmit`] |
+//! | local commands: [`Core::start_request`], [`Core::open_stream`], [`Core::stream_send`], [`Core::stream_recv`], [`Core::serve_send`], [`Core::respond`], ... | events for the async layer: [`Core::poll_event`], and wakers to wake: [`Core::take_wakers`] |
+//! | the time: every call takes `now`; [`Core::handle_timeout`] | the next timer: [`Core::next_timeout`] |
+//!
+//! The core never reads a clock, never blocks and never allocates without a bound on
+//! peer-controlled input. Wall-clock times that go on the wire (ping payloads) are passed in
+//! too ([`GridTime`]).
+//!
+//! # Control is state
+//!
+//! What a mux owes the peer (an ack, credits, a pong, an EOF, a cancel, a disconnect) is a
+//! field of the mux, not a queued message. The writer turns it into messages when it next
+//! transmits, in the order the protocol needs, and assigns sequence numbers at that moment,
+//! so a mux's messages always leave in sequence order. Answers that belong to no live mux
+//! (refusals, not-found pongs, disconnects for unknown muxes) wait in one FIFO bounded by
+//! [`Config::max_stateless_answers`]; a peer that keeps sending while never reading its
+//! answers is disconnected when it is full. Nothing else can fill up: legitimate traffic
+//! never closes a connection.
+//!
+//! # Scheduling
+//!
+//! [`Core::poll_transmit`] fills one frame: control first (connection pings and pongs, the
+//! stateless answers, then each mux's owed control, round-robin), then data by [`Class`]
+//! (latency before normal before bulk), round-robin among the muxes of a class, one message
+//! per turn. A lower class gets one message after [`STARVATION_LIMIT`] consecutive messages of
+//! higher classes while it waits, so bulk traffic slows down under load but never stops. A
+//! small call therefore waits for at most one message of each busier class.
+//!
+//! # Deadlines and timers
+//!
+//! Stream deadlines (both sides), stream keepalive (pings from the caller every
+//! [`Config::stream_ping_interval`], a stream silent for two intervals fails; a served stream
+//! not pinged for four is cancelled), the connection ping and the pong watchdog (a connection
+//! without a pong for two ping intervals is closed) are timers of the core: the shell sleeps
+//! until [`Core::next_timeout`] and calls [`Core::handle_timeout`]. A single request's own
+//! deadline is the caller's timer (the shell's); the core drops an answer that a served
+//! request produces after its deadline.
+
+mod out;
+mod sched;
+mod state;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use self::sched::{Key, Side};
+use self::state::{
+    ClientKind, ClientMux, ClientStream, Connect, End, Input, OwedPong, RequestState, ServeState,
+    ServedRequest, ServerKind, ServerMux, ServerStream, StreamState,
+};
+use crate::{
+    Credits, DecodeError, DecodeLimits, Flags, Frame, GridTime, HandlerId, Message,
+    MuxConnectError, Op, PingMsg, PongMsg, RecvSeq, SendSeq, SubrouteId, Window,
+};
+
+pub use self::out::{OutMsg, encode_frame};
+
+/// Consecutive messages of higher classes after which a waiting lower class sends one.
+pub const STARVATION_LIMIT: u32 = 32;
+
+/// The scheduling class of a mux's data. Local only: the wire has no field for it, so peers
+/// (Go nodes included) are unaffected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    /// Small, latency-critical calls: single requests and their answers by default.
+    Latency = 0,
+    /// Streams by default.
+    #[default]
+    Normal = 1,
+    /// Large transfers: opt-in per handler or per call.
+    Bulk = 2,
+}
+
+/// Settings of one connection.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Flags added to every message but connection pings: `CRC` unless both hosts use TLS.
+    pub base_flags: Flags,
+    /// Largest payload accepted in a received message.
+    pub max_message_size: usize,
+    /// Largest received frame.
+    pub max_frame_size: usize,
+    /// Requests and streams served for the peer at a time; more are refused.
+    pub max_incoming_muxes: usize,
+    /// Pings per ping interval the peer may send that belong to no served stream.
+    pub max_pings_per_interval: u32,
+    /// Answers that belong to no live mux (refusals, not-found pongs, disconnects of unknown
+    /// muxes) waiting for the writer. Past it the peer does not read its answers, and the
+    /// connection is closed.
+    pub max_stateless_answers: usize,
+    /// Connection ping interval; two intervals without a pong close the connection.
+    pub ping_interval: Duration,
+    /// Stream ping interval (callers ping, handlers watch).
+    pub stream_ping_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_flags: Flags::CRC,
+            max_message_size: 16 << 20,
+            max_frame_size: (16 << 20) + (64 << 10),
+            max_incoming_muxes: 16384,
+            max_pings_per_interval: 1024,
+            max_stateless_answers: 4096,
+            ping_interval: Duration::from_secs(10),
+            stream_ping_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Why a call or stream failed, as the core sees it (the shell maps it to its error type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// The remote handler's error text, or the remote's refusal.
+    Remote(String),
+    /// The remote went away for this call (`OpDisconnectClientMux`, a silent stream).
+    Disconnected,
+    /// The connection closed.
+    ConnectionClosed,
+    /// The call's deadline passed.
+    DeadlineExceeded,
+    /// Cancelled locally.
+    Cancelled,
+    /// A message arrived out of sequence.
+    Sequence {
+        /// Expected.
+        want: u32,
+        /// Received.
+        got: u32,
+    },
+    /// The peer broke the stream's rules (credits).
+    Protocol(String),
+    /// Misuse by the local caller (sending on a closed input, ...).
+    Local(&'static str),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Remote(t) => write!(f, "remote: {t}"),
+            CallError::Disconnected => f.write_str("remote disconnected"),
+            CallError::ConnectionClosed => f.write_str("connection closed"),
+            CallError::DeadlineExceeded => f.write_str("deadline exceeded"),
+            CallError::Cancelled => f.write_str("call cancelled"),
+            CallError::Sequence { want, got } => {
+                write!(f, "out-of-sequence item received: want {want}, got {got}")
+            }
+            CallError::Protocol(t) => write!(f, "protocol error: {t}"),
+            CallError::Local(t) => f.write_str(t),
+        }
+    }
+}
+
+/// Why the core closed the connection. Each names the rule or limit that was broken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A frame could not be decoded (bad checksum, malformed, too large).
+    Decode(DecodeError),
+    /// More pings in one interval than allowed.
+    PingFlood {
+        /// The limit per interval.
+        limit: u32,
+    },
+    /// Too many answers to the peer wait for the writer: the peer does not read.
+    UnreadAnswers {
+        /// The limit.
+        limit: usize,
+    },
+    /// No pong for this long (two ping intervals).
+    PongTimeout {
+        /// Time since the last pong.
+        silent: Duration,
+    },
+    /// Closed by the local side (I/O error, shutdown, replaced).
+    Local(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Decode(e) => write!(f, "protocol error from peer: {e}"),
+            CloseReason::PingFlood { limit } => write!(
+                f,
+                "ping flood: more than {limit} pings in one ping interval (limit max_pings_per_interval)"
+            ),
+            CloseReason::UnreadAnswers { limit } => write!(
+                f,
+                "peer does not read its answers: {limit} answers waiting (limit max_pending_replies)"
+            ),
+            CloseReason::PongTimeout { silent } => {
+                write!(f, "last pong too old ({silent:?} without one)")
+            }
+            CloseReason::Local(t) => f.write_str(t),
+        }
+    }
+}
+
+/// How a served stream's handler is configured (from the local registration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamRoute {
+    /// Input messages the caller may send ahead (0: no input).
+    pub in_capacity: u32,
+    /// Output messages the handler may send ahead (at least 1).
+    pub out_capacity: u32,
+    /// Scheduling class of the handler's output.
+    pub class: Class,
+}
+
+/// The handlers registered locally, as the core needs them to accept or refuse a call.
+pub trait Routes {
+    /// The class of a single-request handler, or `None` if there is none.
+    fn single(&self, handler: HandlerId, subroute: Option<&SubrouteId>) -> Option<Class>;
+    /// A stream handler's settings, or `None` if there is none.
+    fn stream(&self, handler: HandlerId, subroute: Option<&SubrouteId>) -> Option<StreamRoute>;
+}
+
+/// Something the async layer must act on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Run a single-request handler, then call [`Core::respond`].
+    Request {
+        /// The mux to answer on.
+        mux: u64,
+        /// The handler id.
+        handler: HandlerId,
+        /// The subroute, if any.
+        subroute: Option<SubrouteId>,
+        /// The caller's deadline, counted from arrival; `None` if it sent none.
+        deadline: Option<Instant>,
+        /// The request payload.
+        payload: Bytes,
+    },
+    /// Run a stream handler (input with [`Core::serve_recv`], output with
+    /// [`Core::serve_send`], then [`Core::serve_done`]).
+    Stream {
+        /// The mux.
+        mux: u64,
+        /// The handler id.
+        handler: HandlerId,
+        /// The subroute, if any.
+        subroute: Option<SubrouteId>,
+        /// The caller's deadline; `None` if it sent none.
+        deadline: Option<Instant>,
+        /// The initial payload.
+        payload: Bytes,
+    },
+    /// A served stream must stop (its caller cancelled, its deadline passed, the watchdog
+    /// fired, or the peer broke its rules). Call [`Core::serve_done`] when the handler ends.
+    Cancel {
+        /// The mux.
+        mux: u64,
+    },
+}
+
+/// What a served stream's handler sends: a message, or its end.
+#[derive(Debug)]
+pub enum ServeMsg {
+    /// One message.
+    Data(Bytes),
+    /// The handler returned: `Ok` ends the stream cleanly, `Err` with the error text.
+    End(Result<(), String>),
+}
+
+/// Counters of the connection core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Calls and streams opened here that have not ended.
+    pub outgoing_muxes: usize,
+    /// Requests and streams served here.
+    pub incoming_muxes: usize,
+    /// Messages waiting for the writer (data; owed control is not counted).
+    pub queued_messages: usize,
+    /// Payload bytes waiting for the writer.
+    pub queued_bytes: usize,
+    /// Answers to no live mux waiting for the writer.
+    pub stateless_answers: usize,
+    /// Last connection ping round trip.
+    pub last_rtt: Option<Duration>,
+    /// Largest connection ping round trip.
+    pub max_rtt: Option<Duration>,
+}
+
+/// The state of one grid connection (see the module docs).
+#[derive(Debug)]
+pub struct Core {
+    cfg: Config,
+    limits: DecodeLimits,
+    next_mux: u64,
+    clients: HashMap<u64, ClientMux>,
+    servers: HashMap<u64, ServerMux>,
+    /// Muxes that owe control messages.
+    control: VecDeque<Key>,
+    /// Answers that belong to no live mux, in arrival order.
+    stateless: VecDeque<OutMsg>,
+    /// Muxes with data to send, per class.
+    ready: [VecDeque<Key>; 3],
+    /// Consecutive messages sent while a lower class waited.
+    streak: u32,
+    owe_conn_ping: bool,
+    owe_conn_pong: Option<OutMsg>,
+    events: VecDeque<Event>,
+    wake: Vec<Waker>,
+    deadlines: BTreeSet<(Instant, Key)>,
+    next_ping: Instant,
+    next_stream_tick: Instant,
+    last_pong: Instant,
+    pings: u32,
+    last_ping_sent: Option<(GridTime, Instant)>,
+    wall: GridTime,
+    last_rtt: Option<Duration>,
+    max_rtt: Option<Duration>,
+    closed: Option<CloseReason>,
+    queued_bytes: usize,
+    queued_msgs: usize,
+}
+
+fn wake(slot: &mut Option<Waker>, into: &mut Vec<Waker>) {
+    if let Some(w) = slot.take() {
+        into.push(w);
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
+    match slot {
+        Some(old) if old.will_wake(w) => {}
+        _ => *slot = Some(w.clone()),
+    }
+}
+
+fn deadline_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// The text MinIO sends for a call to a handler that is not registered (spec §15.4): the
+/// handler's name, or the subroute id as Go prints a byte array (`[78 0 ...]`).
+pub fn unknown_handler_text(handler: HandlerId, subroute: Option<&SubrouteId>) -> String {
+    match (subroute, handler.name()) {
+        (Some(sub), _) => format!("Invalid Handler for type: {sub}"),
+        (None, Some(name)) => format!("Invalid Handler for type: {name}"),
+        (None, None) => "Invalid Handler".to_owned(),
+    }
+}
+
+impl Core {
+    /// A core for a connection that came up at `now`.
+    pub fn new(cfg: Config, now: Instant) -> Self {
+        let limits = DecodeLimits::new(cfg.max_message_size).with_frame_size(cfg.max_frame_size);
+        Core {
+            next_ping: now + cfg.ping_interval,
+            next_stream_tick: now + cfg.stream_ping_interval,
+            cfg,
+            limits,
+            next_mux: 1,
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            control: VecDeque::new(),
+            stateless: VecDeque::new(),
+            ready: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+            streak: 0,
+            owe_conn_ping: false,
+            owe_conn_pong: None,
+            events: VecDeque::new(),
+            wake: Vec::new(),
+            deadlines: BTreeSet::new(),
+            last_pong: now,
+            pings: 0,
+            last_ping_sent: None,
+            wall: GridTime::default(),
+            last_rtt: None,
+            max_rtt: None,
+            closed: None,
+            queued_bytes: 0,
+            queued_msgs: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CoreStats {
+        CoreStats {
+            outgoing_muxes: self
+                .clients
+                .values()
+                .filter(|m| match &m.kind {
+                    ClientKind::Request(RequestState::Done(_)) => false,
+                    ClientKind::Request(_) => true,
+                    ClientKind::Stream(s) => !matches!(s.state, StreamState::Ended(_)),
+                })
+                .count(),
+            incoming_muxes: self.servers.len(),
+            queued_messages: self.queued_msgs,
+            queued_bytes: self.queued_bytes,
+            stateless_answers: self.stateless.len(),
+            last_rtt: self.last_rtt,
+            max_rtt: self.max_rtt,
+        }
+    }
+
+    /// Payload bytes and messages of data waiting for the writer.
+    pub fn queued(&self) -> (usize, usize) {
+        (self.queued_bytes, self.queued_msgs)
+    }
+
+    /// The next event for the async layer.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Moves the wakers of everyone whose state changed into `into`; wake them after
+    /// releasing whatever lock guards the core.
+    pub fn take_wakers(&mut self, into: &mut Vec<Waker>) {
+        into.append(&mut self.wake);
+    }
+
+    /// Whether anything waits to be transmitted.
+    pub fn has_output(&self) -> bool {
+        self.owe_conn_ping
+            || self.owe_conn_pong.is_some()
+            || !self.stateless.is_empty()
+            || !self.control.is_empty()
+            || self.ready.iter().any(|r| !r.is_empty())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Closing
+
+    /// Closes the connection: every call and stream opened here fails with
+    /// [`CallError::ConnectionClosed`], every served stream is cancelled (one
+    /// [`Event::Cancel`] each), nothing more is transmitted. The first reason wins.
+    pub fn close(&mut self, reason: CloseReason) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason);
+        for mux in self.clients.values_mut() {
+            match &mut mux.kind {
+                ClientKind::Request(st) => {
+                    if !matches!(st, RequestState::Done(_)) {
+                        *st = RequestState::Done(Err(CallError::ConnectionClosed));
+                    }
+                }
+                ClientKind::Stream(s) => {
+                    s.outq.clear();
+                    s.owe_cancel = false;
+                    s.owed_credits = 0;
+                    s.owe_ping = false;
+                    if !matches!(s.state, StreamState::Ended(_)) {
+                        s.state = StreamState::Ended(End::Failed {
+                            error: CallError::ConnectionClosed,
+                            delivered: false,
+                        });
+                    }
+                }
+            }
+            wake(&mut mux.rx_waker, &mut self.wake);
+            wake(&mut mux.tx_waker, &mut self.wake);
+        }
+        self.clients.retain(|_, m| match &m.kind {
+            ClientKind::Stream(s) => !s.released,
+            ClientKind::Request(_) => true,
+        });
+        for (&id, mux) in &mut self.servers {
+            if let ServerKind::Stream(s) = &mut mux.kind {
+                s.outq.clear();
+                wake(&mut s.in_waker, &mut self.wake);
+                wake(&mut s.out_waker, &mut self.wake);
+                if matches!(s.state, ServeState::Open | ServeState::Ending) {
+                    self.events.push_back(Event::Cancel { mux: id });
+                }
+                s.state = ServeState::Cancelled;
+            }
+        }
+        self.servers
+            .retain(|_, m| matches!(&m.kind, ServerKind::Stream(s) if !s.handler_done));
+        self.control.clear();
+        self.stateless.clear();
+        for r in &mut self.ready {
+            r.clear();
+        }
+        self.owe_conn_ping = false;
+        self.owe_conn_pong = None;
+        self.deadlines.clear();
+        self.queued_bytes = 0;
+        self.queued_msgs = 0;
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Scheduling helpers
+
+    fn schedule_control(&mut self, key: Key) {
+        let flag = match key.side {
+            Side::Client => self.clients.get_mut(&key.id).map(|m| &mut m.in_control),
+            Side::Server => self.servers.get_mut(&key.id).map(|m| &mut m.in_control),
+        };
+        if let Some(f) = flag
+            && !*f
+        {
+            *f = true;
+            self.control.push_back(key);
+        }
+    }
+
+    fn schedule_data(&mut self, key: Key) {
+        let slot = match key.side {
+            Side::Client => self
+                .clients
+                .get_mut(&key.id)
+                .map(|m| (&mut m.in_ready, m.class)),
+            Side::Server => self
+                .servers
+                .get_mut(&key.id)
+                .map(|m| (&mut m.in_ready, m.class)),
+        };
+        if let Some((f, class)) = slot
+            && !*f
+        {
+            *f = true;
+            self.ready[class as usize].push_back(key);
+        }
+    }
+
+    fn queue_stateless(&mut self, msg: OutMsg) {
+        if self.stateless.len() >= self.cfg.max_stateless_answers {
+            let limit = self.cfg.max_stateless_answers;
+            self.close(CloseReason::UnreadAnswers { limit });
+            return;
+        }
+        self.stateless.push_back(msg);
+    }
+
+    fn add_deadline(&mut self, at: Instant, key: Key) {
+        self.deadlines.insert((at, key));
+    }
+
+    fn remove_deadline(&mut self, at: Option<Instant>, key: Key) {
+        if let Some(at) = at {
+            self.deadlines.remove(&(at, key));
+        }
+    }
+}
+
+mod client;
+mod input;
+mod output;
+mod server;
+mod timers;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! The lifecycle of each mux, one enum per kind, and the per-mux records the core keeps.
+//!
+//! A mux is one call on the connection: a single request or a stream, seen from the side
+//! that made it (the *client* side, muxes numbered by this side) or from the side that
+//! serves it (the *server* side, muxes numbered by the peer). The two id spaces are
+//! independent, so the core keeps them in two tables.
+//!
+//! What a mux owes the peer (an ack, credits, a pong, an EOF, a cancel, the final
+//! disconnect) is recorded here as state, not queued as messages: the writer turns it into
+//! messages when it next transmits (see the scheduler in [`super::sched`]). So memory for
+//! control traffic is bounded by the number of live muxes, whatever the traffic pattern.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{CallError, Class};
+use crate::{Credits, GridTime, HandlerId, RecvSeq, SendSeq, SubrouteId, Window};
+
+/// A single request made from this side.
+///
+/// ```text
+///   start_request ──> Queued ──(writer takes it)──> Sent ──(OpResponse / connect error)──> Done
+///        │               │                            │                                    │
+///        └───────────────┴──── abandon / connection closed ──> (removed)   poll_response ──┘
+/// ```
+/// Nothing is sent when a request is abandoned (MinIO has no cancel for single requests):
+/// a late response finds no mux and is dropped.
+#[derive(Debug)]
+pub(crate) enum RequestState {
+    /// Waiting for the writer: the request message itself.
+    Queued {
+        payload: Bytes,
+        subroute: Option<SubrouteId>,
+        deadline_ms: u32,
+    },
+    /// On the wire; waiting for the answer.
+    Sent,
+    /// The outcome, until the caller polls it.
+    Done(Result<Bytes, CallError>),
+}
+
+/// The caller's side of a stream.
+///
+/// ```text
+///                 open_stream
+///                      │
+///                      v
+///               ┌────────────┐  OpAckMux   ┌──────┐
+///               │ Connecting │ ──────────> │ Open │
+///               └────────────┘             └──────┘
+///                      │  connect error,       │  final OpMuxServerMsg (EOF, maybe ERR),
+///                      │  cancel, deadline,    │  OpDisconnectClientMux, cancel, deadline,
+///                      │  ping timeout         │  ping timeout, sequence or credit error
+///                      v                       v
+///               ┌──────────────────────────────────┐
+///               │ Ended(Eof | Failed)              │ buffered responses are still read,
+///               └──────────────────────────────────┘ then the end is reported once
+///                      │  released by the caller's handle, nothing owed
+///                      v
+///                  (removed)
+/// ```
+/// The input half has its own small lifecycle ([`Input`]).
+#[derive(Debug)]
+pub(crate) enum StreamState {
+    /// `OpConnectMux` queued or sent, no ack yet: no input may be sent.
+    Connecting,
+    /// Acked: input flows within its credits.
+    Open,
+    /// Ended; see [`End`].
+    Ended(End),
+}
+
+/// How a stream ended, as the caller sees it.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The handler finished without error.
+    Eof,
+    /// The stream failed; `delivered` once the consumer saw the error.
+    Failed { error: CallError, delivered: bool },
+}
+
+/// The caller's input half of a stream.
+///
+/// ```text
+///   Open ──close_send──> Closing ──(queued input sent, EOF sent)──> Closed
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// Messages may be sent.
+    Open,
+    /// Closed by the caller: the EOF goes out after the messages already queued.
+    Closing,
+    /// The EOF was sent (or the handler takes no input).
+    Closed,
+}
+
+/// The opening message of a stream, until the writer takes it.
+#[derive(Debug)]
+pub(crate) struct Connect {
+    pub(crate) payload: Bytes,
+    pub(crate) subroute: Option<SubrouteId>,
+    pub(crate) deadline_ms: u32,
+}
+
+/// A stream opened from this side.
+#[derive(Debug)]
+pub(crate) struct ClientStream {
+    pub(crate) state: StreamState,
+    pub(crate) input: Input,
+    pub(crate) connect: Option<Connect>,
+    /// Input messages waiting for the writer (bounded by the credits).
+    pub(crate) outq: VecDeque<Bytes>,
+    /// Responses waiting for the consumer (bounded by the window).
+    pub(crate) responses: VecDeque<Bytes>,
+    pub(crate) credits: Credits,
+    pub(crate) window: Window,
+    /// Owed: `OpUnblockSrvMux` messages, one per response consumed.
+    pub(crate) owed_credits: u32,
+    /// Owed: a stream ping.
+    pub(crate) owe_ping: bool,
+    /// Owed: `OpDisconnectServerMux` (the caller cancelled or gave up).
+    pub(crate) owe_cancel: bool,
+    /// Whether the handle was released (nothing will read the rest).
+    pub(crate) released: bool,
+    /// When the handler side last showed it is alive.
+    pub(crate) last_alive: Instant,
+    /// Whether the keepalive pings this stream (no deadline, or a long one).
+    pub(crate) pinged: bool,
+}
+
+/// A mux opened from this side.
+#[derive(Debug)]
+pub(crate) struct ClientMux {
+    pub(crate) handler: HandlerId,
+    pub(crate) class: Class,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) send_seq: SendSeq,
+    pub(crate) recv_seq: RecvSeq,
+    pub(crate) kind: ClientKind,
+    pub(crate) in_control: bool,
+    pub(crate) in_ready: bool,
+    /// The consumer (or the waiting caller of a single request).
+    pub(crate) rx_waker: Option<Waker>,
+    /// A sender waiting for a credit.
+    pub(crate) tx_waker: Option<Waker>,
+}
+
+#[derive(Debug)]
+pub(crate) enum ClientKind {
+    Request(RequestState),
+    Stream(Box<ClientStream>),
+}
+
+/// A stream served on this side.
+///
+/// ```text
+///   OpConnectMux ──> Open ──handler returned, final message queued──> Ending
+///                     │                                                  │ final message sent
+///                     │ OpDisconnectServerMux, deadline, watchdog,       v
+///                     │ sequence or credit error                      Closing ──> (removed once
+///                     v                                                  ^   OpDisconnectClientMux
+///                 Cancelled ──────────── handler done ───────────────────┘   is sent)
+/// ```
+/// The ack is owed from the start and leaves before anything else of the mux. While
+/// `Cancelled`, nothing but an error message already queued and the final disconnect is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServeState {
+    /// The handler runs.
+    Open,
+    /// The handler returned; its final message is queued.
+    Ending,
+    /// The handler was told to stop; waiting for it to finish.
+    Cancelled,
+    /// Owes `OpDisconnectClientMux` once the queue is empty, then is removed.
+    Closing,
+}
+
+/// A pong owed for a stream ping (the latest ping wins if the writer is behind).
+#[derive(Debug, Clone)]
+pub(crate) struct OwedPong {
+    pub(crate) seq: u32,
+    pub(crate) deadline_ms: u32,
+    pub(crate) handler: HandlerId,
+    pub(crate) flags: crate::Flags,
+    pub(crate) t: GridTime,
+    pub(crate) err: Option<String>,
+}
+
+/// A stream served here.
+#[derive(Debug)]
+pub(crate) struct ServerStream {
+    pub(crate) state: ServeState,
+    pub(crate) in_capacity: u32,
+    /// Caller messages waiting for the handler (bounded by the window).
+    pub(crate) inbound: VecDeque<Bytes>,
+    pub(crate) window: Window,
+    pub(crate) input_closed: bool,
+    /// Output credits.
+    pub(crate) credits: Credits,
+    /// Output waiting for the writer: flags and payload of `OpMuxServerMsg`s.
+    pub(crate) outq: VecDeque<(crate::Flags, Option<Bytes>)>,
+    pub(crate) owe_ack: bool,
+    pub(crate) owed_credits: u32,
+    pub(crate) owe_pong: Option<OwedPong>,
+    pub(crate) handler_done: bool,
+    pub(crate) last_ping: Instant,
+    pub(crate) watched: bool,
+    pub(crate) in_waker: Option<Waker>,
+    pub(crate) out_waker: Option<Waker>,
+}
+
+/// A single request served here, until its answer is sent.
+#[derive(Debug)]
+pub(crate) struct ServedRequest {
+    pub(crate) seq: u32,
+    /// The answer: extra flags and payload.
+    pub(crate) answer: Option<(crate::Flags, Bytes)>,
+}
+
+/// A mux served on this side.
+#[derive(Debug)]
+pub(crate) struct ServerMux {
+    pub(crate) class: Class,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) send_seq: SendSeq,
+    pub(crate) recv_seq: RecvSeq,
+    pub(crate) kind: ServerKind,
+    pub(crate) in_control: bool,
+    pub(crate) in_ready: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum ServerKind {
+    Request(ServedRequest),
+    Stream(Box<ServerStream>),
+}
