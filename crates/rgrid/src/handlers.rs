@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rgrid_proto::conn::{Routes, StreamRoute};
 use rgrid_proto::{HandlerId, SubrouteId};
+
+pub use rgrid_proto::conn::Class as Priority;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -153,6 +156,7 @@ pub type StreamHandlerFn = Arc<
 pub struct StreamHandler {
     pub(crate) in_capacity: u32,
     pub(crate) out_capacity: u32,
+    pub(crate) priority: Priority,
     pub(crate) f: StreamHandlerFn,
 }
 
@@ -168,10 +172,21 @@ impl StreamHandler {
         StreamHandler {
             in_capacity: u32::try_from(in_capacity).unwrap_or(u32::MAX),
             out_capacity: u32::try_from(out_capacity).unwrap_or(u32::MAX).max(1),
+            priority: Priority::Normal,
             f: Arc::new(move |ctx, payload, input, output| {
                 Box::pin(f(ctx, payload, input, output))
             }),
         }
+    }
+
+    /// Sets the scheduling class of the stream's messages on the wire, on both ends (the
+    /// caller's input uses the caller's registration, the handler's output this one).
+    /// Default [`Priority::Normal`]. Mark large transfers [`Priority::Bulk`] so small calls
+    /// on the same connection never wait behind more than one of their messages; the wire
+    /// carries no priority, so peers are unaffected.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// Input messages in flight (0 = no input stream).
@@ -311,5 +326,28 @@ impl std::fmt::Debug for Registry {
             .field("stream", &self.stream.keys().collect::<Vec<_>>())
             .field("stream_sub", &self.stream_sub.len())
             .finish()
+    }
+}
+
+/// The core asks the registry whether a call can be served (and with which windows).
+impl Routes for Registry {
+    fn single(&self, id: HandlerId, subroute: Option<&SubrouteId>) -> Option<Priority> {
+        let found = match subroute {
+            None => self.single.contains_key(&id),
+            Some(sub) => self.single_sub.contains_key(sub),
+        };
+        found.then_some(Priority::Latency)
+    }
+
+    fn stream(&self, id: HandlerId, subroute: Option<&SubrouteId>) -> Option<StreamRoute> {
+        let entry = match subroute {
+            None => self.stream.get(&id),
+            Some(sub) => self.stream_sub.get(sub),
+        }?;
+        Some(StreamRoute {
+            in_capacity: entry.handler.in_capacity,
+            out_capacity: entry.handler.out_capacity,
+            class: entry.handler.priority,
+        })
     }
 }

@@ -250,7 +250,9 @@ pub use connection::{
 #[cfg(feature = "test-util")]
 pub use connection::{InboundBlock, OutboundBlock};
 pub use error::{Error, RemoteError};
-pub use handlers::{BoxFuture, HandlerCtx, SingleHandlerFn, StreamHandler, StreamHandlerFn};
+pub use handlers::{
+    BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn,
+};
 pub use manager::{HttpAuthFn, Manager, ManagerBuilder};
 pub use options::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_ROUTE_PATH, FRAME_SLACK, LOCK_ROUTE_PATH,

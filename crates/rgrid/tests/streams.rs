@@ -600,6 +600,15 @@ async fn reconnect_with_a_full_queue_and_blocked_senders() {
             }
         }));
     }
+    // Stream input waits for the handler's ack, which the blocked remote never sends, so
+    // large single requests fill the socket buffers and then the outbound queue.
+    let mut calls = Vec::new();
+    for _ in 0..32 {
+        let (conn, big) = (conn.clone(), big.clone());
+        calls.push(tokio::spawn(async move {
+            conn.request(HandlerId::TEST2, big).await.unwrap_err()
+        }));
+    }
     bounded(async {
         while conn.stats().out_queue < 4 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -609,6 +618,9 @@ async fn reconnect_with_a_full_queue_and_blocked_senders() {
     conn.kill();
     for s in senders {
         assert_eq!(bounded(s).await.unwrap(), Error::Disconnected);
+    }
+    for c in calls {
+        assert_eq!(bounded(c).await.unwrap(), Error::Disconnected);
     }
     drop(block);
     bounded(g.wait_all_connected(Duration::from_secs(10)))

@@ -101,6 +101,13 @@ pub struct Config {
     /// muxes) waiting for the writer. Past it the peer does not read its answers, and the
     /// connection is closed.
     pub max_stateless_answers: usize,
+    /// Bounds of the outbound queue (payload bytes, messages) past which the queue counts as
+    /// full: callers wait for room, and answers count against `max_pending_answers`.
+    pub out_queue: (usize, usize),
+    /// Answers to served requests that may wait while the outbound queue is full. Past it
+    /// the peer sends requests faster than it reads the answers, and the connection is
+    /// closed.
+    pub max_pending_answers: usize,
     /// Connection ping interval; two intervals without a pong close the connection.
     pub ping_interval: Duration,
     /// Stream ping interval (callers ping, handlers watch).
@@ -116,6 +123,8 @@ impl Default for Config {
             max_incoming_muxes: 16384,
             max_pings_per_interval: 1024,
             max_stateless_answers: 4096,
+            out_queue: (64 << 20, 65535),
+            max_pending_answers: 4096,
             ping_interval: Duration::from_secs(10),
             stream_ping_interval: Duration::from_secs(15),
         }
@@ -326,6 +335,8 @@ pub struct Core {
     closed: Option<CloseReason>,
     queued_bytes: usize,
     queued_msgs: usize,
+    /// Answers to served requests that arrived while the outbound queue was full.
+    answers_queued: usize,
 }
 
 fn wake(slot: &mut Option<Waker>, into: &mut Vec<Waker>) {
@@ -385,7 +396,14 @@ impl Core {
             closed: None,
             queued_bytes: 0,
             queued_msgs: 0,
+            answers_queued: 0,
         }
+    }
+
+    /// Whether the outbound queue is at or over its bounds ([`Config::out_queue`]).
+    pub fn queue_full(&self) -> bool {
+        self.queued_bytes >= self.cfg.out_queue.0.max(1)
+            || self.queued_msgs >= self.cfg.out_queue.1.max(1)
     }
 
     /// The configuration.
@@ -417,6 +435,11 @@ impl Core {
             last_rtt: self.last_rtt,
             max_rtt: self.max_rtt,
         }
+    }
+
+    /// When the last connection pong arrived (or the connection came up).
+    pub fn last_pong(&self) -> Instant {
+        self.last_pong
     }
 
     /// Payload bytes and messages of data waiting for the writer.
@@ -505,6 +528,7 @@ impl Core {
         self.deadlines.clear();
         self.queued_bytes = 0;
         self.queued_msgs = 0;
+        self.answers_queued = 0;
     }
 
     // -----------------------------------------------------------------------------------

@@ -302,6 +302,7 @@ impl Core {
                     ..OutMsg::new(Op::RESPONSE, base | Flags::EOF | flags)
                 };
                 self.servers.remove(&id);
+                self.answers_queued = self.answers_queued.saturating_sub(1);
                 self.dequeued(msg.payload_len());
                 (Some(msg), false)
             }

@@ -38,10 +38,21 @@ impl Core {
             Some(Ok(body)) => (Flags::NONE, body),
             Some(Err(text)) => (Flags::PAYLOAD_IS_ERR, Bytes::from(text)),
         };
-        self.queued_bytes += payload.len();
-        self.queued_msgs += 1;
+        let payload_len = payload.len();
         r.answer = Some((flags, payload));
+        let full = self.queue_full();
+        self.queued_bytes += payload_len;
+        self.queued_msgs += 1;
         self.schedule_data(Key::server(mux));
+        if full {
+            // Answers never wait for room, but a peer whose answers keep arriving while the
+            // queue is full is not reading them.
+            self.answers_queued += 1;
+            if self.answers_queued > self.cfg.max_pending_answers {
+                let limit = self.cfg.max_pending_answers;
+                self.close(CloseReason::UnreadAnswers { limit });
+            }
+        }
     }
 
     fn server_stream_mut(

@@ -1,20 +1,18 @@
 //! One remote host: its state, its live websocket session, and the calls made to it.
 
-mod outgoing;
 mod serve_stream;
 mod session;
 mod stream;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rgrid_proto::{Flags, HandlerId, Op, RouteHash, SubrouteId};
+use rgrid_proto::{Flags, HandlerId, RouteHash, SubrouteId};
 use tokio::sync::{Notify, watch};
 
-pub(crate) use self::outgoing::{ByteBudget, Lane, Outgoing, Queued};
 pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
@@ -91,15 +89,8 @@ pub(crate) struct Counters {
     pub(crate) outgoing_bytes: AtomicU64,
     pub(crate) incoming_messages: AtomicU64,
     pub(crate) outgoing_messages: AtomicU64,
-    pub(crate) incoming_muxes: AtomicUsize,
-    pub(crate) last_pong: AtomicU64,
-    /// When the last pong arrived (or the session started), on the monotonic clock: nanoseconds
-    /// since [`ConnShared::epoch`]. Keepalive judges liveness by this, never by wall time.
-    pub(crate) last_pong_mono: AtomicU64,
     pub(crate) last_connect: AtomicU64,
     pub(crate) reconnects: AtomicU64,
-    pub(crate) last_rtt_micros: AtomicU64,
-    pub(crate) max_rtt_micros: AtomicU64,
 }
 
 /// Unix time in nanoseconds.
@@ -110,8 +101,9 @@ pub(crate) fn unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Test-only fault injection state.
+/// Test-only fault injection state (feature `test-util`).
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "test-util"), allow(dead_code))]
 pub(crate) struct Faults {
     pub(crate) inbound_blocked: AtomicBool,
     pub(crate) inbound_released: Notify,
@@ -131,14 +123,11 @@ pub(crate) struct ConnShared {
     /// Checksums are on unless both hosts use TLS (spec §3.6).
     pub(crate) base_flags: Flags,
     pub(crate) ctx: Arc<ManagerCtx>,
-    /// Origin of the connection's monotonic timestamps (tokio's clock, so paused test time
-    /// and simulations drive it).
-    pub(crate) epoch: tokio::time::Instant,
     state: watch::Sender<State>,
     session: Mutex<Option<Arc<Session>>>,
-    next_mux: AtomicU64,
     remote_id: Mutex<Option<[u8; 16]>>,
     pub(crate) counters: Counters,
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) faults: Faults,
 }
 
@@ -149,6 +138,76 @@ impl fmt::Debug for ConnShared {
             .field("remote", &self.remote)
             .field("state", &*self.state.borrow())
             .finish_non_exhaustive()
+    }
+}
+
+impl ConnShared {
+    /// Test hook: whether the writer must stop.
+    pub(crate) fn faults_outbound_blocked(&self) -> bool {
+        #[cfg(feature = "test-util")]
+        {
+            self.faults.outbound_blocked.load(Ordering::Relaxed)
+        }
+        #[cfg(not(feature = "test-util"))]
+        {
+            false
+        }
+    }
+
+    /// Test hook: waits while the writer is blocked (telling [`OutboundBlock::parked`]).
+    /// Returns false if the session closed.
+    pub(crate) async fn wait_outbound_unblocked(&self, session: &Session) -> bool {
+        #[cfg(feature = "test-util")]
+        {
+            let f = &self.faults;
+            if !f.outbound_blocked.load(Ordering::SeqCst) {
+                return true;
+            }
+            f.outbound_parked.store(true, Ordering::SeqCst);
+            f.outbound_parked_changed.notify_waiters();
+            let go_on = wait_unblocked(&f.outbound_blocked, &f.outbound_released, session).await;
+            f.outbound_parked.store(false, Ordering::SeqCst);
+            go_on
+        }
+        #[cfg(not(feature = "test-util"))]
+        {
+            let _ = session;
+            true
+        }
+    }
+
+    /// Test hook: waits while inbound processing is blocked. Returns false if the session
+    /// closed.
+    pub(crate) async fn wait_inbound_unblocked(&self, session: &Session) -> bool {
+        #[cfg(feature = "test-util")]
+        {
+            let f = &self.faults;
+            wait_unblocked(&f.inbound_blocked, &f.inbound_released, session).await
+        }
+        #[cfg(not(feature = "test-util"))]
+        {
+            let _ = session;
+            true
+        }
+    }
+}
+
+/// Test hooks: waits while `blocked` is set. Returns false if the session closed.
+#[cfg(feature = "test-util")]
+async fn wait_unblocked(blocked: &AtomicBool, unblocked: &Notify, session: &Session) -> bool {
+    // Fast path for every frame: one load, no waiter registration.
+    if !blocked.load(Ordering::SeqCst) {
+        return true;
+    }
+    loop {
+        let released = unblocked.notified();
+        if !blocked.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::select! {
+            _ = released => {}
+            _ = session.cancel.cancelled() => return false,
+        }
     }
 }
 
@@ -172,10 +231,8 @@ impl ConnShared {
             dials: rgrid_proto::should_dial(local, remote),
             base_flags,
             ctx,
-            epoch: tokio::time::Instant::now(),
             state: watch::Sender::new(State::Unconnected),
             session: Mutex::new(None),
-            next_mux: AtomicU64::new(1),
             remote_id: Mutex::new(None),
             counters: Counters::default(),
             faults: Faults::default(),
@@ -206,15 +263,6 @@ impl ConnShared {
         lock(&self.session).clone()
     }
 
-    /// Now on the connection's monotonic clock, in nanoseconds since [`ConnShared::epoch`].
-    pub(crate) fn mono_nanos(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    pub(crate) fn next_mux_id(&self) -> u64 {
-        self.next_mux.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Starts serving `ws` as this connection's session, replacing (and failing) any previous
     /// one. Returns `None` when the manager is shut down.
     pub(crate) fn attach(
@@ -243,12 +291,6 @@ impl ConnShared {
         self.counters
             .last_connect
             .store(unix_nanos(), Ordering::Relaxed);
-        self.counters
-            .last_pong
-            .store(unix_nanos(), Ordering::Relaxed);
-        self.counters
-            .last_pong_mono
-            .store(self.mono_nanos(), Ordering::Relaxed);
         self.set_state(State::Connected);
         tracing::info!(local = %self.local, remote = %self.remote, "grid connected");
         tasks.spawn(&self.ctx);
@@ -330,21 +372,25 @@ impl Connection {
     pub fn stats(&self) -> ConnStats {
         let c = &self.inner.counters;
         let session = self.inner.session();
+        let core = session.as_ref().map(|s| s.core_stats());
+        let micros = |d: Option<Duration>| {
+            d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        };
         ConnStats {
             connected: self.state() == State::Connected,
-            incoming_muxes: c.incoming_muxes.load(Ordering::Relaxed),
-            outgoing_muxes: session.as_ref().map_or(0, |s| s.pending_len()),
+            incoming_muxes: core.as_ref().map_or(0, |s| s.incoming_muxes),
+            outgoing_muxes: core.as_ref().map_or(0, |s| s.outgoing_muxes),
             incoming_bytes: c.incoming_bytes.load(Ordering::Relaxed),
             outgoing_bytes: c.outgoing_bytes.load(Ordering::Relaxed),
             incoming_messages: c.incoming_messages.load(Ordering::Relaxed),
             outgoing_messages: c.outgoing_messages.load(Ordering::Relaxed),
-            out_queue: session.as_ref().map_or(0, |s| s.queue_len()),
-            out_queue_bytes: session.as_ref().map_or(0, |s| s.queued_bytes()),
-            last_pong_unix_nanos: c.last_pong.load(Ordering::Relaxed),
+            out_queue: core.as_ref().map_or(0, |s| s.queued_messages),
+            out_queue_bytes: core.as_ref().map_or(0, |s| s.queued_bytes),
+            last_pong_unix_nanos: core.as_ref().map_or(0, |s| s.last_pong_unix_nanos),
             last_connect_unix_nanos: c.last_connect.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
-            last_ping_rtt_micros: c.last_rtt_micros.load(Ordering::Relaxed),
-            max_ping_rtt_micros: c.max_rtt_micros.load(Ordering::Relaxed),
+            last_ping_rtt_micros: micros(core.as_ref().and_then(|s| s.last_rtt)),
+            max_ping_rtt_micros: micros(core.as_ref().and_then(|s| s.max_rtt)),
         }
     }
 
@@ -399,8 +445,7 @@ impl Connection {
                 limit,
             });
         }
-        let deadline_ms = u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX);
-        if deadline_ms == 0 {
+        if deadline.as_millis() == 0 {
             return Err(Error::DeadlineExceeded);
         }
         let Some(session) = self.inner.session() else {
@@ -409,21 +454,8 @@ impl Connection {
                 _ => Error::Disconnected,
             });
         };
-        let mux_id = self.inner.next_mux_id();
-        let msg = Outgoing {
-            mux_id,
-            seq: 0,
-            deadline_ms,
-            handler,
-            op: Op::REQUEST,
-            flags: self.inner.base_flags | Flags::EOF,
-            payload: Some(payload),
-            subroute,
-            queued: None,
-            charged: 0,
-        };
         let at = tokio::time::Instant::now() + deadline;
-        match tokio::time::timeout_at(at, session.roundtrip(mux_id, msg)).await {
+        match tokio::time::timeout_at(at, session.roundtrip(handler, subroute, payload, deadline)).await {
             Ok(res) => res,
             Err(_) => Err(Error::DeadlineExceeded),
         }
@@ -477,7 +509,7 @@ impl Connection {
             .outbound_blocked
             .store(true, Ordering::SeqCst);
         if let Some(s) = self.inner.session() {
-            s.nudge_writer(self.inner.ctx.options.ping_interval);
+            s.nudge_writer();
         }
         OutboundBlock {
             conn: self.inner.clone(),

@@ -1,243 +1,49 @@
-//! The caller's side of a stream: the mux state the reader updates, and the handle the
-//! caller sends and receives with.
+//! The caller's side of a stream: the handles the caller sends and receives with. The
+//! stream's state (credits, sequence numbers, buffered responses, deadline, keepalive) lives
+//! in the connection core.
 //!
 //! Credits (spec §4.2): the caller may send `in_capacity` messages once the handler acked,
-//! and gets one credit back per message the handler took. Responses land in a buffer of
+//! and gets one credit back per message the handler took. Responses wait in a buffer of
 //! `out_capacity` messages; each one the consumer takes returns a credit to the handler. A
 //! handler that sends beyond its credits fails the stream with a protocol error instead of
 //! growing the buffer.
 
-use std::collections::VecDeque;
-use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream as FuturesStream;
-use rgrid_proto::{
-    Credits, Flags, HandlerId, Message, MuxConnectError, Op, PingMsg, PongMsg, RecvSeq, SendSeq,
-    SubrouteId, Window,
-};
-use tokio::time::{Instant, Sleep};
+use rgrid_proto::conn::{CallError, StreamRoute};
+use rgrid_proto::{HandlerId, SubrouteId};
 
-use super::{ConnShared, Outgoing, Queued, Session, State, lock};
-use crate::error::{Error, RemoteError};
+use super::session::now;
+use super::{ConnShared, Session, State};
+use crate::error::Error;
 
-/// How a stream ended, as the caller sees it.
+/// One stream opened from this side, shared by its two handles.
 #[derive(Debug)]
-enum End {
-    /// The handler finished without error: the consumer sees the buffered messages, then
-    /// the end of the stream.
-    Eof,
-    /// The stream failed: the consumer sees the buffered messages, then this error once.
-    Failed { error: Error, delivered: bool },
-}
-
-#[derive(Debug)]
-struct ClientState {
-    send_seq: SendSeq,
-    recv_seq: RecvSeq,
-    acked: bool,
-    credits: Credits,
-    window: Window,
-    responses: VecDeque<Bytes>,
-    end: Option<End>,
-    send_closed: bool,
-    rx_waker: Option<Waker>,
-    tx_waker: Option<Waker>,
-    last_alive: Instant,
-}
-
-/// One outgoing stream, shared by the caller's handle and the connection's reader.
 pub(crate) struct ClientMux {
-    pub(crate) id: u64,
     session: Arc<Session>,
-    conn: Arc<ConnShared>,
-    queued: Arc<Queued>,
-    handler: HandlerId,
-    deadline: Option<Instant>,
-    /// Whether the keepalive task pings this stream (no deadline, or a long one).
-    pub(crate) pinged: bool,
-    state: Mutex<ClientState>,
-}
-
-impl fmt::Debug for ClientMux {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientMux")
-            .field("id", &self.id)
-            .field("handler", &self.handler)
-            .finish_non_exhaustive()
-    }
+    id: u64,
 }
 
 impl ClientMux {
-    fn base(&self, op: Op, flags: Flags, seq: u32) -> Outgoing {
-        Outgoing {
-            mux_id: self.id,
-            seq,
-            handler: self.handler,
-            ..Outgoing::new(op, self.conn.base_flags | flags)
-        }
-    }
-
-    /// Queues a message that never waits (credit, EOF, ping, cancel), in stream order.
-    fn send_now(&self, st: &mut ClientState, op: Op, flags: Flags, payload: Option<Bytes>) {
-        let mut msg = self.base(op, flags, st.send_seq.advance());
-        msg.payload = payload;
-        self.session.send_ordered(&self.queued, msg);
-    }
-
-    /// Ends the stream (first end wins): wakes both halves, leaves the session's table, and
-    /// tells the handler side to stop when `cancel_remote`.
-    fn finish(&self, st: &mut ClientState, end: End, cancel_remote: bool) {
-        if st.end.is_some() {
-            return;
-        }
-        if cancel_remote {
-            self.send_now(st, Op::DISCONNECT_SERVER_MUX, Flags::NONE, None);
-        }
-        st.end = Some(end);
-        self.session.remove_client(self.id);
-        if let Some(w) = st.rx_waker.take() {
-            w.wake();
-        }
-        if let Some(w) = st.tx_waker.take() {
-            w.wake();
-        }
-    }
-
-    fn fail(&self, st: &mut ClientState, error: Error, cancel_remote: bool) {
-        let end = End::Failed {
-            error,
-            delivered: false,
-        };
-        self.finish(st, end, cancel_remote);
-    }
-
-    /// Fails the stream from outside (connection lost, liveness timeout, shutdown).
-    pub(crate) fn fail_with(&self, error: Error, cancel_remote: bool) {
-        let mut st = lock(&self.state);
-        self.fail(&mut st, error, cancel_remote);
-    }
-
-    /// Keepalive: fails the stream if the handler side has been silent for `dead_after`,
-    /// otherwise pings it.
-    pub(crate) fn keepalive(&self, dead_after: Duration) {
-        let mut st = lock(&self.state);
-        if st.end.is_some() {
-            return;
-        }
-        if st.last_alive.elapsed() > dead_after {
-            tracing::debug!(remote = %self.conn.remote, mux = self.id,
-                "grid: stream silent too long, cancelling");
-            self.fail(&mut st, Error::Disconnected, true);
-            return;
-        }
-        let mut payload = bytes::BytesMut::with_capacity(24);
-        PingMsg {
-            t: rgrid_proto::GridTime::from_system_time(std::time::SystemTime::now()),
-        }
-        .encode(&mut payload);
-        self.send_now(&mut st, Op::PING, Flags::NONE, Some(payload.freeze()));
-    }
-
-    /// A message from the handler side for this stream.
-    pub(crate) fn on_message(&self, m: &Message<'_>, payload: Option<Bytes>) {
-        let mut st = lock(&self.state);
-        if st.end.is_some() {
-            return;
-        }
-        match m.op {
-            Op::ACK_MUX | Op::MUX_SERVER_MSG | Op::UNBLOCK_CL_MUX => {
-                if let Err(e) = st.recv_seq.check(m.seq) {
-                    let err = Error::IncorrectSequence {
-                        want: e.want,
-                        got: e.got,
-                    };
-                    self.fail(&mut st, err, true);
-                    return;
-                }
-                st.last_alive = Instant::now();
-            }
-            _ => {}
-        }
-        match m.op {
-            Op::ACK_MUX => {
-                st.acked = true;
-                st.credits.fill();
-                if let Some(w) = st.tx_waker.take() {
-                    w.wake();
-                }
-            }
-            Op::UNBLOCK_CL_MUX => {
-                if st.credits.grant().is_err() {
-                    tracing::debug!(mux = self.id, "grid: stream input credit overflow, ignored");
-                }
-                if let Some(w) = st.tx_waker.take() {
-                    w.wake();
-                }
-            }
-            Op::MUX_SERVER_MSG => self.on_response(&mut st, m.flags, payload),
-            Op::PONG => match PongMsg::decode(payload.as_deref().unwrap_or_default()) {
-                Ok(p) if p.not_found => {
-                    let err = Error::Remote(RemoteError::new("remote terminated call"));
-                    self.fail(&mut st, err, false);
-                }
-                Ok(PongMsg { err: Some(e), .. }) => {
-                    let err = Error::Remote(RemoteError::new(format!("remote pong failed: {e}")));
-                    self.fail(&mut st, err, false);
-                }
-                _ => st.last_alive = Instant::now(),
-            },
-            Op::DISCONNECT_CLIENT_MUX => self.fail(&mut st, Error::Disconnected, false),
-            Op::MUX_CONNECT_ERROR => {
-                let text = match MuxConnectError::decode(payload.as_deref().unwrap_or_default()) {
-                    Ok(e) => e.error.into_owned(),
-                    Err(e) => format!("malformed mux connect error: {e}"),
-                };
-                self.fail(&mut st, Error::Remote(RemoteError::new(text)), false);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_response(&self, st: &mut ClientState, flags: Flags, payload: Option<Bytes>) {
-        if flags.contains(Flags::PAYLOAD_IS_ERR) {
-            let text = String::from_utf8_lossy(payload.as_deref().unwrap_or_default()).into_owned();
-            self.fail(st, Error::Remote(RemoteError::new(text)), false);
-            return;
-        }
-        if let Some(p) = payload
-            && !(flags.contains(Flags::EOF) && p.is_empty())
-        {
-            if st.window.accept().is_err() {
-                let err = Error::Protocol(format!(
-                    "handler sent more than its {} credits",
-                    st.window.buffered()
-                ));
-                tracing::warn!(remote = %self.conn.remote, mux = self.id, "grid: {err}");
-                self.fail(st, err, true);
-                return;
-            }
-            st.responses.push_back(p);
-            if let Some(w) = st.rx_waker.take() {
-                w.wake();
-            }
-        }
-        if flags.contains(Flags::EOF) {
-            self.finish(st, End::Eof, false);
-        }
-    }
-
-    fn deadline_passed(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+    fn cancel(&self, error: CallError) {
+        self.session.with_core(|core| core.stream_cancel(self.id, error));
     }
 }
 
-/// Opens a stream: registers the mux with the session and queues `OpConnectMux`. Returns at
+impl Drop for ClientMux {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.session.with_core(|core| core.stream_release(id));
+    }
+}
+
+/// Opens a stream: registers the mux with the core and queues `OpConnectMux`. Returns at
 /// once, without waiting for the handler's ack.
 pub(crate) async fn open(
     conn: &Arc<ConnShared>,
@@ -258,69 +64,26 @@ pub(crate) async fn open(
             limit,
         });
     }
-    let deadline_ms = match deadline {
-        Some(d) => match u32::try_from(d.as_millis()).unwrap_or(u32::MAX) {
-            0 => return Err(Error::DeadlineExceeded),
-            ms => ms,
-        },
-        None => 0,
-    };
     let Some(session) = conn.session() else {
         return Err(match conn.state() {
             State::Shutdown => Error::Shutdown,
             _ => Error::Disconnected,
         });
     };
-    let (in_cap, out_cap) = (entry.handler.in_capacity, entry.handler.out_capacity);
-    let ping_every = conn.ctx.options.stream_ping_interval;
-    let mux = Arc::new(ClientMux {
-        id: conn.next_mux_id(),
-        session: session.clone(),
-        conn: conn.clone(),
-        queued: Arc::default(),
-        handler,
-        deadline: deadline.map(|d| Instant::now() + d),
-        pinged: deadline.is_none_or(|d| d > ping_every),
-        state: Mutex::new(ClientState {
-            send_seq: SendSeq::new(0),
-            recv_seq: RecvSeq::new(0),
-            acked: false,
-            credits: Credits::new(0, in_cap),
-            window: Window::new(out_cap),
-            responses: VecDeque::with_capacity(out_cap.min(64) as usize),
-            end: None,
-            send_closed: in_cap == 0,
-            rx_waker: None,
-            tx_waker: None,
-            last_alive: Instant::now(),
-        }),
-    });
-    session.add_client(mux.clone())?;
-    let permit = match session.reserve(payload.len()).await {
-        Ok(p) => p,
-        Err(e) => {
-            mux.fail_with(e.clone(), false);
-            return Err(e);
-        }
+    let h = &entry.handler;
+    let route = StreamRoute {
+        in_capacity: h.in_capacity,
+        out_capacity: h.out_capacity,
+        class: h.priority,
     };
-    {
-        let mut st = lock(&mux.state);
-        if let Some(End::Failed { error, .. }) = &st.end {
-            return Err(error.clone());
-        }
-        let flags = if in_cap == 0 { Flags::EOF } else { Flags::NONE };
-        let mut msg = mux.base(Op::CONNECT_MUX, flags, st.send_seq.advance());
-        msg.deadline_ms = deadline_ms;
-        msg.payload = Some(payload);
-        msg.subroute = subroute;
-        session.send_reserved(permit, &mux.queued, msg);
-    }
-    let responses = Responses {
-        mux: mux.clone(),
-        sleep: None,
-    };
-    let sender = (in_cap > 0).then(|| StreamSender {
-        mux: mux.clone(),
+    session.wait_room().await?;
+    let id = session
+        .with_core(|core| core.open_stream(now(), handler, subroute, payload, deadline, route))
+        .map_err(|e| session.error(e))?;
+    let mux = Arc::new(ClientMux { session, id });
+    let responses = Responses { mux: mux.clone() };
+    let sender = (h.in_capacity > 0).then(|| StreamSender {
+        mux,
         closed: false,
     });
     Ok(Stream { sender, responses })
@@ -402,7 +165,8 @@ impl StreamSender {
     pub async fn send(&mut self, msg: impl Into<Bytes>) -> Result<(), Error> {
         let payload = msg.into();
         let mux = &self.mux;
-        let limit = mux.conn.ctx.options.max_message_size;
+        let session = &mux.session;
+        let limit = session.conn.ctx.options.max_message_size;
         if payload.len() > limit {
             return Err(Error::MessageTooLarge {
                 size: payload.len(),
@@ -412,40 +176,20 @@ impl StreamSender {
         if self.closed {
             return Err(Error::Protocol("stream input already closed".to_owned()));
         }
-        let credit = poll_fn(|cx| {
-            let mut st = lock(&mux.state);
-            if let Some(end) = &st.end {
-                return Poll::Ready(Err(end_error(end)));
+        session.wait_room().await?;
+        let mut payload = Some(payload);
+        let res = poll_fn(|cx| {
+            let mut g = session.lock();
+            let r = g.core.stream_send(mux.id, &mut payload, cx.waker());
+            if r.is_ready() {
+                let done = session.collect(&mut g);
+                drop(g);
+                session.act(done);
             }
-            if mux.deadline_passed() {
-                mux.fail(&mut st, Error::DeadlineExceeded, true);
-                return Poll::Ready(Err(Error::DeadlineExceeded));
-            }
-            if st.acked && st.credits.try_take() {
-                return Poll::Ready(Ok(()));
-            }
-            st.tx_waker = Some(cx.waker().clone());
-            Poll::Pending
-        });
-        match mux.deadline {
-            Some(at) => match tokio::time::timeout_at(at, credit).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    mux.fail_with(Error::DeadlineExceeded, true);
-                    return Err(Error::DeadlineExceeded);
-                }
-            },
-            None => credit.await?,
-        }
-        let permit = mux.session.reserve(payload.len()).await?;
-        let mut st = lock(&mux.state);
-        if let Some(end) = &st.end {
-            return Err(end_error(end));
-        }
-        let mut out = mux.base(Op::MUX_CLIENT_MSG, Flags::NONE, st.send_seq.advance());
-        out.payload = Some(payload);
-        mux.session.send_reserved(permit, &mux.queued, out);
-        Ok(())
+            r
+        })
+        .await;
+        res.map_err(|e| session.error(e))
     }
 
     /// Closes the input: the handler's input ends after the messages already sent.
@@ -454,12 +198,8 @@ impl StreamSender {
             return;
         }
         self.closed = true;
-        let mut st = lock(&self.mux.state);
-        if st.end.is_none() && !st.send_closed {
-            st.send_closed = true;
-            self.mux
-                .send_now(&mut st, Op::MUX_CLIENT_MSG, Flags::EOF, None);
-        }
+        let id = self.mux.id;
+        self.mux.session.with_core(|core| core.stream_close_send(id));
     }
 }
 
@@ -469,24 +209,16 @@ impl Drop for StreamSender {
     }
 }
 
-fn end_error(end: &End) -> Error {
-    match end {
-        End::Eof => Error::Protocol("stream already ended".to_owned()),
-        End::Failed { error, .. } => error.clone(),
-    }
-}
-
 /// The receiving half of a stream. Dropping it before the end cancels the stream.
 #[derive(Debug)]
 pub struct Responses {
     mux: Arc<ClientMux>,
-    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Responses {
     /// Cancels the stream (see [`Stream::cancel`]).
     pub fn cancel(&self) {
-        self.mux.fail_with(Error::Cancelled, true);
+        self.mux.cancel(CallError::Cancelled);
     }
 
     /// Receives every message with `f` (see [`Stream::results`]).
@@ -496,7 +228,7 @@ impl Responses {
     {
         while let Some(item) = poll_fn(|cx| Pin::new(&mut self).poll_next(cx)).await {
             if let Err(e) = item.and_then(&mut f) {
-                self.mux.fail_with(e.clone(), true);
+                self.mux.cancel(CallError::Cancelled);
                 return Err(e);
             }
         }
@@ -505,56 +237,24 @@ impl Responses {
 
     /// Whether the stream has ended (its remaining buffered messages may still be read).
     pub fn is_ended(&self) -> bool {
-        lock(&self.mux.state).end.is_some()
+        self.mux.session.lock().core.stream_is_ended(self.mux.id)
     }
 }
 
 impl FuturesStream for Responses {
     type Item = Result<Bytes, Error>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        let mux = &this.mux;
-        let mut st = lock(&mux.state);
-        if let Some(msg) = st.responses.pop_front() {
-            if st.window.release() && st.end.is_none() {
-                mux.send_now(&mut st, Op::UNBLOCK_SRV_MUX, Flags::NONE, None);
-            }
-            return Poll::Ready(Some(Ok(msg)));
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mux = &self.mux;
+        let session = &mux.session;
+        let mut g = session.lock();
+        let r = g.core.stream_recv(mux.id, cx.waker());
+        if r.is_ready() {
+            // A credit may now be owed to the handler.
+            let done = session.collect(&mut g);
+            drop(g);
+            session.act(done);
         }
-        match &mut st.end {
-            Some(End::Eof) => return Poll::Ready(None),
-            Some(End::Failed { error, delivered }) => {
-                if *delivered {
-                    return Poll::Ready(None);
-                }
-                *delivered = true;
-                return Poll::Ready(Some(Err(error.clone())));
-            }
-            None => {}
-        }
-        if let Some(at) = mux.deadline {
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-            if sleep.as_mut().poll(cx).is_ready() || mux.deadline_passed() {
-                mux.fail(&mut st, Error::DeadlineExceeded, true);
-                if let Some(End::Failed { delivered, .. }) = &mut st.end {
-                    *delivered = true;
-                }
-                return Poll::Ready(Some(Err(Error::DeadlineExceeded)));
-            }
-        }
-        st.rx_waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for Responses {
-    fn drop(&mut self) {
-        let mut st = lock(&self.mux.state);
-        if st.end.is_none() {
-            self.mux.fail(&mut st, Error::Cancelled, true);
-        }
+        r.map(|o| o.map(|res| res.map_err(|e| session.error(e))))
     }
 }

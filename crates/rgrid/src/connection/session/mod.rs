@@ -1,0 +1,366 @@
+//! One live websocket: the connection core behind one lock, the writer role, and the three
+//! tasks (reader, writer, timer) that drive it.
+//!
+//! Ownership and locking: the [`Core`] (every mux's state) sits behind `Session::state`, a
+//! short-held mutex that nobody holds across an `.await` or a socket write. Whoever changes
+//! the core (a caller starting a request, the reader handling a frame, the timer) leaves
+//! through [`Session::release`], which wakes whoever the core says and, if the core has
+//! output and nobody is writing, takes the *writer role* and writes the frames itself
+//! ([`writer`]). So there is one writer at a time, whoever holds the role also drains what
+//! others queued meanwhile (frames still merge under load), and a call at low concurrency
+//! crosses no task hand-off on its way out. The writer task only takes over when a write
+//! would block, or after a few frames so that a reader never stays a writer for long.
+
+mod reader;
+mod single;
+mod timer;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Instant as StdInstant;
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use futures_util::stream::{SplitSink, SplitStream};
+use rgrid_proto::conn::{CallError, CloseReason, Config, Core, Event, OutMsg};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{ConnShared, lock};
+use crate::error::{Error, RemoteError};
+use crate::transport::WebSocket;
+
+type WsSink = SplitSink<WebSocket, tokio_websockets::Message>;
+type WsStream = SplitStream<WebSocket>;
+
+/// Now on the clock the core runs on (tokio's, so paused test time drives it).
+pub(crate) fn now() -> StdInstant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What lives behind the session's lock.
+pub(crate) struct Inner {
+    pub(crate) core: Core,
+    /// Someone holds the writer role.
+    writer_busy: bool,
+    /// Cancellation tokens of the streams served here, fired on [`Event::Cancel`].
+    served: HashMap<u64, CancellationToken>,
+    /// The error calls get once the session closed.
+    reason: Option<Error>,
+    /// The instant the timer task sleeps until.
+    timer_at: Option<StdInstant>,
+}
+
+impl Inner {
+    /// The cancellation token of a served stream.
+    pub(crate) fn served_token(&self, mux: u64) -> Option<CancellationToken> {
+        self.served.get(&mux).cloned()
+    }
+
+    /// Forgets a served stream's token once its handler ended.
+    pub(crate) fn forget_served(&mut self, mux: u64) {
+        self.served.remove(&mux);
+    }
+}
+
+/// The writer's tools, used only by the holder of the writer role.
+struct WriterState {
+    sink: WsSink,
+    batch: Vec<OutMsg>,
+    frame: BytesMut,
+}
+
+/// A live websocket session.
+pub(crate) struct Session {
+    pub(crate) conn: Arc<ConnShared>,
+    state: Mutex<Inner>,
+    writer: Mutex<WriterState>,
+    pub(crate) cancel: CancellationToken,
+    /// Hands the writer role to the writer task.
+    writer_wake: Notify,
+    /// An earlier timer was armed.
+    timer_wake: Notify,
+    /// The outbound queue dropped below its bounds.
+    room: Notify,
+    /// Set while the writer task holds the role (a frame is being flushed).
+    handed_off: AtomicBool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("remote", &self.conn.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reader, writer and timer futures of a new session, spawned once it is installed.
+pub(crate) struct Tasks {
+    reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    writer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    timer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Tasks {
+    pub(crate) fn spawn(self, ctx: &crate::manager::ManagerCtx) {
+        ctx.tracker.spawn(self.writer);
+        ctx.tracker.spawn(self.reader);
+        ctx.tracker.spawn(self.timer);
+    }
+}
+
+/// A snapshot of a session's counters.
+pub(crate) struct SessionStats {
+    pub(crate) incoming_muxes: usize,
+    pub(crate) outgoing_muxes: usize,
+    pub(crate) queued_messages: usize,
+    pub(crate) queued_bytes: usize,
+    pub(crate) last_rtt: Option<std::time::Duration>,
+    pub(crate) max_rtt: Option<std::time::Duration>,
+    pub(crate) last_pong_unix_nanos: u64,
+}
+
+/// What a session lock hands back when released: wakers and events to act on outside it.
+pub(crate) struct Released {
+    wakers: Vec<Waker>,
+    events: Vec<Event>,
+    cancels: Vec<CancellationToken>,
+    write: bool,
+}
+
+impl Session {
+    /// Builds a session over `ws`. The returned tasks must be spawned to run it.
+    pub(crate) fn start(conn: Arc<ConnShared>, ws: WebSocket) -> (Arc<Session>, Tasks) {
+        let opts = &conn.ctx.options;
+        let cfg = Config {
+            base_flags: conn.base_flags,
+            max_message_size: opts.max_message_size,
+            max_frame_size: opts.frame_limit(),
+            max_incoming_muxes: opts.max_incoming_muxes,
+            max_pings_per_interval: opts.max_pings_per_interval,
+            max_stateless_answers: opts.max_pending_replies.max(1),
+            out_queue: (opts.out_queue_bytes, opts.out_queue),
+            max_pending_answers: opts.max_pending_replies,
+            ping_interval: opts.ping_interval,
+            stream_ping_interval: opts.stream_ping_interval,
+        };
+        let (sink, stream) = ws.split();
+        let session = Arc::new(Session {
+            state: Mutex::new(Inner {
+                core: Core::new(cfg, now()),
+                writer_busy: false,
+                served: HashMap::new(),
+                reason: None,
+                timer_at: None,
+            }),
+            writer: Mutex::new(WriterState {
+                sink,
+                batch: Vec::with_capacity(crate::options::MAX_MERGE_MESSAGES + 1),
+                frame: BytesMut::with_capacity(32 * 1024),
+            }),
+            cancel: conn.ctx.shutdown.child_token(),
+            writer_wake: Notify::new(),
+            timer_wake: Notify::new(),
+            room: Notify::new(),
+            handed_off: AtomicBool::new(false),
+            conn,
+        });
+        let tasks = Tasks {
+            reader: Box::pin(reader::run(session.clone(), stream)),
+            writer: Box::pin(writer::run(session.clone())),
+            timer: Box::pin(timer::run(session.clone())),
+        };
+        (session, tasks)
+    }
+
+    /// Locks the core.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.state)
+    }
+
+    /// Runs `f` on the core, then acts on what changed (wakes, events, writing).
+    pub(crate) fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
+        let mut g = self.lock();
+        let r = f(&mut g.core);
+        let done = self.collect(&mut g);
+        drop(g);
+        self.act(done);
+        r
+    }
+
+    /// Collects, under the lock, what must be done once it is released.
+    pub(crate) fn collect(&self, g: &mut Inner) -> Released {
+        let mut wakers = Vec::new();
+        g.core.take_wakers(&mut wakers);
+        let mut events = Vec::new();
+        let mut cancels = Vec::new();
+        while let Some(ev) = g.core.poll_event() {
+            match ev {
+                Event::Cancel { mux } => {
+                    if let Some(t) = g.served.get(&mux) {
+                        cancels.push(t.clone());
+                    }
+                }
+                Event::Stream { mux, .. } => {
+                    g.served.insert(mux, self.cancel.child_token());
+                    events.push(ev);
+                }
+                other => events.push(other),
+            }
+        }
+        let write = !g.writer_busy && g.core.has_output();
+        if write {
+            g.writer_busy = true;
+        }
+        if let Some(at) = g.core.next_timeout()
+            && g.timer_at.is_some_and(|t| at < t)
+        {
+            g.timer_at = Some(at);
+            self.timer_wake.notify_one();
+        }
+        if let Some(reason) = g.core.close_reason()
+            && g.reason.is_none()
+        {
+            let reason = reason.clone();
+            g.reason = Some(Error::Disconnected);
+            tracing::warn!(local = %self.conn.local, remote = %self.conn.remote,
+                reason = %reason, "grid: closing connection");
+            self.cancel.cancel();
+        }
+        Released {
+            wakers,
+            events,
+            cancels,
+            write,
+        }
+    }
+
+    /// Acts on what [`Session::collect`] gathered, outside the lock.
+    pub(crate) fn act(self: &Arc<Self>, done: Released) {
+        for w in done.wakers {
+            w.wake();
+        }
+        for t in done.cancels {
+            t.cancel();
+        }
+        if !done.events.is_empty() {
+            self.run_events(done.events);
+        }
+        if done.write {
+            self.write_inline();
+        }
+    }
+
+    /// Resolves when the session has closed.
+    pub(crate) async fn closed(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Closes the session: in-flight calls fail with `reason`, served handlers are
+    /// cancelled, the tasks stop, the socket is dropped. Idempotent; the first reason wins.
+    pub(crate) fn close(self: &Arc<Self>, reason: Error) {
+        let mut g = self.lock();
+        if g.reason.is_none() {
+            g.reason = Some(reason.clone());
+        }
+        g.core.close(CloseReason::Local(reason.to_string()));
+        let done = self.collect(&mut g);
+        drop(g);
+        self.cancel.cancel();
+        self.act(done);
+        self.room.notify_waiters();
+    }
+
+    /// Maps a core error to the call's error.
+    pub(crate) fn error(&self, e: CallError) -> Error {
+        match e {
+            CallError::Remote(t) => Error::Remote(RemoteError::new(t)),
+            CallError::Disconnected => Error::Disconnected,
+            CallError::ConnectionClosed => self.lock().reason.clone().unwrap_or(Error::Disconnected),
+            CallError::DeadlineExceeded => Error::DeadlineExceeded,
+            CallError::Cancelled => Error::Cancelled,
+            CallError::Sequence { want, got } => Error::IncorrectSequence { want, got },
+            CallError::Protocol(t) => Error::Protocol(t),
+            CallError::Local(t) => Error::Protocol(t.to_owned()),
+        }
+    }
+
+    /// Runs `f` on the core as soon as the outbound queue is below its bounds
+    /// ([`crate::Options::out_queue`], [`crate::Options::out_queue_bytes`]): the check and
+    /// `f` happen under one lock, so no more callers get in than the bounds allow.
+    pub(crate) async fn admit<R>(self: &Arc<Self>, mut f: impl FnMut(&mut Core) -> R) -> Result<R, Error> {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut g = self.lock();
+                if let Some(r) = &g.reason {
+                    return Err(r.clone());
+                }
+                if !g.core.queue_full() {
+                    let r = f(&mut g.core);
+                    let done = self.collect(&mut g);
+                    drop(g);
+                    self.act(done);
+                    return Ok(r);
+                }
+            }
+            tokio::select! {
+                () = room => {}
+                () = self.cancel.cancelled() => {}
+            }
+        }
+    }
+
+    /// Waits until the outbound queue is below its bounds.
+    pub(crate) async fn wait_room(self: &Arc<Self>) -> Result<(), Error> {
+        self.admit(|_| ()).await
+    }
+
+    /// The core's counters, with the last pong's time on the wall clock.
+    pub(crate) fn core_stats(&self) -> SessionStats {
+        let (s, last_pong) = {
+            let g = self.lock();
+            (g.core.stats(), g.core.last_pong())
+        };
+        let ago = now().saturating_duration_since(last_pong);
+        let ago = u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX);
+        SessionStats {
+            incoming_muxes: s.incoming_muxes,
+            outgoing_muxes: s.outgoing_muxes,
+            queued_messages: s.queued_messages,
+            queued_bytes: s.queued_bytes,
+            last_rtt: s.last_rtt,
+            max_rtt: s.max_rtt,
+            last_pong_unix_nanos: super::unix_nanos().saturating_sub(ago),
+        }
+    }
+
+    /// Test hook: makes the writer notice an outbound block at once (it takes the writer
+    /// role if nobody holds it, and parks).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn nudge_writer(&self) {
+        let mut g = self.lock();
+        if !g.writer_busy {
+            g.writer_busy = true;
+            drop(g);
+            self.hand_off();
+        }
+    }
+
+    fn outbound_blocked(&self) -> bool {
+        self.conn.faults_outbound_blocked()
+    }
+
+    /// Wakes callers waiting for room if the queue dropped below its bounds.
+    fn signal_room(&self, g: &Inner) {
+        if !g.core.queue_full() {
+            self.room.notify_waiters();
+        }
+    }
+
+}

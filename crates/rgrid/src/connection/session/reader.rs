@@ -1,0 +1,109 @@
+//! The reader task: feeds received frames to the core and starts the handlers it asks for.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use rgrid_proto::conn::Event;
+
+use super::{Session, WsStream, now};
+use crate::error::Error;
+
+pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
+    let conn = session.conn.clone();
+    let cancelled = session.cancel.clone().cancelled_owned();
+    tokio::pin!(cancelled);
+    let reason = loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut cancelled => break None,
+            m = stream.next() => m,
+        };
+        let msg = match next {
+            None => break Some(Error::Disconnected),
+            Some(Err(e)) => {
+                tracing::debug!(remote = %conn.remote, error = %e, "grid read failed");
+                break Some(Error::Disconnected);
+            }
+            Some(Ok(m)) => m,
+        };
+        if msg.is_close() {
+            break Some(Error::Disconnected);
+        }
+        if !msg.is_binary() {
+            // Text frames are ignored like MinIO does; ping/pong are answered by the
+            // websocket layer.
+            continue;
+        }
+        if !conn.wait_inbound_unblocked(&session).await {
+            break None;
+        }
+        let data = Bytes::from(msg.into_payload());
+        conn.counters
+            .incoming_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let done = {
+            let registry = conn.ctx.registry();
+            let mut g = session.lock();
+            let res = g.core.handle_frame(now(), &data, &*registry);
+            drop(registry);
+            if let Ok(n) = res {
+                conn.counters
+                    .incoming_messages
+                    .fetch_add(u64::from(n), Ordering::Relaxed);
+            }
+            session.collect(&mut g)
+        };
+        // Closing (if the frame broke a rule) was logged and started by `collect`.
+        session.act(done);
+        if session.cancel.is_cancelled() {
+            break None;
+        }
+    };
+    if let Some(reason) = reason {
+        session.close(reason);
+    }
+    conn.session_ended(&session);
+}
+
+impl Session {
+    /// Starts the handlers the core asked for. Single handlers that answer at once (with
+    /// [`crate::Options::inline_handlers`]) are answered here, all in one write.
+    pub(super) fn run_events(self: &Arc<Self>, events: Vec<Event>) {
+        let mut answers = Vec::new();
+        for ev in events {
+            match ev {
+                Event::Request {
+                    mux,
+                    handler,
+                    subroute,
+                    deadline,
+                    payload,
+                } => {
+                    if let Some(answer) =
+                        self.serve_request(mux, handler, subroute, deadline, payload)
+                    {
+                        answers.push((mux, answer));
+                    }
+                }
+                Event::Stream {
+                    mux,
+                    handler,
+                    subroute,
+                    deadline,
+                    payload,
+                } => self.serve_stream(mux, handler, subroute, deadline, payload),
+                Event::Cancel { .. } => {}
+            }
+        }
+        if !answers.is_empty() {
+            let at = now();
+            self.with_core(|core| {
+                for (mux, answer) in answers {
+                    core.respond(at, mux, Some(answer));
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Single requests: serving them (inline or in a task of their own) and making them.
+
+use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use rgrid_proto::conn::Class;
+use rgrid_proto::{HandlerId, SubrouteId};
+
+use super::{Session, now};
+use crate::error::{Error, RemoteError};
+use crate::handlers::{HandlerCtx, panic_text};
+
+type Outcome = Result<Result<Bytes, RemoteError>, Box<dyn std::any::Any + Send>>;
+
+/// The answer for a handler's outcome (a panic becomes a remote error).
+fn answer(mux: u64, res: Outcome) -> Result<Bytes, String> {
+    match res {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(e.text().to_owned()),
+        Err(panic) => {
+            let what = panic_text(&*panic);
+            tracing::error!(mux, panic = %what, "grid: single handler panicked");
+            Err(format!("handleMessages: panic recovered: {what}"))
+        }
+    }
+}
+
+impl Session {
+    /// Starts serving a single request. Returns the answer when the handler finished on
+    /// its first poll (inline handlers); otherwise the handler runs in its own task, which
+    /// answers when it is done.
+    pub(super) fn serve_request(
+        self: &Arc<Self>,
+        mux: u64,
+        handler: HandlerId,
+        subroute: Option<SubrouteId>,
+        deadline: Option<StdInstant>,
+        payload: Bytes,
+    ) -> Option<Result<Bytes, String>> {
+        let conn = &self.conn;
+        let Some(f) = conn.ctx.registry().single(handler, subroute.as_ref()) else {
+            // Unregistered since the core accepted it: answer like an unknown handler.
+            return Some(Err(rgrid_proto::conn::unknown_handler_text(
+                handler,
+                subroute.as_ref(),
+            )));
+        };
+        let deadline = deadline.map(tokio::time::Instant::from_std);
+        let ctx = HandlerCtx::new(
+            conn.remote.clone(),
+            handler,
+            subroute,
+            deadline,
+            self.cancel.clone(),
+        );
+        let mut run = AssertUnwindSafe(f(ctx, payload)).catch_unwind();
+        if conn.ctx.options.inline_handlers {
+            // First poll right here: most handlers answer without waiting, and then cost no
+            // task. A pending handler moves to its own task, whose first poll registers its
+            // real waker (the no-op one used here is never needed).
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(res) = Pin::new(&mut run).poll(&mut cx) {
+                return Some(answer(mux, res));
+            }
+        }
+        let session = self.clone();
+        conn.ctx.tracker.spawn(async move {
+            let res = tokio::select! {
+                // Connection gone: nobody to answer.
+                () = session.cancel.cancelled() => return,
+                res = async {
+                    match deadline {
+                        Some(at) => tokio::time::timeout_at(at, run).await.ok(),
+                        None => Some(run.await),
+                    }
+                } => res,
+            };
+            // Past the caller's deadline the answer is dropped (the core frees the mux).
+            let res = res.map(|r| answer(mux, r));
+            let at = now();
+            session.with_core(|core| core.respond(at, mux, res));
+        });
+        None
+    }
+
+    /// Sends a request and waits for its answer (the caller's deadline is the caller's
+    /// timer). The request is forgotten however the future ends, including when dropped.
+    pub(crate) async fn roundtrip(
+        self: &Arc<Self>,
+        handler: HandlerId,
+        subroute: Option<SubrouteId>,
+        payload: Bytes,
+        deadline: std::time::Duration,
+    ) -> Result<Bytes, Error> {
+        let mut payload = Some(payload);
+        let mux = self
+            .admit(|core| {
+                let payload = payload.take().unwrap_or_default();
+                core.start_request(handler, subroute, payload, deadline, Class::Latency)
+            })
+            .await?
+            .map_err(|e| self.error(e))?;
+        let _guard = RequestGuard {
+            session: self,
+            mux,
+        };
+        let res = poll_fn(|cx| self.lock().core.poll_response(mux, cx.waker())).await;
+        res.map_err(|e| self.error(e))
+    }
+}
+
+/// Forgets a single request when its caller's future ends (answered, timed out or dropped).
+pub(crate) struct RequestGuard<'a> {
+    session: &'a Session,
+    mux: u64,
+}
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        self.session.lock().core.abandon_request(self.mux);
+    }
+}

@@ -1,0 +1,184 @@
+//! The writer role: pulls frames from the core and writes them to the socket.
+//!
+//! Whoever finds the writer idle with output pending takes the role ([`Session::collect`]) and
+//! writes inline with [`Session::write_inline`]: without waiting, so a caller or the reader
+//! never blocks on the socket. If the socket is full, or after [`INLINE_FRAMES`] frames, the
+//! role passes to the writer task ([`run`]), which waits for the socket (bounded by
+//! [`crate::Options::write_timeout`]) and drains the rest.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+
+use futures_util::Sink;
+use rgrid_proto::conn::encode_frame;
+
+use super::{Session, WriterState};
+use crate::error::Error;
+use crate::options::{MAX_MERGE_BYTES, MAX_MERGE_MESSAGES};
+
+/// Frames a task other than the writer writes before handing the role on.
+const INLINE_FRAMES: usize = 4;
+
+enum Step {
+    /// Nothing more to write; the role was released.
+    Idle,
+    /// A frame is written (or buffered in the sink and flushed).
+    Wrote,
+    /// The socket did not take everything: the rest must be flushed by someone who can wait.
+    Blocked,
+    /// Writing failed; the session is closing.
+    Failed,
+}
+
+impl Session {
+    /// Writes pending frames without waiting; hands the role to the writer task when the
+    /// socket is full or after a few frames.
+    pub(crate) fn write_inline(self: &Arc<Self>) {
+        if self.outbound_blocked() {
+            return self.hand_off();
+        }
+        let mut w = super::lock(&self.writer);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..INLINE_FRAMES {
+            match self.write_one(&mut w, &mut cx) {
+                Step::Idle | Step::Failed => return,
+                Step::Wrote => {}
+                Step::Blocked => {
+                    drop(w);
+                    return self.hand_off();
+                }
+            }
+        }
+        drop(w);
+        self.hand_off();
+    }
+
+    pub(super) fn hand_off(&self) {
+        self.handed_off.store(true, Ordering::Release);
+        self.writer_wake.notify_one();
+    }
+
+    /// Pulls one frame from the core and starts writing it. With a no-op waker, `Blocked`
+    /// means the frame sits in the sink's buffer and must be flushed by the writer task.
+    fn write_one(self: &Arc<Self>, w: &mut WriterState, cx: &mut Context<'_>) -> Step {
+        {
+            let mut g = self.lock();
+            let was_full = g.core.queue_full();
+            w.batch.clear();
+            if g.core
+                .poll_transmit(&mut w.batch, MAX_MERGE_MESSAGES + 1, MAX_MERGE_BYTES)
+                == 0
+            {
+                g.writer_busy = false;
+                return Step::Idle;
+            }
+            if was_full {
+                self.signal_room(&g);
+            }
+        }
+        if let Err(e) = encode_frame(&w.batch, &mut w.frame) {
+            // Only a payload of 4 GiB or more gets here; senders check sizes first.
+            tracing::error!(error = %e, "grid: cannot encode outgoing message");
+            w.frame.clear();
+            return Step::Wrote;
+        }
+        let count = w.batch.len() as u64;
+        w.batch.clear();
+        let len = w.frame.len() as u64;
+        let msg = tokio_websockets::Message::binary(w.frame.split().freeze());
+        let sink = Pin::new(&mut w.sink);
+        let res = match sink.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut w.sink).start_send(msg),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => {
+                // Cannot happen while the role is held (every frame is flushed before the
+                // next), but stay safe: the writer task will finish.
+                return Step::Blocked;
+            }
+        };
+        if let Err(e) = res {
+            tracing::debug!(remote = %self.conn.remote, error = %e, "grid write failed");
+            self.close(Error::Disconnected);
+            return Step::Failed;
+        }
+        let c = &self.conn.counters;
+        c.outgoing_bytes.fetch_add(len, Ordering::Relaxed);
+        c.outgoing_messages.fetch_add(count, Ordering::Relaxed);
+        match Pin::new(&mut w.sink).poll_flush(cx) {
+            Poll::Ready(Ok(())) => Step::Wrote,
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(remote = %self.conn.remote, error = %e, "grid write failed");
+                self.close(Error::Disconnected);
+                Step::Failed
+            }
+            Poll::Pending => Step::Blocked,
+        }
+    }
+
+    /// Flushes what the sink holds, waiting for the socket (bounded by the write timeout).
+    async fn flush(self: &Arc<Self>) -> bool {
+        let opts = &self.conn.ctx.options;
+        let flush = poll_fn(|cx| {
+            let mut w = super::lock(&self.writer);
+            Pin::new(&mut w.sink).poll_flush(cx)
+        });
+        let res = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return false,
+            r = tokio::time::timeout(opts.write_timeout, flush) => r,
+        };
+        match res {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(remote = %self.conn.remote, error = %e, "grid write failed");
+                self.close(Error::Disconnected);
+                false
+            }
+            Err(_) => {
+                tracing::warn!(remote = %self.conn.remote,
+                    "grid: write timed out (limit write_timeout), closing connection");
+                self.close(Error::Disconnected);
+                false
+            }
+        }
+    }
+}
+
+/// The writer task: takes over the writer role when an inline writer hands it on.
+pub(super) async fn run(session: Arc<Session>) {
+    loop {
+        tokio::select! {
+            biased;
+            () = session.cancel.cancelled() => break,
+            () = session.writer_wake.notified() => {}
+        }
+        if !session.handed_off.swap(false, Ordering::AcqRel) {
+            continue;
+        }
+        loop {
+            if !session.conn.wait_outbound_unblocked(&session).await {
+                return session.conn.session_ended(&session);
+            }
+            if !session.flush().await {
+                return session.conn.session_ended(&session);
+            }
+            let step = {
+                let mut w = super::lock(&session.writer);
+                let mut cx = Context::from_waker(Waker::noop());
+                session.write_one(&mut w, &mut cx)
+            };
+            match step {
+                Step::Idle => break,
+                Step::Failed => return session.conn.session_ended(&session),
+                Step::Wrote | Step::Blocked => {
+                    // Let others run between frames; the next flush finishes this one.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+    session.conn.session_ended(&session);
+}
