@@ -373,9 +373,8 @@ impl Connection {
         let c = &self.inner.counters;
         let session = self.inner.session();
         let core = session.as_ref().map(|s| s.core_stats());
-        let micros = |d: Option<Duration>| {
-            d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        };
+        let micros =
+            |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         ConnStats {
             connected: self.state() == State::Connected,
             incoming_muxes: core.as_ref().map_or(0, |s| s.incoming_muxes),
@@ -455,7 +454,9 @@ impl Connection {
             });
         };
         let at = tokio::time::Instant::now() + deadline;
-        match tokio::time::timeout_at(at, session.roundtrip(handler, subroute, payload, deadline)).await {
+        match tokio::time::timeout_at(at, session.roundtrip(handler, subroute, payload, deadline))
+            .await
+        {
             Ok(res) => res,
             Err(_) => Err(Error::DeadlineExceeded),
         }

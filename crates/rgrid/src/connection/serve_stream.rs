@@ -56,8 +56,7 @@ impl Session {
         let output = StreamOut {
             served: handle.clone(),
         };
-        let run =
-            AssertUnwindSafe((h.f)(ctx, payload, input, output)).catch_unwind();
+        let run = AssertUnwindSafe((h.f)(ctx, payload, input, output)).catch_unwind();
         conn.ctx.tracker.spawn(async move {
             let res = tokio::select! {
                 // Cancelled (by the caller, the deadline, the watchdog or a lost connection).

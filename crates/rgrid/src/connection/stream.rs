@@ -32,7 +32,8 @@ pub(crate) struct ClientMux {
 
 impl ClientMux {
     fn cancel(&self, error: CallError) {
-        self.session.with_core(|core| core.stream_cancel(self.id, error));
+        self.session
+            .with_core(|core| core.stream_cancel(self.id, error));
     }
 }
 
@@ -82,10 +83,7 @@ pub(crate) async fn open(
         .map_err(|e| session.error(e))?;
     let mux = Arc::new(ClientMux { session, id });
     let responses = Responses { mux: mux.clone() };
-    let sender = (h.in_capacity > 0).then(|| StreamSender {
-        mux,
-        closed: false,
-    });
+    let sender = (h.in_capacity > 0).then(|| StreamSender { mux, closed: false });
     Ok(Stream { sender, responses })
 }
 
@@ -199,7 +197,9 @@ impl StreamSender {
         }
         self.closed = true;
         let id = self.mux.id;
-        self.mux.session.with_core(|core| core.stream_close_send(id));
+        self.mux
+            .session
+            .with_core(|core| core.stream_close_send(id));
     }
 }
 

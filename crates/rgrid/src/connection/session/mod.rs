@@ -279,7 +279,9 @@ impl Session {
         match e {
             CallError::Remote(t) => Error::Remote(RemoteError::new(t)),
             CallError::Disconnected => Error::Disconnected,
-            CallError::ConnectionClosed => self.lock().reason.clone().unwrap_or(Error::Disconnected),
+            CallError::ConnectionClosed => {
+                self.lock().reason.clone().unwrap_or(Error::Disconnected)
+            }
             CallError::DeadlineExceeded => Error::DeadlineExceeded,
             CallError::Cancelled => Error::Cancelled,
             CallError::Sequence { want, got } => Error::IncorrectSequence { want, got },
@@ -291,7 +293,10 @@ impl Session {
     /// Runs `f` on the core as soon as the outbound queue is below its bounds
     /// ([`crate::Options::out_queue`], [`crate::Options::out_queue_bytes`]): the check and
     /// `f` happen under one lock, so no more callers get in than the bounds allow.
-    pub(crate) async fn admit<R>(self: &Arc<Self>, mut f: impl FnMut(&mut Core) -> R) -> Result<R, Error> {
+    pub(crate) async fn admit<R>(
+        self: &Arc<Self>,
+        mut f: impl FnMut(&mut Core) -> R,
+    ) -> Result<R, Error> {
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
@@ -362,5 +367,4 @@ impl Session {
             self.room.notify_waiters();
         }
     }
-
 }

@@ -106,10 +106,7 @@ impl Session {
             })
             .await?
             .map_err(|e| self.error(e))?;
-        let _guard = RequestGuard {
-            session: self,
-            mux,
-        };
+        let _guard = RequestGuard { session: self, mux };
         let res = poll_fn(|cx| self.lock().core.poll_response(mux, cx.waker())).await;
         res.map_err(|e| self.error(e))
     }

@@ -165,11 +165,13 @@ pub(super) async fn run(session: Arc<Session>) {
             if !session.flush().await {
                 return session.conn.session_ended(&session);
             }
-            let step = {
+            // The task's own waker: a transport may keep one waker for both directions,
+            // and a no-op one would then silence the reader.
+            let step = poll_fn(|cx| {
                 let mut w = super::lock(&session.writer);
-                let mut cx = Context::from_waker(Waker::noop());
-                session.write_one(&mut w, &mut cx)
-            };
+                Poll::Ready(session.write_one(&mut w, cx))
+            })
+            .await;
             match step {
                 Step::Idle => break,
                 Step::Failed => return session.conn.session_ended(&session),
