@@ -6,7 +6,7 @@ mod stream;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -124,7 +124,10 @@ pub(crate) struct ConnShared {
     pub(crate) base_flags: Flags,
     pub(crate) ctx: Arc<ManagerCtx>,
     state: watch::Sender<State>,
-    session: Mutex<Option<Arc<Session>>>,
+    /// The live session. Weak: the session's tasks (and call handles) keep it alive, and the
+    /// session points back here, so a strong reference would make a cycle that outlives a
+    /// dropped runtime and keeps its socket open.
+    session: Mutex<Option<Weak<Session>>>,
     remote_id: Mutex<Option<[u8; 16]>>,
     pub(crate) counters: Counters,
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
@@ -260,7 +263,7 @@ impl ConnShared {
 
     /// The live session, if connected.
     pub(crate) fn session(&self) -> Option<Arc<Session>> {
-        lock(&self.session).clone()
+        lock(&self.session).as_ref().and_then(Weak::upgrade)
     }
 
     /// Starts serving `ws` as this connection's session, replacing (and failing) any previous
@@ -276,7 +279,7 @@ impl ConnShared {
         let (session, tasks) = Session::start(self.clone(), ws);
         let old = {
             let mut cur = lock(&self.session);
-            let old = cur.replace(session.clone());
+            let old = cur.replace(Arc::downgrade(&session)).and_then(|w| w.upgrade());
             let mut known = lock(&self.remote_id);
             if known.is_some() {
                 self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +304,10 @@ impl ConnShared {
     pub(crate) fn session_ended(&self, session: &Arc<Session>) {
         let was_current = {
             let mut cur = lock(&self.session);
-            if cur.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+            if cur
+                .as_ref()
+                .is_some_and(|s| std::ptr::eq(s.as_ptr(), Arc::as_ptr(session)))
+            {
                 *cur = None;
                 true
             } else {
@@ -317,7 +323,7 @@ impl ConnShared {
     /// Shuts the connection down for good: in-flight calls end with [`Error::Shutdown`].
     pub(crate) fn shutdown(&self) {
         let _ = self.state.send_replace(State::Shutdown);
-        if let Some(s) = lock(&self.session).take() {
+        if let Some(s) = lock(&self.session).take().and_then(|w| w.upgrade()) {
             s.close(Error::Shutdown);
         }
     }
