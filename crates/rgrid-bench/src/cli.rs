@@ -21,8 +21,11 @@ options:
   --workers N             tokio worker threads (default 2)
   --only GROUPS           any of requests,streams,hol (default: all)
   --no-baselines          skip the websocket floor and tonic
+  --stream-windows LIST   in/out windows of the rgrid stream shapes, in messages: 1 = MinIO's
+                          capacities, others add w<N> variants (default 1,16)
   --hol-concurrency N     small calls in flight in the head-of-line scenario (default 8)
-  --hol-window N          output window (credits) of its bulk stream, in messages (default 1)
+  --hol-windows LIST      output windows of its bulk stream, in messages, each measured against
+                          the same idle run (default 1,4; also --hol-window)
   --warmup-ms N           warm-up before each repetition (default 200)
   --measure-ms N          measured time of each repetition (default 1000)
   --repeats N             repetitions per point, the median by ops/s is reported (default 3)
@@ -51,8 +54,10 @@ pub struct Args {
     pub baselines: bool,
     /// Small calls in flight in the head-of-line scenario.
     pub hol_concurrency: usize,
-    /// Output window of the head-of-line scenario's bulk stream.
-    pub hol_window: usize,
+    /// Output windows of the head-of-line scenario's bulk stream, in the order measured.
+    pub hol_windows: Vec<usize>,
+    /// In/out windows of the rgrid stream shapes (1 = MinIO's capacities).
+    pub stream_windows: Vec<usize>,
     /// Where to write the JSON document.
     pub json: Option<PathBuf>,
     /// Where to write the SVG chart.
@@ -75,7 +80,8 @@ impl Default for Args {
             hol: true,
             baselines: true,
             hol_concurrency: 8,
-            hol_window: crate::hol::OUT_CAPACITY,
+            hol_windows: crate::hol::DEFAULT_WINDOWS.to_vec(),
+            stream_windows: vec![crate::streams::MINIO_WINDOW, crate::streams::WIDE_WINDOW],
             json: None,
             svg: None,
         }
@@ -86,7 +92,7 @@ impl Default for Args {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
     /// Run the benchmark.
-    Run(Args),
+    Run(Box<Args>),
     /// Print the usage and exit successfully.
     Help,
 }
@@ -134,8 +140,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--hol-concurrency" => {
                 out.hol_concurrency = number(&value("--hol-concurrency")?, "--hol-concurrency", 1)?;
             }
-            "--hol-window" => {
-                out.hol_window = number(&value("--hol-window")?, "--hol-window", 1)?;
+            "--hol-windows" | "--hol-window" => {
+                out.hol_windows = list(&value(a)?, a, 1)?;
+            }
+            "--stream-windows" => {
+                out.stream_windows = list(&value("--stream-windows")?, "--stream-windows", 1)?;
             }
             "--warmup-ms" => warmup_ms = Some(number(&value("--warmup-ms")?, "--warmup-ms", 0)?),
             "--measure-ms" => {
@@ -164,7 +173,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if let Some(n) = repeats {
         out.timing.repeats = n;
     }
-    Ok(Parsed::Run(out))
+    Ok(Parsed::Run(Box::new(out)))
 }
 
 fn number(v: &str, name: &str, min: usize) -> Result<usize, String> {
@@ -195,7 +204,7 @@ mod tests {
     fn run(args: &[&str]) -> Args {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         match parse(&args).unwrap() {
-            Parsed::Run(a) => a,
+            Parsed::Run(a) => *a,
             Parsed::Help => panic!("help"),
         }
     }
@@ -211,6 +220,8 @@ mod tests {
         assert_eq!(a, Args::default());
         assert_eq!(a.servers, [2, 4]);
         assert_eq!(a.concurrency, [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(a.hol_windows, [1, 4]);
+        assert_eq!(a.stream_windows, [1, 16]);
         assert_eq!(a.timing.repeats, 3);
         assert!(a.requests && a.streams && a.hol && a.baselines);
     }
@@ -235,13 +246,17 @@ mod tests {
             "16",
             "--hol-window",
             "4",
+            "--stream-windows",
+            "16,1,4",
         ]);
         assert_eq!(a.servers, [2, 4]);
         assert_eq!(a.concurrency, [1, 8]);
         assert!(!a.requests && a.streams && a.hol && !a.baselines);
         assert_eq!(a.workers, 3);
         assert_eq!(a.hol_concurrency, 16);
-        assert_eq!(a.hol_window, 4);
+        assert_eq!(a.hol_windows, [4]);
+        assert_eq!(a.stream_windows, [1, 4, 16]);
+        assert_eq!(run(&["--hol-windows", "4,1"]).hol_windows, [1, 4]);
         assert_eq!(a.json, Some(PathBuf::from("/tmp/x.json")));
         assert_eq!(a.svg, Some(PathBuf::from("x.svg")));
     }
@@ -267,5 +282,7 @@ mod tests {
         assert!(err(&["--only", "nope"]).contains("unknown group"));
         assert!(err(&["--bogus"]).contains("unknown argument"));
         assert!(err(&["--repeats", "0"]).contains("at least 1"));
+        assert!(err(&["--hol-windows", "0"]).contains("--hol-windows"));
+        assert!(err(&["--stream-windows", "1,x"]).contains("--stream-windows"));
     }
 }

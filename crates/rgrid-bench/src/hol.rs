@@ -2,12 +2,19 @@
 //! carries a bulk stream, against the same latency on an idle connection.
 //!
 //! Two nodes (one websocket). First, `concurrency` client tasks make 512-byte echo calls in a
-//! random direction while nothing else runs (idle). Then node 0 opens a stream to node 1
-//! whose handler pushes 256 KiB messages as fast as its credits allow (output window
-//! [`OUT_CAPACITY`] unless set otherwise), a consumer task drains them, and the same calls are measured again
-//! (loaded). Every call crosses the bulk stream's direction once (either its request or its
-//! response), so it may queue behind a 256 KiB frame in the sender's writer and in the
-//! receiver's reader.
+//! random direction while nothing else runs (idle). Then, for each bulk window in turn, node
+//! 0 opens a stream to node 1 whose handler pushes 256 KiB messages as fast as its credits
+//! allow (output window of that many messages), a consumer task drains them, and the same
+//! calls are measured again (loaded); the stream is dropped before the next window. Every
+//! call crosses the bulk stream's direction once (either its request or its response), so it
+//! may queue behind a 256 KiB frame in the sender's writer and in the receiver's reader.
+//!
+//! The repetitions are interleaved (idle, window 1, window 4, idle, window 1, ...) so that a
+//! slow drift of the machine weighs on every ratio alike; each figure is the median by ops/s.
+//!
+//! The bulk stream's handler of window `w` is registered under `HandlerId::TEST2` and the
+//! subroute `bulk-w{w}` on both nodes; `bulk_handler` and `open_bulk` are the only places
+//! that register and open it (see "bulk priority opt-in" below).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,29 +23,67 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{HandlerId, RemoteError, StreamHandler};
+use rgrid::{Connection, HandlerId, RemoteError, Stream, StreamHandler};
 
-use crate::measure::{Point, Timing};
+use crate::measure::{self, Point, Timing};
 use crate::requests;
 
 /// Size of one bulk stream message.
 pub const BULK_BYTES: usize = 256 * 1024;
 
-/// Default output window of the bulk stream handler, in messages (the typed handlers'
-/// default).
-pub const OUT_CAPACITY: usize = 1;
+/// Bulk windows measured by default: the typed handlers' default output window (1) and a
+/// window of 4 (issue 14 checks both).
+pub const DEFAULT_WINDOWS: [usize; 2] = [1, 4];
 
-/// The result of the scenario.
+// ---------------------------------------------------------------------------------------
+// Bulk priority opt-in.
+//
+// rgrid is getting a per-handler / per-call priority class for bulk traffic. When it lands,
+// the bulk stream opts into it HERE, with one line in one of these two functions (whichever
+// form the API takes); nothing else in the scenario changes:
+//
+// * per handler: in `bulk_handler`, on the handler it returns, e.g.
+//       StreamHandler::new(0, window, ...).priority(Priority::Bulk)
+// * per call: in `open_bulk`, on the open call, e.g.
+//       route.open_stream_with(HandlerId::TEST2, Bytes::new(), Priority::Bulk)
+//
+// Until then both are the ordinary (default class) handler and open call.
+// ---------------------------------------------------------------------------------------
+
+/// The bulk stream's handler with an output window of `window` messages: until the caller
+/// goes away, it sends `bulk` again and again, each send waiting for a credit.
+fn bulk_handler(window: usize, bulk: Bytes) -> StreamHandler {
+    // BULK PRIORITY (per handler): opt the handler into the bulk class on this line.
+    StreamHandler::new(0, window, move |_, _, _, out| {
+        let bulk = bulk.clone();
+        async move {
+            while out.send(bulk.clone()).await.is_ok() {}
+            Ok::<(), RemoteError>(())
+        }
+    })
+}
+
+/// Opens the bulk stream of window `window` from the node of `conn` to its peer.
+async fn open_bulk(conn: &Connection, window: usize) -> Result<Stream, rgrid::Error> {
+    let route = conn.subroute(&bulk_subroute(window));
+    // BULK PRIORITY (per call): opt the open call into the bulk class on this line.
+    route.open_stream(HandlerId::TEST2, Bytes::new()).await
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The subroute of the bulk handler of window `window`.
+pub fn bulk_subroute(window: usize) -> String {
+    format!("bulk-w{window}")
+}
+
+/// The small calls next to one bulk stream.
 #[derive(Clone, Debug, Default)]
-pub struct HolResult {
-    /// Small calls in flight.
-    pub concurrency: usize,
+pub struct Loaded {
     /// Output window of the bulk stream, in messages.
-    pub out_capacity: usize,
-    /// The small calls on the idle connection.
-    pub idle: Point,
+    pub window: usize,
     /// The small calls while the bulk stream runs.
-    pub loaded: Point,
+    pub point: Point,
     /// Bulk stream throughput while the loaded calls ran, in MB/s (10^6 bytes).
     pub stream_mb_per_s: f64,
     /// Bulk messages per second while the loaded calls ran.
@@ -47,15 +92,31 @@ pub struct HolResult {
     pub stream_error: Option<String>,
 }
 
+/// The result of the scenario.
+#[derive(Clone, Debug, Default)]
+pub struct HolResult {
+    /// Small calls in flight.
+    pub concurrency: usize,
+    /// The small calls on the idle connection.
+    pub idle: Point,
+    /// The small calls next to the bulk stream, one entry per window, in the order measured.
+    pub loaded: Vec<Loaded>,
+}
+
 impl HolResult {
-    /// Loaded p99 / idle p99 (0 when the idle p99 is unknown).
-    pub fn p99_ratio(&self) -> f64 {
-        ratio(self.loaded.p99_us, self.idle.p99_us)
+    /// Loaded p99 / idle p99 of `l` (0 when the idle p99 is unknown).
+    pub fn p99_ratio(&self, l: &Loaded) -> f64 {
+        ratio(l.point.p99_us, self.idle.p99_us)
     }
 
-    /// Loaded p50 / idle p50 (0 when the idle p50 is unknown).
-    pub fn p50_ratio(&self) -> f64 {
-        ratio(self.loaded.p50_us, self.idle.p50_us)
+    /// Loaded p50 / idle p50 of `l` (0 when the idle p50 is unknown).
+    pub fn p50_ratio(&self, l: &Loaded) -> f64 {
+        ratio(l.point.p50_us, self.idle.p50_us)
+    }
+
+    /// Loaded ops/s / idle ops/s of `l` (0 when the idle ops/s is unknown).
+    pub fn ops_ratio(&self, l: &Loaded) -> f64 {
+        ratio(l.point.ops_per_sec, self.idle.ops_per_sec)
     }
 }
 
@@ -63,57 +124,76 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
 }
 
-/// Runs the scenario with `concurrency` small calls in flight and a bulk stream with an
-/// output window of `out_capacity` messages.
+/// Runs the scenario with `concurrency` small calls in flight: once idle, then next to a bulk
+/// stream of each window in `windows` (in messages), in that order.
 pub async fn run(
     concurrency: usize,
-    out_capacity: usize,
+    windows: &[usize],
     payload: &Bytes,
     timing: Timing,
 ) -> Result<HolResult, String> {
     let bulk = Bytes::from(vec![0xA5u8; BULK_BYTES]);
+    let handlers: Vec<(String, usize)> = windows.iter().map(|&w| (bulk_subroute(w), w)).collect();
     let grid = LocalGrid::start(2, move |_, m| {
         let _ = m.register_single(HandlerId::TEST, |p: Bytes| async move {
             Ok::<_, RemoteError>(p)
         });
-        let bulk = bulk.clone();
-        let _ = m.register_stream(
-            HandlerId::TEST2,
-            None,
-            StreamHandler::new(0, out_capacity, move |_, _, _, out| {
-                let bulk = bulk.clone();
-                async move {
-                    // Until the caller goes away: each send waits for a credit.
-                    while out.send(bulk.clone()).await.is_ok() {}
-                    Ok::<(), RemoteError>(())
-                }
-            }),
-        );
+        for (route, window) in &handlers {
+            let _ = m.register_stream(
+                HandlerId::TEST2,
+                Some(route),
+                bulk_handler(*window, bulk.clone()),
+            );
+        }
     })
     .await
     .map_err(|e| format!("hol grid: {e}"))?;
-    let result = measure(&grid, concurrency, out_capacity, payload, timing).await;
+    let result = async {
+        grid.wait_all_connected(Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("hol grid: {e}"))?;
+        let once = measure::once(timing);
+        let mut idle = Vec::new();
+        let mut loaded: Vec<Vec<Loaded>> = vec![Vec::new(); windows.len()];
+        for _ in 0..timing.repeats.max(1) {
+            idle.push(requests::bytes_point(&grid, concurrency, payload, once).await);
+            for (runs, &w) in loaded.iter_mut().zip(windows) {
+                runs.push(measure_loaded(&grid, concurrency, w, payload, once).await?);
+            }
+        }
+        Ok(HolResult {
+            concurrency,
+            idle: measure::median(idle),
+            loaded: loaded.into_iter().filter_map(median_loaded).collect(),
+        })
+    }
+    .await;
     grid.shutdown().await;
     result
 }
 
-async fn measure(
+/// The repetition of one window with the median ops/s, carrying the first bulk stream error
+/// of any repetition.
+fn median_loaded(runs: Vec<Loaded>) -> Option<Loaded> {
+    let error = runs.iter().find_map(|l| l.stream_error.clone());
+    let mut m = measure::median_by(runs, |l| l.point.ops_per_sec)?;
+    m.stream_error = m.stream_error.or(error);
+    Some(m)
+}
+
+/// The small calls next to a bulk stream of window `window`.
+async fn measure_loaded(
     grid: &LocalGrid,
     concurrency: usize,
-    out_capacity: usize,
+    window: usize,
     payload: &Bytes,
     timing: Timing,
-) -> Result<HolResult, String> {
-    let idle = requests::bytes_point(grid, concurrency, payload, timing).await;
-
+) -> Result<Loaded, String> {
     let conn = grid.conn(0, 1);
-    let stream = tokio::time::timeout(
-        Duration::from_secs(10),
-        conn.open_stream(HandlerId::TEST2, Bytes::new()),
-    )
-    .await
-    .map_err(|_| "hol: opening the bulk stream timed out".to_owned())?
-    .map_err(|e| format!("hol: opening the bulk stream: {e}"))?;
+    let stream = tokio::time::timeout(Duration::from_secs(10), open_bulk(&conn, window))
+        .await
+        .map_err(|_| format!("hol: opening the bulk stream (window {window}) timed out"))?
+        .map_err(|e| format!("hol: opening the bulk stream (window {window}): {e}"))?;
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let mut drain = tokio::spawn(async move {
@@ -151,11 +231,9 @@ async fn measure(
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut drain).await;
         None
     };
-    Ok(HolResult {
-        concurrency,
-        out_capacity,
-        idle,
-        loaded,
+    Ok(Loaded {
+        window,
+        point: loaded,
         stream_mb_per_s: bytes / secs / 1e6,
         stream_msgs_per_s: bytes / BULK_BYTES as f64 / secs,
         stream_error,

@@ -1,7 +1,9 @@
 //! rgrid's benchmark suite: rgrid's single requests and streams (MinIO's BenchmarkRequests and
 //! BenchmarkStream shapes) and, in the same run, the baselines they are judged against: a raw
 //! websocket echo over one loopback connection (the floor) and tonic gRPC on one HTTP/2
-//! connection; then a head-of-line scenario (small calls next to a bulk stream).
+//! connection; then a head-of-line scenario (small calls next to a bulk stream), and the
+//! goals of the project's issues judged on ratios of points of the same run
+//! ([`acceptance`]).
 //!
 //! Every point is closed-loop: `concurrency` client tasks on the same runtime as the servers
 //! (performance guide §4.3), a warm-up, then a fixed measuring time, repeated and reported as
@@ -13,6 +15,7 @@
 
 use std::time::Duration;
 
+pub mod acceptance;
 pub mod alloc;
 pub mod cli;
 pub mod floor;
@@ -34,7 +37,7 @@ pub mod tonic_baseline;
 /// inside a runtime, it runs on a thread of its own.
 pub fn run(args: Vec<String>) -> i32 {
     let args = match cli::parse(&args) {
-        Ok(cli::Parsed::Run(a)) => a,
+        Ok(cli::Parsed::Run(a)) => *a,
         Ok(cli::Parsed::Help) => {
             println!("{}", cli::USAGE);
             return 0;

@@ -180,9 +180,32 @@ where
     for _ in 0..timing.repeats.max(1) {
         runs.push(once().await);
     }
-    runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    median(runs)
+}
+
+/// The median of `runs` by ops/s (the upper one of an even count; a default point when
+/// `runs` is empty).
+pub fn median(runs: Vec<Point>) -> Point {
+    median_by(runs, |p| p.ops_per_sec).unwrap_or_default()
+}
+
+/// The median of `runs` by `key` (the upper one of an even count).
+pub fn median_by<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
+    if runs.is_empty() {
+        return None;
+    }
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
     let mid = runs.len() / 2;
-    runs.swap_remove(mid)
+    Some(runs.swap_remove(mid))
+}
+
+/// `timing` with a single repetition: one run of a point that is repeated by interleaving
+/// (see `suite`).
+pub fn once(timing: Timing) -> Timing {
+    Timing {
+        repeats: 1,
+        ..timing
+    }
 }
 
 /// One point of a closed-loop workload: `concurrency` client tasks, each picking a random

@@ -30,8 +30,34 @@ pub const RGRID_RESPONSES: &str = "rgrid responses";
 pub const RGRID_TWOWAY: &str = "rgrid twoway";
 /// Head-of-line scenario: small calls on an idle connection.
 pub const HOL_IDLE: &str = "rgrid bytes idle";
-/// Head-of-line scenario: small calls next to the bulk stream.
+/// Head-of-line scenario: small calls next to the bulk stream (the system name adds the
+/// bulk window, see [`hol_loaded_system`]).
 pub const HOL_LOADED: &str = "rgrid bytes + bulk";
+
+/// The name of an rgrid stream system (`base` = [`RGRID_REQUEST`], ...) with a window of
+/// `window` messages: MinIO's window 1 keeps the plain name, any other window adds
+/// ` w{window}` (`rgrid twoway w16`).
+pub fn windowed_system(base: &str, window: usize) -> String {
+    if window == crate::streams::MINIO_WINDOW {
+        base.to_owned()
+    } else {
+        format!("{base} w{window}")
+    }
+}
+
+/// The name of the head-of-line scenario's loaded system with a bulk window of `window`
+/// (`rgrid bytes + bulk w4`).
+pub fn hol_loaded_system(window: usize) -> String {
+    format!("{HOL_LOADED} w{window}")
+}
+
+/// `system` without a ` w{window}` suffix (`rgrid twoway w16` -> `rgrid twoway`).
+pub fn base_system(system: &str) -> &str {
+    match system.rsplit_once(" w") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => system,
+    }
+}
 
 /// The group a point belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +80,9 @@ pub struct Record {
     pub group: Group,
     /// Grid size for rgrid systems; `None` for the baselines (one connection).
     pub servers: Option<usize>,
+    /// The window in messages: of the stream for rgrid streams (1 = MinIO's capacities), of
+    /// the bulk stream for the head-of-line scenario's loaded points; `None` otherwise.
+    pub window: Option<usize>,
     /// Client tasks.
     pub concurrency: usize,
     /// Operations (calls or streams) per second.
@@ -91,6 +120,7 @@ impl Record {
             system: system.to_owned(),
             group,
             servers,
+            window: None,
             concurrency,
             ops_per_sec: p.ops_per_sec,
             msgs_per_op,
@@ -104,6 +134,12 @@ impl Record {
         }
     }
 
+    /// The record with its window set.
+    pub fn with_window(mut self, window: usize) -> Record {
+        self.window = Some(window);
+        self
+    }
+
     /// The system with its grid size, as the chart's legend shows it.
     pub fn label(&self) -> String {
         match self.servers {
@@ -115,7 +151,7 @@ impl Record {
 
 /// The tonic system an rgrid system is compared with.
 pub fn tonic_counterpart(system: &str) -> Option<&'static str> {
-    match system {
+    match base_system(system) {
         RGRID_BYTES | RGRID_RPC => Some(TONIC_UNARY),
         RGRID_REQUEST => Some(TONIC_CLIENT_STREAM),
         RGRID_RESPONSES => Some(TONIC_SERVER_STREAM),
@@ -126,7 +162,7 @@ pub fn tonic_counterpart(system: &str) -> Option<&'static str> {
 
 /// The floor an rgrid system is compared with (single requests only).
 pub fn floor_counterpart(system: &str) -> Option<&'static str> {
-    match system {
+    match base_system(system) {
         RGRID_BYTES | RGRID_RPC => Some(FLOOR),
         _ => None,
     }
@@ -167,7 +203,7 @@ fn fmt_ratio(r: Option<f64>) -> String {
 pub fn header(group: Group) -> String {
     match group {
         Group::Requests | Group::Hol => format!(
-            "{:<20} {:>3} {:>4} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7} {:>7}",
+            "{:<22} {:>3} {:>4} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7} {:>7}",
             "system",
             "srv",
             "conc",
@@ -182,7 +218,7 @@ pub fn header(group: Group) -> String {
             "/floor"
         ),
         Group::Streams => format!(
-            "{:<20} {:>3} {:>4} {:>10} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7}",
+            "{:<22} {:>3} {:>4} {:>10} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7}",
             "system",
             "srv",
             "conc",
@@ -207,7 +243,7 @@ pub fn row(records: &[Record], rec: &Record) -> String {
     let vs_tonic = fmt_ratio(ratio_vs(records, rec, tonic_counterpart));
     match rec.group {
         Group::Requests | Group::Hol => format!(
-            "{:<20} {srv:>3} {:>4} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>7.2} {:>7.0} {:>6} {vs_tonic:>7} {:>7}",
+            "{:<22} {srv:>3} {:>4} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>7.2} {:>7.0} {:>6} {vs_tonic:>7} {:>7}",
             rec.system,
             rec.concurrency,
             rec.ops_per_sec,
@@ -220,7 +256,7 @@ pub fn row(records: &[Record], rec: &Record) -> String {
             fmt_ratio(ratio_vs(records, rec, floor_counterpart)),
         ),
         Group::Streams => format!(
-            "{:<20} {srv:>3} {:>4} {:>10.0} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>7.0} {:>6} {vs_tonic:>7}",
+            "{:<22} {srv:>3} {:>4} {:>10.0} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>7.0} {:>6} {vs_tonic:>7}",
             rec.system,
             rec.concurrency,
             rec.ops_per_sec,
@@ -235,15 +271,16 @@ pub fn row(records: &[Record], rec: &Record) -> String {
     }
 }
 
-/// The head-of-line scenario, as it goes into the JSON document.
+/// The head-of-line scenario at one bulk window, as it goes into the JSON document (one
+/// record per window; the idle figures are the same in each).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HolRecord {
     /// Small calls in flight.
     pub concurrency: usize,
     /// Size of a bulk message.
     pub bulk_bytes: usize,
-    /// Output window of the bulk stream.
-    pub out_capacity: usize,
+    /// Output window of the bulk stream, in messages.
+    pub window: usize,
     /// Small calls per second, idle connection.
     pub idle_ops_per_sec: f64,
     /// Median latency, idle, µs.
@@ -260,6 +297,8 @@ pub struct HolRecord {
     pub p99_ratio: f64,
     /// Loaded p50 / idle p50.
     pub p50_ratio: f64,
+    /// Loaded ops/s / idle ops/s.
+    pub ops_ratio: f64,
     /// Bulk stream throughput, MB/s.
     pub stream_mb_per_s: f64,
     /// Bulk messages per second.
@@ -268,152 +307,141 @@ pub struct HolRecord {
     pub stream_error: Option<String>,
 }
 
-impl From<&HolResult> for HolRecord {
-    fn from(h: &HolResult) -> HolRecord {
-        HolRecord {
+/// One record per bulk window of the scenario.
+pub fn hol_records(h: &HolResult) -> Vec<HolRecord> {
+    h.loaded
+        .iter()
+        .map(|l| HolRecord {
             concurrency: h.concurrency,
             bulk_bytes: BULK_BYTES,
-            out_capacity: h.out_capacity,
+            window: l.window,
             idle_ops_per_sec: h.idle.ops_per_sec,
             idle_p50_us: h.idle.p50_us,
             idle_p99_us: h.idle.p99_us,
-            loaded_ops_per_sec: h.loaded.ops_per_sec,
-            loaded_p50_us: h.loaded.p50_us,
-            loaded_p99_us: h.loaded.p99_us,
-            p99_ratio: h.p99_ratio(),
-            p50_ratio: h.p50_ratio(),
-            stream_mb_per_s: h.stream_mb_per_s,
-            stream_msgs_per_s: h.stream_msgs_per_s,
-            stream_error: h.stream_error.clone(),
+            loaded_ops_per_sec: l.point.ops_per_sec,
+            loaded_p50_us: l.point.p50_us,
+            loaded_p99_us: l.point.p99_us,
+            p99_ratio: h.p99_ratio(l),
+            p50_ratio: h.p50_ratio(l),
+            ops_ratio: h.ops_ratio(l),
+            stream_mb_per_s: l.stream_mb_per_s,
+            stream_msgs_per_s: l.stream_msgs_per_s,
+            stream_error: l.stream_error.clone(),
+        })
+        .collect()
+}
+
+/// The text block of the head-of-line scenario: the idle connection, then one line per
+/// bulk window with its ratios to idle.
+pub fn hol_text(hol: &[HolRecord]) -> String {
+    let mut s = String::new();
+    let Some(first) = hol.first() else {
+        return s;
+    };
+    let _ = writeln!(
+        s,
+        "head-of-line: {} small calls (512 B echo, random direction) in flight on one connection \
+         of 2 nodes, idle and next to a stream pushing {} KiB messages (output window in messages)",
+        first.concurrency,
+        first.bulk_bytes / 1024,
+    );
+    let _ = writeln!(
+        s,
+        "  {:<22} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10}",
+        "connection", "ops/s", "p50 us", "p99 us", "ops/idle", "p50/idle", "p99/idle", "bulk MB/s"
+    );
+    let _ = writeln!(
+        s,
+        "  {:<22} {:>10.0} {:>8.1} {:>8.1}",
+        "idle", first.idle_ops_per_sec, first.idle_p50_us, first.idle_p99_us
+    );
+    for h in hol {
+        let _ = write!(
+            s,
+            "  {:<22} {:>10.0} {:>8.1} {:>8.1} {:>8.2}x {:>8.2}x {:>8.2}x {:>10.0}",
+            format!("bulk stream, window {}", h.window),
+            h.loaded_ops_per_sec,
+            h.loaded_p50_us,
+            h.loaded_p99_us,
+            h.ops_ratio,
+            h.p50_ratio,
+            h.p99_ratio,
+            h.stream_mb_per_s,
+        );
+        if let Some(e) = &h.stream_error {
+            let _ = write!(s, "  (bulk stream error: {e})");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// How a goal's value is taken over the measured concurrency levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Over {
+    /// The value at one concurrency (`at_concurrency`).
+    Point,
+    /// The minimum over concurrency (`at_concurrency` is where it occurs).
+    Min,
+    /// The maximum over concurrency (`at_concurrency` is where it occurs).
+    Max,
+}
+
+/// The comparison of a goal.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The value must be at least this.
+    AtLeast(f64),
+    /// The value must be at most this.
+    AtMost(f64),
+}
+
+impl Target {
+    /// Whether `v` meets the target, compared at the precision it is printed with (two
+    /// decimals), so that a printed `0.80x` never reads as a miss of `>= 0.8`.
+    pub fn met(self, v: f64) -> bool {
+        let v = (v * 100.0).round() / 100.0;
+        match self {
+            Target::AtLeast(t) => v >= t,
+            Target::AtMost(t) => v <= t,
         }
     }
 }
 
-/// The text block of the head-of-line scenario.
-pub fn hol_text(h: &HolRecord) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "head-of-line: {} small calls (512 B echo, random direction) in flight on one connection \
-         of 2 nodes; bulk stream of {} KiB messages, output window {}",
-        h.concurrency,
-        h.bulk_bytes / 1024,
-        h.out_capacity
-    );
-    let _ = writeln!(
-        s,
-        "  {:<26} {:>10} {:>8} {:>8}",
-        "connection", "ops/s", "p50 us", "p99 us"
-    );
-    let _ = writeln!(
-        s,
-        "  {:<26} {:>10.0} {:>8.1} {:>8.1}",
-        "idle", h.idle_ops_per_sec, h.idle_p50_us, h.idle_p99_us
-    );
-    let _ = writeln!(
-        s,
-        "  {:<26} {:>10.0} {:>8.1} {:>8.1}",
-        "with the bulk stream", h.loaded_ops_per_sec, h.loaded_p50_us, h.loaded_p99_us
-    );
-    let _ = write!(
-        s,
-        "  p99 loaded/idle {:.2}x (p50 {:.2}x); bulk stream {:.0} MB/s ({:.0} msgs/s)",
-        h.p99_ratio, h.p50_ratio, h.stream_mb_per_s, h.stream_msgs_per_s
-    );
-    if let Some(e) = &h.stream_error {
-        let _ = write!(s, "; bulk stream error: {e}");
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::AtLeast(t) => write!(f, ">= {t}"),
+            Target::AtMost(t) => write!(f, "<= {t}"),
+        }
     }
-    s
 }
 
 /// One goal and how the run did against it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Goal {
+    /// The issue whose acceptance states the goal.
+    pub issue: u32,
     /// What is compared.
     pub name: String,
     /// Grid size of the rgrid side, if the goal depends on it.
     pub servers: Option<usize>,
-    /// The value (a minimum over concurrency for the throughput goals), if measured.
-    pub value: Option<f64>,
-    /// The concurrency at which the minimum was found.
+    /// The window (stream or bulk window), if the goal depends on it.
+    pub window: Option<usize>,
+    /// How the value is taken over concurrency.
+    pub over: Over,
+    /// The concurrency of the value (for `min`/`max`: where the extreme was found).
     pub at_concurrency: Option<usize>,
-    /// The target, e.g. `>= 5`.
-    pub target: String,
-    /// Whether the value meets the target.
+    /// The value, if measured.
+    pub value: Option<f64>,
+    /// The value's unit as printed: `x` for ratios, ` allocs` for counts.
+    pub unit: &'static str,
+    /// The target.
+    pub target: Target,
+    /// Whether the value meets the target (`None` when not measured).
     pub met: Option<bool>,
-}
-
-/// The minimum over concurrency of `system` (at `servers`) ops/s over its tonic
-/// counterpart's, with the concurrency where it occurs.
-pub fn min_ratio(records: &[Record], system: &str, servers: usize) -> Option<(f64, usize)> {
-    records
-        .iter()
-        .filter(|r| r.system == system && r.servers == Some(servers))
-        .filter_map(|r| Some((ratio_vs(records, r, tonic_counterpart)?, r.concurrency)))
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-}
-
-/// The goals of issue 6: rgrid bytes at least 5x tonic unary and rgrid twoway at least 2x
-/// tonic bidi at every concurrency (per grid size), head-of-line p99 at most 3x idle.
-pub fn goals(records: &[Record], hol: Option<&HolRecord>, servers: &[usize]) -> Vec<Goal> {
-    let mut out = Vec::new();
-    for (system, name, target) in [
-        (RGRID_BYTES, "rgrid bytes / tonic unary ops/s", 5.0),
-        (RGRID_TWOWAY, "rgrid twoway / tonic bidi streams/s", 2.0),
-    ] {
-        for &n in servers {
-            let m = min_ratio(records, system, n);
-            if m.is_none() && !records.iter().any(|r| r.system == system) {
-                continue;
-            }
-            out.push(Goal {
-                name: name.to_owned(),
-                servers: Some(n),
-                value: m.map(|m| m.0),
-                at_concurrency: m.map(|m| m.1),
-                target: format!(">= {target}"),
-                met: m.map(|m| m.0 >= target),
-            });
-        }
-    }
-    if let Some(h) = hol {
-        let v = (h.idle_p99_us > 0.0).then_some(h.p99_ratio);
-        out.push(Goal {
-            name: "head-of-line p99 loaded / idle".to_owned(),
-            servers: Some(2),
-            value: v,
-            at_concurrency: Some(h.concurrency),
-            target: "<= 3".to_owned(),
-            met: v.map(|v| v <= 3.0),
-        });
-    }
-    out
-}
-
-/// The goals as text lines.
-pub fn goals_text(goals: &[Goal]) -> String {
-    let mut s = String::from("goals (throughput ratios: minimum over concurrency)\n");
-    for g in goals {
-        let value = match (g.value, g.at_concurrency) {
-            (Some(v), Some(c)) if g.name.starts_with("head") => format!("{v:.2}x at conc {c}"),
-            (Some(v), Some(c)) => format!("{v:.2}x (min at conc {c})"),
-            _ => "not measured".to_owned(),
-        };
-        let verdict = match g.met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "-",
-        };
-        let srv = g
-            .servers
-            .map_or_else(String::new, |n| format!("servers={n}"));
-        let _ = writeln!(
-            s,
-            "  {:<38} {:<9} {:<6} {:<26} {verdict}",
-            g.name, srv, g.target, value
-        );
-    }
-    s
 }
 
 /// The machine the run was on.
@@ -478,8 +506,8 @@ pub struct Document {
     pub concurrency: Vec<usize>,
     /// Every point.
     pub points: Vec<Record>,
-    /// The head-of-line scenario, if run.
-    pub hol: Option<HolRecord>,
+    /// The head-of-line scenario, one record per bulk window (empty if not run).
+    pub hol: Vec<HolRecord>,
     /// The goals.
     pub goals: Vec<Goal>,
     /// Wall time of the whole run, seconds.
@@ -562,42 +590,63 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn goals_take_the_minimum_over_concurrency() {
+    fn issue_6_goal_takes_the_minimum_over_concurrency() {
+        use crate::acceptance::{goals, goals_text, min_ratio};
         let v = sample();
         let (m, c) = min_ratio(&v, RGRID_BYTES, 2).unwrap();
         assert_eq!(c, 8);
         assert!((m - 180_000.0 / 26_000.0).abs() < 1e-9);
-        let hol = HolRecord {
-            concurrency: 8,
-            bulk_bytes: BULK_BYTES,
-            out_capacity: 1,
-            idle_ops_per_sec: 100_000.0,
-            idle_p50_us: 40.0,
-            idle_p99_us: 100.0,
-            loaded_ops_per_sec: 50_000.0,
-            loaded_p50_us: 80.0,
-            loaded_p99_us: 400.0,
-            p99_ratio: 4.0,
-            p50_ratio: 2.0,
-            stream_mb_per_s: 900.0,
-            stream_msgs_per_s: 3433.0,
-            stream_error: None,
-        };
-        let g = goals(&v, Some(&hol), &[2, 4]);
-        // bytes at 2 and 4 servers, twoway at 2 (4 has no points but the system exists), HOL.
-        assert_eq!(g.len(), 5);
+        let g = goals(&v, &[], &[2, 4]);
+        assert_eq!(g[0].issue, 6);
         assert_eq!(g[0].met, Some(true));
         assert_eq!(g[1].servers, Some(4));
         assert_eq!(g[1].at_concurrency, Some(8));
-        // twoway / bidi: 0.8 at 1, 2.5 at 8, 3.0 at 64.
-        assert_eq!(g[2].at_concurrency, Some(1));
-        assert_eq!(g[2].met, Some(false));
-        assert_eq!(g[3].value, None);
-        assert_eq!(g[4].met, Some(false));
+        assert_eq!(g[1].over, Over::Min);
         let text = goals_text(&g);
+        assert!(text.contains("6.15x (min at conc 8)"), "{text}");
         assert!(text.contains("NOT met"), "{text}");
-        assert!(text.contains("0.80x (min at conc 1)"), "{text}");
-        assert!(hol_text(&hol).contains("p99 loaded/idle 4.00x"));
+    }
+
+    #[test]
+    fn hol_records_one_per_window() {
+        let point = |ops: f64, p50: f64, p99: f64| Point {
+            ops_per_sec: ops,
+            p50_us: p50,
+            p99_us: p99,
+            ..Point::default()
+        };
+        let h = HolResult {
+            concurrency: 8,
+            idle: point(100_000.0, 40.0, 100.0),
+            loaded: vec![
+                crate::hol::Loaded {
+                    window: 1,
+                    point: point(60_000.0, 60.0, 140.0),
+                    stream_mb_per_s: 900.0,
+                    stream_msgs_per_s: 3433.0,
+                    stream_error: None,
+                },
+                crate::hol::Loaded {
+                    window: 4,
+                    point: point(20_000.0, 400.0, 800.0),
+                    stream_mb_per_s: 1500.0,
+                    stream_msgs_per_s: 5722.0,
+                    stream_error: Some("gone".to_owned()),
+                },
+            ],
+        };
+        let r = hol_records(&h);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].window, 4);
+        assert_eq!(r[1].idle_p99_us, 100.0);
+        assert!((r[0].p99_ratio - 1.4).abs() < 1e-9);
+        assert!((r[1].ops_ratio - 0.2).abs() < 1e-9);
+        assert!((r[1].p50_ratio - 10.0).abs() < 1e-9);
+        let text = hol_text(&r);
+        assert!(text.contains("bulk stream, window 4"), "{text}");
+        assert!(text.contains("8.00x"), "{text}");
+        assert!(text.contains("bulk stream error: gone"), "{text}");
+        assert_eq!(hol_text(&[]), "");
     }
 
     #[test]
@@ -632,9 +681,9 @@ pub(crate) mod tests {
             payload_bytes: 512,
             servers: vec![2, 4],
             concurrency: vec![1, 8, 64],
-            goals: goals(&v, None, &[2]),
+            goals: crate::acceptance::goals(&v, &[], &[2]),
             points: v.clone(),
-            hol: None,
+            hol: Vec::new(),
             elapsed_s: 1.5,
         };
         let json = doc.to_json().unwrap();
@@ -645,6 +694,7 @@ pub(crate) mod tests {
         assert_eq!(points[2]["group"], "requests");
         assert_eq!(points[2]["servers"], 2);
         assert_eq!(points[0]["servers"], serde_json::Value::Null);
+        assert_eq!(points[0]["window"], serde_json::Value::Null);
         assert_eq!(points[4]["msgs_per_sec"], 100_000.0);
         for key in [
             "ops_per_sec",

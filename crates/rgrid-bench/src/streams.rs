@@ -1,5 +1,6 @@
 //! Streams over rgrid: MinIO's BenchmarkStream shapes (`request`, `responses`, `twoway`),
-//! handler subroute `some-subroute`, in/out capacities as in MinIO, one stream per operation.
+//! handler subroute `some-subroute`, one stream per operation, with MinIO's in/out capacities
+//! of 1 ([`MINIO_WINDOW`]) or a wider window (see [`Shape::capacities`]).
 
 use std::sync::Arc;
 
@@ -17,6 +18,12 @@ pub const SUBROUTE: &str = "some-subroute";
 
 /// Messages each way per stream.
 pub const MESSAGES: usize = 10;
+
+/// MinIO's stream window: in and out capacity 1.
+pub const MINIO_WINDOW: usize = 1;
+
+/// The wide window of issue 14's stream variants: in and out capacity 16.
+pub const WIDE_WINDOW: usize = 16;
 
 /// The three stream shapes of MinIO's BenchmarkStream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,13 +57,25 @@ impl Shape {
         }
     }
 
-    fn handler(self, payload: Bytes) -> StreamHandler {
+    /// The handler's (in, out) capacities with a window of `window` messages: `window` each
+    /// way, except `responses`, which has no input (in capacity 0, as in MinIO). With
+    /// [`MINIO_WINDOW`] these are MinIO's capacities.
+    pub fn capacities(self, window: usize) -> (usize, usize) {
+        let window = window.max(1);
         match self {
-            Shape::Request => StreamHandler::new(1, 1, request_handler),
-            Shape::Responses => StreamHandler::new(0, 1, move |ctx, p, input, out| {
+            Shape::Request | Shape::TwoWay => (window, window),
+            Shape::Responses => (0, window),
+        }
+    }
+
+    fn handler(self, window: usize, payload: Bytes) -> StreamHandler {
+        let (cap_in, cap_out) = self.capacities(window);
+        match self {
+            Shape::Request => StreamHandler::new(cap_in, cap_out, request_handler),
+            Shape::Responses => StreamHandler::new(cap_in, cap_out, move |ctx, p, input, out| {
                 responses_handler(ctx, p, input, out, payload.clone())
             }),
-            Shape::TwoWay => StreamHandler::new(1, 1, twoway_handler),
+            Shape::TwoWay => StreamHandler::new(cap_in, cap_out, twoway_handler),
         }
     }
 }
@@ -109,11 +128,12 @@ async fn twoway_handler(
     Ok(())
 }
 
-/// A local grid of `servers` nodes with the handler of `shape` on `HandlerId::TEST` and
-/// subroute [`SUBROUTE`].
+/// A local grid of `servers` nodes with the handler of `shape` (capacities for `window`, see
+/// [`Shape::capacities`]) on `HandlerId::TEST` and subroute [`SUBROUTE`].
 pub async fn stream_grid(
     servers: usize,
     shape: Shape,
+    window: usize,
     payload: &Bytes,
 ) -> Result<LocalGrid, Error> {
     let payload = payload.clone();
@@ -121,7 +141,7 @@ pub async fn stream_grid(
         let _ = m.register_stream(
             HandlerId::TEST,
             Some(SUBROUTE),
-            shape.handler(payload.clone()),
+            shape.handler(window, payload.clone()),
         );
     })
     .await?;

@@ -1,19 +1,21 @@
 //! The whole run: single requests, streams and the head-of-line scenario, each rgrid point
 //! next to its baselines at the same concurrency, rows printed as they are measured.
 
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rgrid::test_util::LocalGrid;
 
 use crate::cli::Args;
+use crate::measure::{self, Point, Timing};
 use crate::report::{
-    self, Document, FLOOR, Group, HOL_IDLE, HOL_LOADED, HolRecord, Machine, RGRID_BYTES,
-    RGRID_REQUEST, RGRID_RESPONSES, RGRID_RPC, RGRID_TWOWAY, Record, TONIC_UNARY,
+    self, Document, FLOOR, Group, HOL_IDLE, Machine, RGRID_BYTES, RGRID_REQUEST, RGRID_RESPONSES,
+    RGRID_RPC, RGRID_TWOWAY, Record, TONIC_UNARY,
 };
 use crate::streams::Shape;
 use crate::tonic_baseline::{self, TonicBaseline};
-use crate::{floor, hol, requests, streams, svg};
+use crate::{acceptance, floor, hol, requests, streams, svg};
 
 /// Size of every small payload (MinIO's benchmarks).
 pub const PAYLOAD_BYTES: usize = 512;
@@ -27,11 +29,13 @@ pub fn rgrid_stream_system(shape: Shape) -> &'static str {
     }
 }
 
-/// How many points `args` measures (the head-of-line scenario counts two).
+/// How many points `args` measures (the head-of-line scenario counts one idle point and one
+/// per bulk window).
 pub fn point_count(args: &Args) -> usize {
     let base = usize::from(args.baselines);
     let per_conc_requests = 2 * base + 2 * args.servers.len();
-    let per_conc_streams = Shape::ALL.len() * (base + args.servers.len());
+    let per_conc_streams =
+        Shape::ALL.len() * (base + args.servers.len() * args.stream_windows.len());
     let mut n = 0;
     if args.requests {
         n += per_conc_requests * args.concurrency.len();
@@ -40,17 +44,20 @@ pub fn point_count(args: &Args) -> usize {
         n += per_conc_streams * args.concurrency.len();
     }
     if args.hol {
-        n += 2;
+        n += 1 + args.hol_windows.len();
     }
     n
 }
 
-/// A rough duration of the run: every point's repetitions, plus a second per grid started.
+/// A rough duration of the run: every point's repetitions, plus 0.3 s per grid started.
 pub fn estimate(args: &Args) -> Duration {
     let t = args.timing;
     let per_point = (t.warmup + t.measure) * t.repeats.max(1) as u32;
     let grids = usize::from(args.requests) * args.servers.len()
-        + usize::from(args.streams) * args.servers.len() * Shape::ALL.len()
+        + usize::from(args.streams)
+            * args.servers.len()
+            * Shape::ALL.len()
+            * args.stream_windows.len()
         + usize::from(args.hol);
     per_point * point_count(args) as u32 + Duration::from_millis(300) * grids as u32
 }
@@ -66,6 +73,46 @@ impl Run {
     }
 }
 
+/// One repetition of a point.
+type PointFuture<'a> = Pin<Box<dyn Future<Output = Result<Point, String>> + 'a>>;
+
+/// One system at one concurrency: what its record says and how to run one repetition.
+struct Job<'a> {
+    system: String,
+    group: Group,
+    servers: Option<usize>,
+    window: Option<usize>,
+    concurrency: usize,
+    msgs_per_op: f64,
+    once: Box<dyn Fn() -> PointFuture<'a> + 'a>,
+}
+
+/// Runs `timing.repeats` rounds of `jobs`, one repetition of each job in turn, and adds each
+/// job's median by ops/s. Interleaved, the repetitions of the systems compared at one
+/// concurrency spread over the same stretch of time, so a slow drift of the machine weighs on
+/// all of them alike instead of on whichever system ran last.
+async fn interleaved(jobs: Vec<Job<'_>>, timing: Timing, run: &mut Run) -> Result<(), String> {
+    let mut runs: Vec<Vec<Point>> = jobs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..timing.repeats.max(1) {
+        for (job, runs) in jobs.iter().zip(&mut runs) {
+            runs.push((job.once)().await?);
+        }
+    }
+    for (job, runs) in jobs.into_iter().zip(runs) {
+        let mut rec = Record::new(
+            &job.system,
+            job.group,
+            job.servers,
+            job.concurrency,
+            job.msgs_per_op,
+            &measure::median(runs),
+        );
+        rec.window = job.window;
+        run.add(rec);
+    }
+    Ok(())
+}
+
 /// Runs everything `args` selects on the current runtime and returns the document.
 pub async fn run_all(args: &Args) -> Result<Document, String> {
     let started = Instant::now();
@@ -77,7 +124,8 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
     let machine = Machine::this();
     let t = args.timing;
     println!(
-        "rgrid-bench: {} cores, {} tokio workers; every point {} x ({} ms warm-up + {} ms), median by ops/s; {PAYLOAD_BYTES}-byte payloads",
+        "rgrid-bench: {} cores, {} tokio workers; every point {} x ({} ms warm-up + {} ms), median by ops/s, \
+         the repetitions of the systems at one concurrency interleaved; {PAYLOAD_BYTES}-byte payloads",
         machine.cores,
         args.workers,
         t.repeats,
@@ -104,10 +152,12 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
     }
     let hol = result?;
 
-    let hol_record = hol.as_ref().map(HolRecord::from);
-    let goals = report::goals(&run.records, hol_record.as_ref(), &args.servers);
+    let hol_records = hol.as_ref().map(report::hol_records).unwrap_or_default();
+    let goals = acceptance::goals(&run.records, &hol_records, &args.servers);
     println!();
-    print!("{}", report::goals_text(&goals));
+    print!("{}", acceptance::issue14_text(&run.records, &hol_records));
+    println!();
+    print!("{}", acceptance::goals_text(&goals));
     Ok(Document {
         benchmark: "rgrid-bench",
         machine,
@@ -117,7 +167,7 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
         servers: args.servers.clone(),
         concurrency: args.concurrency.clone(),
         points: run.records,
-        hol: hol_record,
+        hol: hol_records,
         goals,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
@@ -139,18 +189,35 @@ async fn run_groups(
         return Ok(None);
     }
     println!();
-    let h = hol::run(args.hol_concurrency, args.hol_window, payload, args.timing).await?;
-    for (system, p) in [(HOL_IDLE, &h.idle), (HOL_LOADED, &h.loaded)] {
-        run.records.push(Record::new(
-            system,
-            Group::Hol,
-            Some(2),
-            h.concurrency,
-            2.0,
-            p,
-        ));
+    let h = hol::run(
+        args.hol_concurrency,
+        &args.hol_windows,
+        payload,
+        args.timing,
+    )
+    .await?;
+    run.records.push(Record::new(
+        HOL_IDLE,
+        Group::Hol,
+        Some(2),
+        h.concurrency,
+        2.0,
+        &h.idle,
+    ));
+    for l in &h.loaded {
+        run.records.push(
+            Record::new(
+                &report::hol_loaded_system(l.window),
+                Group::Hol,
+                Some(2),
+                h.concurrency,
+                2.0,
+                &l.point,
+            )
+            .with_window(l.window),
+        );
     }
-    println!("{}", report::hol_text(&HolRecord::from(&h)));
+    print!("{}", report::hol_text(&report::hol_records(&h)));
     Ok(Some(h))
 }
 
@@ -184,40 +251,69 @@ async fn run_requests(
     );
     println!("{}", report::header(Group::Requests));
     let result = async {
+        let once = measure::once(args.timing);
         for (i, &c) in args.concurrency.iter().enumerate() {
             if i > 0 {
                 println!();
             }
+            let mut jobs: Vec<Job<'_>> = Vec::new();
             if args.baselines {
-                let p = floor::echo_point(c, payload, args.timing)
-                    .await
-                    .map_err(|e| format!("floor: {e}"))?;
-                run.add(Record::new(FLOOR, Group::Requests, None, c, 2.0, &p));
+                jobs.push(Job {
+                    system: FLOOR.to_owned(),
+                    group: Group::Requests,
+                    servers: None,
+                    window: None,
+                    concurrency: c,
+                    msgs_per_op: 2.0,
+                    once: Box::new(move || {
+                        Box::pin(async move {
+                            floor::echo_point(c, payload, once)
+                                .await
+                                .map_err(|e| format!("floor: {e}"))
+                        })
+                    }),
+                });
                 if let Some(t) = tonic {
-                    let p = t.unary_point(c, payload, args.timing).await;
-                    run.add(Record::new(TONIC_UNARY, Group::Requests, None, c, 2.0, &p));
+                    jobs.push(Job {
+                        system: TONIC_UNARY.to_owned(),
+                        group: Group::Requests,
+                        servers: None,
+                        window: None,
+                        concurrency: c,
+                        msgs_per_op: 2.0,
+                        once: Box::new(move || {
+                            Box::pin(async move { Ok(t.unary_point(c, payload, once).await) })
+                        }),
+                    });
                 }
             }
             for (n, grid) in &grids {
-                let p = requests::bytes_point(grid, c, payload, args.timing).await;
-                run.add(Record::new(
-                    RGRID_BYTES,
-                    Group::Requests,
-                    Some(*n),
-                    c,
-                    2.0,
-                    &p,
-                ));
-                let p = requests::rpc_point(grid, c, args.timing).await;
-                run.add(Record::new(
-                    RGRID_RPC,
-                    Group::Requests,
-                    Some(*n),
-                    c,
-                    2.0,
-                    &p,
-                ));
+                jobs.push(Job {
+                    system: RGRID_BYTES.to_owned(),
+                    group: Group::Requests,
+                    servers: Some(*n),
+                    window: None,
+                    concurrency: c,
+                    msgs_per_op: 2.0,
+                    once: Box::new(move || {
+                        Box::pin(
+                            async move { Ok(requests::bytes_point(grid, c, payload, once).await) },
+                        )
+                    }),
+                });
+                jobs.push(Job {
+                    system: RGRID_RPC.to_owned(),
+                    group: Group::Requests,
+                    servers: Some(*n),
+                    window: None,
+                    concurrency: c,
+                    msgs_per_op: 2.0,
+                    once: Box::new(move || {
+                        Box::pin(async move { Ok(requests::rpc_point(grid, c, once).await) })
+                    }),
+                });
             }
+            interleaved(jobs, args.timing, run).await?;
         }
         Ok::<(), String>(())
     }
@@ -232,15 +328,17 @@ async fn run_streams(
     tonic: Option<&TonicBaseline>,
     run: &mut Run,
 ) -> Result<(), String> {
-    let mut grids: Vec<(usize, Shape, LocalGrid)> = Vec::new();
+    let mut grids: Vec<(usize, Shape, usize, LocalGrid)> = Vec::new();
     let mut failed = None;
     'start: for &n in &args.servers {
-        for shape in Shape::ALL {
-            match streams::stream_grid(n, shape, payload).await {
-                Ok(g) => grids.push((n, shape, g)),
-                Err(e) => {
-                    failed = Some(format!("stream grid of {n}: {e}"));
-                    break 'start;
+        for &window in &args.stream_windows {
+            for shape in Shape::ALL {
+                match streams::stream_grid(n, shape, window, payload).await {
+                    Ok(g) => grids.push((n, shape, window, g)),
+                    Err(e) => {
+                        failed = Some(format!("stream grid of {n}, window {window}: {e}"));
+                        break 'start;
+                    }
                 }
             }
         }
@@ -251,44 +349,57 @@ async fn run_streams(
             println!();
             println!(
                 "streams (ops = streams, MinIO BenchmarkStream shapes, subroute {}): request = 1 + 10 x 512 B up, \
-                 responses = 10 x 513 B down, twoway = 10 x 512 B each way; tonic: client-stream, server-stream \
+                 responses = 10 x 513 B down, twoway = 10 x 512 B each way; rgrid with MinIO's in/out capacities of 1, \
+                 and \"w<N>\" with capacities of N (responses: no input); tonic: client-stream, server-stream \
                  and bidi streams of the same shapes; latency, allocs and B/op per stream; msgs/s as MinIO counts",
                 streams::SUBROUTE
             );
             println!("{}", report::header(Group::Streams));
+            let once = measure::once(args.timing);
             for (i, &c) in args.concurrency.iter().enumerate() {
                 if i > 0 {
                     println!();
                 }
+                let mut jobs: Vec<Job<'_>> = Vec::new();
                 if let Some(t) = tonic {
                     for shape in Shape::ALL {
-                        let p = t.stream_point(shape, c, payload, args.timing).await;
-                        run.add(Record::new(
-                            tonic_baseline::stream_system(shape),
-                            Group::Streams,
-                            None,
-                            c,
-                            shape.messages_per_stream() as f64,
-                            &p,
-                        ));
+                        jobs.push(Job {
+                            system: tonic_baseline::stream_system(shape).to_owned(),
+                            group: Group::Streams,
+                            servers: None,
+                            window: None,
+                            concurrency: c,
+                            msgs_per_op: shape.messages_per_stream() as f64,
+                            once: Box::new(move || {
+                                Box::pin(async move {
+                                    Ok(t.stream_point(shape, c, payload, once).await)
+                                })
+                            }),
+                        });
                     }
                 }
-                for (n, shape, grid) in &grids {
-                    let p = streams::stream_point(grid, *shape, c, payload, args.timing).await;
-                    run.add(Record::new(
-                        rgrid_stream_system(*shape),
-                        Group::Streams,
-                        Some(*n),
-                        c,
-                        shape.messages_per_stream() as f64,
-                        &p,
-                    ));
+                for (n, shape, window, grid) in &grids {
+                    let shape = *shape;
+                    jobs.push(Job {
+                        system: report::windowed_system(rgrid_stream_system(shape), *window),
+                        group: Group::Streams,
+                        servers: Some(*n),
+                        window: Some(*window),
+                        concurrency: c,
+                        msgs_per_op: shape.messages_per_stream() as f64,
+                        once: Box::new(move || {
+                            Box::pin(async move {
+                                Ok(streams::stream_point(grid, shape, c, payload, once).await)
+                            })
+                        }),
+                    });
                 }
+                interleaved(jobs, args.timing, run).await?;
             }
             Ok(())
         }
     };
-    for (_, _, g) in &grids {
+    for (_, _, _, g) in &grids {
         g.shutdown().await;
     }
     result
@@ -297,39 +408,23 @@ async fn run_streams(
 /// The lines under the chart: the head-of-line scenario and the goals.
 pub fn footer(doc: &Document) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(h) = &doc.hol {
+    for h in &doc.hol {
         out.push(format!(
-            "Head-of-line (2 nodes, {} x 512 B calls in flight): p99 {:.0} us idle, {:.0} us next to a {} KiB bulk stream \
-             ({:.2}x; p50 {:.0} -> {:.0} us); bulk stream {:.0} MB/s",
+            "Head-of-line, {} x 512 B calls next to a {} KiB bulk stream of window {}: p99 {:.0} -> {:.0} us ({:.2}x), \
+             p50 {:.2}x, ops/s {:.2}x idle; bulk {:.0} MB/s",
             h.concurrency,
+            h.bulk_bytes / 1024,
+            h.window,
             h.idle_p99_us,
             h.loaded_p99_us,
-            h.bulk_bytes / 1024,
             h.p99_ratio,
-            h.idle_p50_us,
-            h.loaded_p50_us,
+            h.p50_ratio,
+            h.ops_ratio,
             h.stream_mb_per_s
         ));
     }
-    for g in &doc.goals {
-        let value = g
-            .value
-            .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}x"));
-        let at = g
-            .at_concurrency
-            .map_or_else(String::new, |c| format!(" at conc {c}"));
-        let srv = g
-            .servers
-            .map_or_else(String::new, |n| format!(", {n} servers"));
-        let verdict = match g.met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "-",
-        };
-        out.push(format!(
-            "Goal {} {}{srv}: {value}{at} ({verdict})",
-            g.name, g.target
-        ));
+    for line in acceptance::goal_lines(&doc.goals) {
+        out.push(format!("Goal {line}"));
     }
     out
 }

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 
 use crate::report::{
     FLOOR, Group, RGRID_BYTES, RGRID_REQUEST, RGRID_RESPONSES, RGRID_RPC, RGRID_TWOWAY, Record,
-    TONIC_BIDI, TONIC_CLIENT_STREAM, TONIC_SERVER_STREAM, TONIC_UNARY,
+    TONIC_BIDI, TONIC_CLIENT_STREAM, TONIC_SERVER_STREAM, TONIC_UNARY, base_system,
 };
 
 const PANEL_W: f64 = 660.0;
 const PLOT_LEFT: f64 = 78.0;
-const PLOT_W: f64 = 370.0;
+const PLOT_W: f64 = 340.0;
 const PLOT_TOP: f64 = 74.0;
 const PLOT_H: f64 = 360.0;
 const LEGEND_X: f64 = PLOT_LEFT + PLOT_W + 16.0;
@@ -78,7 +78,18 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The color of a system; the windowed stream variants (`rgrid twoway w16`) get a lighter
+/// shade of their shape's color.
 fn color(system: &str) -> &'static str {
+    let base = base_system(system);
+    if base != system {
+        return match base {
+            RGRID_TWOWAY => "#6baed6",
+            RGRID_REQUEST => "#7fdbe6",
+            RGRID_RESPONSES => "#c5b0d5",
+            _ => "#555555",
+        };
+    }
     match system {
         FLOOR => "#7f7f7f",
         TONIC_UNARY | TONIC_BIDI => "#d62728",

@@ -1,5 +1,6 @@
-//! End to end: a tiny matrix (concurrency 1, 2 servers, 50 ms points) with every system,
-//! the head-of-line scenario, and the JSON and SVG outputs.
+//! End to end: a tiny matrix (concurrency 1 and 2, 2 servers, 50 ms points) with every
+//! system, both stream windows, the head-of-line scenario at both bulk windows, the issue-14
+//! goals, and the JSON and SVG outputs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rgrid_bench::alloc::CountingAlloc;
@@ -32,7 +33,7 @@ fn tiny_matrix_end_to_end() {
     let code = rt.block_on(async {
         rgrid_bench::run(args(&[
             "--concurrency",
-            "1",
+            "1,2",
             "--servers",
             "2",
             "--warmup-ms",
@@ -70,8 +71,12 @@ fn tiny_matrix_end_to_end() {
         "rgrid request",
         "rgrid responses",
         "rgrid twoway",
+        "rgrid request w16",
+        "rgrid responses w16",
+        "rgrid twoway w16",
         "rgrid bytes idle",
-        "rgrid bytes + bulk",
+        "rgrid bytes + bulk w1",
+        "rgrid bytes + bulk w4",
     ] {
         assert!(systems.contains(&want), "{want} missing from {systems:?}");
     }
@@ -80,11 +85,25 @@ fn tiny_matrix_end_to_end() {
         assert_eq!(p["errors"], 0, "{p}");
         assert!(p["allocs_per_op"].as_f64().unwrap() > 0.0, "{p}");
     }
-    let hol = &doc["hol"];
-    assert!(hol["stream_mb_per_s"].as_f64().unwrap() > 0.0, "{hol}");
-    assert!(hol["idle_p99_us"].as_f64().unwrap() > 0.0, "{hol}");
-    assert_eq!(hol["stream_error"], serde_json::Value::Null, "{hol}");
-    assert_eq!(doc["goals"].as_array().unwrap().len(), 3);
+    let hol = doc["hol"].as_array().unwrap();
+    assert_eq!(hol.len(), 2);
+    for (h, window) in hol.iter().zip([1, 4]) {
+        assert_eq!(h["window"], window, "{h}");
+        assert!(h["stream_mb_per_s"].as_f64().unwrap() > 0.0, "{h}");
+        assert!(h["idle_p99_us"].as_f64().unwrap() > 0.0, "{h}");
+        assert!(h["ops_ratio"].as_f64().unwrap() > 0.0, "{h}");
+        assert_eq!(h["stream_error"], serde_json::Value::Null, "{h}");
+    }
+    // Issue 6: bytes / tonic. Issue 14: bytes / floor at 1 and 2, 2 vs 1 in flight, rpc /
+    // bytes at 1 and 2, three w16 shapes / tonic at 1 and 2, head-of-line p99 and ops at
+    // both windows, allocations of bytes and rpc.
+    let goals = doc["goals"].as_array().unwrap();
+    let names: Vec<&str> = goals.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(goals.len(), 1 + 2 + 1 + 2 + 6 + 4 + 2, "{names:?}");
+    for g in goals {
+        assert!(g["value"].as_f64().is_some(), "{g}");
+        assert!(g["met"].as_bool().is_some(), "{g}");
+    }
 
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("tonic bidi"));

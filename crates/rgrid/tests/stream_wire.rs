@@ -1,7 +1,13 @@
 //! Streams against a peer that breaks the rules, driven message by message: credit abuse and
 //! sequence gaps in both directions, input to a stream that takes none, a caller that never
-//! pings, a duplicate open, and messages for muxes that do not exist. Each fails only the stream concerned (with the
-//! error MinIO's peers expect) and leaves the connection serving calls.
+//! pings, a duplicate open, and messages for muxes that do not exist. Each fails only the
+//! stream concerned (with the error MinIO's peers expect) and leaves the connection serving
+//! calls, with no mux left open.
+//!
+//! The raw peer talks to an in-memory node (through the production accept path) on paused
+//! time: a quiet window ("no answer within 100 ms") and the watchdog's timing are exact, as
+//! time only moves when every task is idle. Every timer of these nodes but the stream
+//! watchdog's is 4 s or longer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,7 +15,8 @@ mod common;
 use std::time::Duration;
 
 use common::raw::{
-    Got, Node, connected_peer, expect, node, quiet_for, raw_request, recv_msgs, send_mux,
+    Got, Node, assert_no_active, connected_peer, expect, mem_node, quiet_for, raw_request,
+    recv_msgs, send_mux,
 };
 use common::{bounded, waiting_stream};
 use futures_util::StreamExt;
@@ -25,7 +32,7 @@ async fn stream_node() -> (Node, mpsc::UnboundedReceiver<&'static str>) {
 
 async fn stream_node_with(options: Options) -> (Node, mpsc::UnboundedReceiver<&'static str>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let n = node(options, move |m: &Manager| {
+    let n = mem_node(options, move |m: &Manager| {
         m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
             .unwrap();
         m.register_stream(HandlerId::TEST, None, waiting_stream(1, tx.clone()))
@@ -72,15 +79,10 @@ async fn connection_is_healthy(n: &Node, ws: &mut WebSocket, call: u64) {
     let conn = n.manager.connection(&n.peer).unwrap();
     assert_eq!(conn.state(), State::Connected);
     assert_eq!(conn.stats().reconnects, 0);
-    bounded(async {
-        while conn.stats().incoming_muxes != 0 || conn.stats().outgoing_muxes != 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    assert_no_active(n).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_caller_sending_beyond_its_credits_fails_only_that_stream() {
     let (n, mut events) = stream_node().await;
     let mut ws = connected_peer(&n).await;
@@ -102,7 +104,7 @@ async fn a_caller_sending_beyond_its_credits_fails_only_that_stream() {
     n.manager.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_sequence_gap_fails_the_stream_with_minios_text() {
     let (n, mut events) = stream_node().await;
     let mut ws = connected_peer(&n).await;
@@ -137,7 +139,7 @@ async fn a_sequence_gap_fails_the_stream_with_minios_text() {
     n.manager.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn input_to_a_stream_that_takes_none_fails_it() {
     let (n, mut events) = stream_node().await;
     let mut ws = connected_peer(&n).await;
@@ -151,7 +153,7 @@ async fn input_to_a_stream_that_takes_none_fails_it() {
     n.manager.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_watchdog_cancels_a_stream_whose_caller_never_pings() {
     let every = Duration::from_millis(50);
     let (n, mut events) = stream_node_with(Options {
@@ -160,18 +162,23 @@ async fn the_watchdog_cancels_a_stream_whose_caller_never_pings() {
     })
     .await;
     let mut ws = connected_peer(&n).await;
-    let t0 = std::time::Instant::now();
+    let t0 = tokio::time::Instant::now();
     open(&mut ws, 1, HandlerId::TEST).await;
     assert_eq!(bounded(events.recv()).await, Some("started"));
-    // Four silent intervals, then the handler is cancelled and the caller told so.
+    // Silent for more than four intervals, then the handler is cancelled and the caller told
+    // so, at the first watchdog tick after that (ticks come every interval).
     expect(&mut ws, Op::DISCONNECT_CLIENT_MUX, 1, &mut Vec::new()).await;
-    assert!(t0.elapsed() >= every * 4, "{:?}", t0.elapsed());
+    let took = t0.elapsed();
+    assert!(
+        took > every * 4 && took <= every * 5,
+        "cancelled after {took:?}"
+    );
     assert_eq!(bounded(events.recv()).await, Some("dropped"));
     connection_is_healthy(&n, &mut ws, 100).await;
     n.manager.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_second_open_of_a_live_mux_id_is_ignored() {
     let (n, mut events) = stream_node().await;
     let mut ws = connected_peer(&n).await;
@@ -202,7 +209,7 @@ async fn a_second_open_of_a_live_mux_id_is_ignored() {
     n.manager.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn messages_for_unknown_muxes_get_the_right_answer_and_hurt_nothing() {
     let (n, _events) = stream_node().await;
     let mut ws = connected_peer(&n).await;
@@ -263,7 +270,7 @@ async fn node_opens_stream(n: &Node, ws: &mut WebSocket) -> (rgrid::Stream, u64)
     (st, open.mux)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_handler_sending_beyond_its_credits_fails_the_callers_stream() {
     let (n, _events) = stream_node().await;
     let mut ws = connected_peer(&n).await;
@@ -282,7 +289,7 @@ async fn a_handler_sending_beyond_its_credits_fails_the_callers_stream() {
     n.manager.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_sequence_gap_from_the_handler_fails_the_callers_stream() {
     let (n, _events) = stream_node().await;
     let mut ws = connected_peer(&n).await;
@@ -301,11 +308,11 @@ async fn a_sequence_gap_from_the_handler_fails_the_callers_stream() {
 /// A caller's ping that reaches a stream the handler has just finished (its last messages
 /// still queued behind a slow socket) must be answered after those messages: a "not found"
 /// pong that overtook them would fail a stream that succeeded ("remote terminated call").
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_not_found_pong_never_overtakes_the_finished_streams_last_messages() {
     const BIG: usize = 8 << 20;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let n = node(Options::default(), move |m: &Manager| {
+    let n = mem_node(Options::default(), move |m: &Manager| {
         let done = done_tx.clone();
         m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
             .unwrap();
@@ -350,8 +357,21 @@ async fn a_not_found_pong_never_overtakes_the_finished_streams_last_messages() {
         }
     })
     .await;
+    let before = conn.stats();
     send_mux(&mut ws, Op::PING, 7, 1, Flags::NONE, Some(b"")).await;
+    // On paused time this returns once every task is idle: the node has handled the ping
+    // while its writer is still stuck on the unread pipe (nothing is read before this).
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = conn.stats();
+    assert_eq!(
+        after.incoming_messages,
+        before.incoming_messages + 1,
+        "the node read the ping"
+    );
+    assert!(
+        after.outgoing_bytes < 3 * BIG as u64,
+        "the output is still stuck: {after:?}"
+    );
     let mut order = Vec::new();
     bounded(async {
         while !order.iter().any(|(op, _)| *op == Op::PONG) {

@@ -113,14 +113,13 @@ impl Core {
                     Some(ClientKind::Stream(_)) => {
                         self.fail_client_stream(id, CallError::Remote(text), false);
                     }
-                    Some(ClientKind::Request(st)) => {
-                        if !matches!(st, RequestState::Done(_)) {
-                            *st = RequestState::Done(Err(CallError::Remote(text)));
-                            if let Some(c) = self.clients.get_mut(&id) {
-                                wake(&mut c.rx_waker, &mut self.wake);
-                            }
+                    Some(ClientKind::Request(st)) if !matches!(st, RequestState::Done(_)) => {
+                        *st = RequestState::Done(Err(CallError::Remote(text)));
+                        if let Some(c) = self.clients.get_mut(&id) {
+                            wake(&mut c.rx_waker, &mut self.wake);
                         }
                     }
+                    Some(ClientKind::Request(_)) => {}
                     None => {}
                 }
             }

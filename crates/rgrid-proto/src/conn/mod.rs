@@ -562,7 +562,9 @@ impl Core {
             && !*f
         {
             *f = true;
-            self.ready[class as usize].push_back(key);
+            if let Some(r) = self.ready.get_mut(class as usize) {
+                r.push_back(key);
+            }
         }
     }
 

@@ -169,7 +169,8 @@ impl Core {
         loop {
             // The highest class with work, unless a lower one has waited too long.
             let mut class = self.ready.iter().position(|r| !r.is_empty())?;
-            let lower = (class + 1..self.ready.len()).find(|&c| !self.ready[c].is_empty());
+            let lower = (class + 1..self.ready.len())
+                .find(|&c| self.ready.get(c).is_some_and(|r| !r.is_empty()));
             match lower {
                 Some(l) if self.streak >= STARVATION_LIMIT => {
                     class = l;
@@ -178,7 +179,7 @@ impl Core {
                 Some(_) => self.streak += 1,
                 None => self.streak = 0,
             }
-            let key = self.ready[class].pop_front()?;
+            let key = self.ready.get_mut(class)?.pop_front()?;
             let (msg, more) = match key.side {
                 Side::Client => self.client_data(key.id),
                 Side::Server => self.server_data(key.id),
@@ -189,8 +190,8 @@ impl Core {
             };
             if let Some(f) = flag {
                 *f = more;
-                if more {
-                    self.ready[class].push_back(key);
+                if more && let Some(r) = self.ready.get_mut(class) {
+                    r.push_back(key);
                 }
             }
             if let Some(m) = msg {

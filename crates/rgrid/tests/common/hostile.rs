@@ -1,5 +1,7 @@
 //! A scripted hostile peer: a list of steps (messages, raw frames, floods, expectations) played
-//! against a node over a real websocket, so a test reads as the attack it describes.
+//! against a node over a real websocket, so a test reads as the attack it describes. The node
+//! is on loopback ([`echo_node`]) or in memory ([`mem_echo_node`], for scripts on paused time,
+//! where the windows of [`Step::Quiet`] and [`Step::ExpectClosedWithin`] are exact).
 
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +11,7 @@ use rgrid::WebSocket;
 use rgrid::proto::{Flags, GridTime, HandlerId, Message, MuxId, Op, PingMsg};
 
 use bytes::Bytes as Payload;
-use rgrid::{Options, RemoteError};
+use rgrid::{Manager, Options, RemoteError};
 use tokio::sync::mpsc;
 
 use super::raw::{self, Got, Node, connected_peer};
@@ -104,6 +106,12 @@ pub enum Step {
     Expect(Op, u64),
     /// The node closes the socket within 10 s (messages still arriving are skipped).
     ExpectClosed,
+    /// The node closes the socket within this window (messages still arriving are skipped).
+    /// On paused time the window is exact: a close that needs a timer longer than the window
+    /// to fire fails the step.
+    ExpectClosedWithin(Duration),
+    /// No message except connection pings arrives within this window (exact on paused time).
+    Quiet(Duration),
     /// A single request to `HandlerId::TEST` round-trips (the connection still works).
     ExpectAlive,
     /// Wait.
@@ -147,15 +155,11 @@ pub async fn play(ws: &mut WebSocket, steps: &[Step]) -> Vec<Got> {
             Step::Expect(op, mux) => {
                 raw::expect(ws, *op, *mux, &mut pending).await;
             }
-            Step::ExpectClosed => {
-                let closed = tokio::time::timeout(Duration::from_secs(10), async {
-                    while raw::recv_msgs(ws).await.is_some() {}
-                })
-                .await;
-                assert!(
-                    closed.is_ok(),
-                    "step {i}: the node kept the connection open"
-                );
+            Step::ExpectClosed => expect_closed(ws, Duration::from_secs(10), i).await,
+            Step::ExpectClosedWithin(window) => expect_closed(ws, *window, i).await,
+            Step::Quiet(window) => {
+                let got = raw::quiet_for(ws, *window).await;
+                assert!(got.is_empty(), "step {i}: got within {window:?}: {got:?}");
             }
             Step::ExpectAlive => {
                 alive_mux += 1;
@@ -174,20 +178,40 @@ pub async fn play(ws: &mut WebSocket, steps: &[Step]) -> Vec<Got> {
     pending
 }
 
+/// Reads until the node closes `ws`, which must happen within `window`.
+async fn expect_closed(ws: &mut WebSocket, window: Duration, step: usize) {
+    let closed = tokio::time::timeout(window, async {
+        while raw::recv_msgs(ws).await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "step {step}: the node kept the connection open for {window:?}"
+    );
+}
+
 /// A node whose `HandlerId::TEST` echoes and whose `HandlerId::TEST2` is a stream (no input)
 /// that waits for its cancellation, reporting "started" and "dropped".
 pub async fn echo_node(opts: Options) -> (Node, mpsc::UnboundedReceiver<&'static str>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let node = raw::node(opts, |m| {
-        m.register_single(HandlerId::TEST, |p: Payload| async move {
-            Ok::<_, RemoteError>(p)
-        })
-        .unwrap();
-        m.register_stream(HandlerId::TEST2, None, waiting_stream(0, tx))
-            .unwrap();
-    })
-    .await;
+    let node = raw::node(opts, |m| register_echo(m, tx)).await;
     (node, rx)
+}
+
+/// [`echo_node`] in memory: for scripts on paused time.
+pub async fn mem_echo_node(opts: Options) -> (Node, mpsc::UnboundedReceiver<&'static str>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let node = raw::mem_node(opts, |m| register_echo(m, tx)).await;
+    (node, rx)
+}
+
+fn register_echo(m: &Manager, tx: mpsc::UnboundedSender<&'static str>) {
+    m.register_single(HandlerId::TEST, |p: Payload| async move {
+        Ok::<_, RemoteError>(p)
+    })
+    .unwrap();
+    m.register_stream(HandlerId::TEST2, None, waiting_stream(0, tx))
+        .unwrap();
 }
 
 /// The node accepts the peer again and serves it.

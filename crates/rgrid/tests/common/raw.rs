@@ -1,8 +1,16 @@
-//! A raw protocol peer: a real node on loopback, and a websocket that speaks the wire protocol
-//! message by message, so tests can send what no well-behaved rgrid node would.
+//! A raw protocol peer: a real node, and a websocket that speaks the wire protocol message by
+//! message, so tests can send what no well-behaved rgrid node would.
+//!
+//! The node serves either on loopback TCP ([`node`], [`node_with`]: real sockets, real time)
+//! or in memory ([`mem_node`], [`mem_node_with`]): each raw connection is then a
+//! `tokio::io::duplex` pipe handed to [`rgrid::serve_connection`], so it still goes through
+//! the production accept path (HTTP upgrade, pre-auth slot, grid handshake) but does no real
+//! I/O, and tests can run on paused time (`#[tokio::test(start_paused = true)]`), where a
+//! window like "nothing arrives within 100 ms" ([`quiet_for`]) is exact: time only moves when
+//! every task is idle.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -10,19 +18,24 @@ use rgrid::proto::{
     ConnectRequest, ConnectResponse, DecodeLimits, Flags, Frame, GridTime, Message, MuxId, Op,
     should_dial,
 };
-use rgrid::transport::ConnDialer;
+use rgrid::transport::{BoxedIo, ConnDialer, DialFuture};
 use rgrid::{
     DEFAULT_ROUTE_PATH, HandlerId, Manager, ManagerBuilder, Options, StaticToken, WebSocket,
-    connect_ws, serve,
+    connect_ws, serve, serve_connection,
 };
 use tokio::net::TcpListener;
+use tokio_websockets::{ClientBuilder, Limits};
 
 use super::bounded;
 
 /// The token every raw-test node accepts.
 pub const TOKEN: &str = "debug";
 
-/// A node serving on loopback, with host names it accepts connections from.
+/// Bytes each direction of an in-memory raw connection buffers (as the in-memory grid's
+/// pipes do).
+pub const PIPE_BYTES: usize = 256 * 1024;
+
+/// A node serving on loopback or in memory, with host names it accepts connections from.
 pub struct Node {
     pub manager: Manager,
     pub host: String,
@@ -32,6 +45,9 @@ pub struct Node {
     pub peer2: String,
     /// A host name the node itself must dial.
     pub dialed: String,
+    /// Opens a websocket to the node (upgraded, before the grid handshake): over TCP for a
+    /// loopback node, over a fresh in-memory pipe for an in-memory one.
+    pub dialer: Arc<dyn ConnDialer>,
 }
 
 /// Picks the `nth` host name `x` for which `should_dial(x, host) == want`.
@@ -57,6 +73,52 @@ pub async fn node_with(
 ) -> Node {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = format!("http://{}", listener.local_addr().unwrap());
+    let dialer = Arc::new(connect_ws(
+        DEFAULT_ROUTE_PATH,
+        Arc::new(StaticToken::new(TOKEN)),
+    ));
+    let node = build_node(host, options, auth, register, |_| dialer);
+    tokio::spawn(serve(listener, node.manager.clone()));
+    node
+}
+
+/// Starts a node with `options` accepting the static token [`TOKEN`], reached over in-memory
+/// pipes (see the module doc); `register` adds its handlers.
+pub async fn mem_node(options: Options, register: impl FnOnce(&Manager)) -> Node {
+    mem_node_with(options, |b| b.token(TOKEN), register).await
+}
+
+/// Like [`node_with`], but reached over in-memory pipes: every dial of [`Node::dialer`]
+/// creates a `tokio::io::duplex` pipe, serves its far end with [`rgrid::serve_connection`]
+/// (HTTP upgrade on the grid route, one pre-auth slot, the handshake timeout) and upgrades
+/// the near end as a client, with the headers the production dialer sends.
+pub async fn mem_node_with(
+    options: Options,
+    auth: impl FnOnce(ManagerBuilder) -> ManagerBuilder,
+    register: impl FnOnce(&Manager),
+) -> Node {
+    build_node(
+        "http://mem-node:9000".to_owned(),
+        options,
+        auth,
+        register,
+        |manager| {
+            Arc::new(MemDialer {
+                manager: manager.clone(),
+            })
+        },
+    )
+}
+
+/// A node named `host` with its accepted and dialed peer names; `dialer` makes the raw
+/// peer's dialer for the built manager.
+fn build_node(
+    host: String,
+    options: Options,
+    auth: impl FnOnce(ManagerBuilder) -> ManagerBuilder,
+    register: impl FnOnce(&Manager),
+    dialer: impl FnOnce(&Manager) -> Arc<dyn ConnDialer>,
+) -> Node {
     let peer = host_where(&host, true, 0);
     let peer2 = host_where(&host, true, 1);
     let dialed = host_where(&host, false, 0);
@@ -67,14 +129,57 @@ pub async fn node_with(
     .options(options);
     let manager = auth(builder).build().unwrap();
     register(&manager);
-    tokio::spawn(serve(listener, manager.clone()));
+    let dialer = dialer(&manager);
     Node {
         manager,
         host,
         peer,
         peer2,
         dialed,
+        dialer,
     }
+}
+
+/// The raw peer's dialer for an in-memory node (see [`mem_node_with`]).
+struct MemDialer {
+    manager: Manager,
+}
+
+impl ConnDialer for MemDialer {
+    fn dial(&self, remote: &str) -> DialFuture {
+        let manager = self.manager.clone();
+        let authority = remote.strip_prefix("http://").unwrap_or(remote).to_owned();
+        Box::pin(async move {
+            let (near, far) = tokio::io::duplex(PIPE_BYTES);
+            let uri = format!("ws://{authority}{}", manager.options().route_path);
+            tokio::spawn(serve_connection(far, manager));
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let near: BoxedIo = Box::new(near);
+            let (ws, _) = ClientBuilder::new()
+                .uri(&uri)
+                .unwrap()
+                .limits(Limits::unlimited())
+                .add_header(
+                    http::header::AUTHORIZATION,
+                    http::HeaderValue::try_from(format!("Bearer {TOKEN}")).unwrap(),
+                )?
+                .add_header(
+                    http::HeaderName::from_static("x-minio-time"),
+                    http::HeaderValue::try_from(now.to_string()).unwrap(),
+                )?
+                .connect_on(near)
+                .await?;
+            Ok(ws)
+        })
+    }
+}
+
+/// Opens a websocket to `node` (upgraded, no grid handshake yet), within 10 s.
+pub async fn dial(node: &Node) -> WebSocket {
+    bounded(node.dialer.dial(&node.host)).await.unwrap()
 }
 
 /// Sends one message in its own frame.
@@ -104,8 +209,7 @@ pub async fn handshake(
     token: &str,
     time: SystemTime,
 ) -> (ConnectResponse<'static>, WebSocket) {
-    let dialer = connect_ws(DEFAULT_ROUTE_PATH, Arc::new(StaticToken::new(TOKEN)));
-    let ws = bounded(dialer.dial(&node.host)).await.unwrap();
+    let ws = dial(node).await;
     handshake_on(ws, host, token, time).await
 }
 
@@ -276,4 +380,24 @@ pub async fn send_mux(
         },
     )
     .await;
+}
+
+/// No mux left open on any of `node`'s connections, in either direction (MinIO's
+/// assertNoActive for a raw peer's node; retries for about a second, as cleanup is
+/// asynchronous).
+pub async fn assert_no_active(node: &Node) {
+    let busy = || {
+        node.manager
+            .connections()
+            .map(|c| (c.remote().to_owned(), c.stats()))
+            .filter(|(_, s)| s.incoming_muxes != 0 || s.outgoing_muxes != 0)
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..100 {
+        if busy().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("muxes left open: {:?}", busy());
 }
