@@ -464,6 +464,9 @@ impl Core {
                 }
                 ClientKind::Stream(s) => {
                     s.outq.clear();
+                    // An open that never left: nothing will send it (a released stream
+                    // is forgotten only once its open is gone).
+                    s.connect = None;
                     s.owe_cancel = false;
                     s.owed_credits = 0;
                     s.owe_ping = false;

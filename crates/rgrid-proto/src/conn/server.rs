@@ -141,11 +141,11 @@ impl Core {
         };
         wake(&mut s.in_waker, &mut self.wake);
         wake(&mut s.out_waker, &mut self.wake);
-        if closing {
-            self.schedule_data(Key::server(mux));
-        }
         if self.closed.is_some() {
+            // Nothing is transmitted any more: forget it (and queue no key for it).
             self.servers.remove(&mux);
+        } else if closing {
+            self.schedule_data(Key::server(mux));
         }
     }
 
