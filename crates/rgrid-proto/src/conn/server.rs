@@ -93,6 +93,10 @@ impl Core {
         if s.state != ServeState::Open {
             return Poll::Ready(Err(CallError::Cancelled));
         }
+        if msg.is_none() {
+            // Already sent: no credit is spent.
+            return Poll::Ready(Ok(()));
+        }
         if !s.credits.try_take() {
             set_waker(&mut s.out_waker, waker);
             return Poll::Pending;
