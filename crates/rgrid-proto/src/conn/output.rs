@@ -129,7 +129,12 @@ impl Core {
                 seq: sm.send_seq.advance(),
                 ..OutMsg::new(Op::ACK_MUX, base)
             }
-        } else if let Some(p) = s.owe_pong.take() {
+        } else if let Some(p) = {
+            // A pong with an error follows the stream's queued output, which holds the
+            // error message itself (MinIO queues that before the pong, spec §3.11).
+            let flushed = s.outq.is_empty();
+            s.owe_pong.take_if(|p| p.err.is_none() || flushed)
+        } {
             let pong = PongMsg {
                 not_found: false,
                 err: p.err.map(Into::into),
@@ -158,7 +163,11 @@ impl Core {
         } else {
             return (None, false);
         };
-        let more = s.owe_pong.is_some() || (s.owed_credits > 0 && s.state == ServeState::Open);
+        let more = s
+            .owe_pong
+            .as_ref()
+            .is_some_and(|p| p.err.is_none() || s.outq.is_empty())
+            || (s.owed_credits > 0 && s.state == ServeState::Open);
         (Some(msg), more)
     }
 
@@ -327,7 +336,11 @@ impl Core {
                         s.state = ServeState::Closing;
                     }
                     let more = !s.outq.is_empty() || s.state == ServeState::Closing;
+                    let pong_waits = s.outq.is_empty() && s.owe_pong.is_some();
                     self.dequeued(msg.payload_len());
+                    if pong_waits {
+                        self.schedule_control(Key::server(id));
+                    }
                     return (Some(msg), more);
                 }
                 if s.state == ServeState::Closing && s.handler_done {
