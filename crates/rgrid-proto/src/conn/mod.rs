@@ -308,8 +308,8 @@ pub struct Core {
     stateless: VecDeque<OutMsg>,
     /// Muxes with data to send, per class.
     ready: [VecDeque<Key>; 3],
-    /// Consecutive messages sent while a lower class waited.
-    streak: u32,
+    /// Per class: messages of higher classes sent in a row while it waited.
+    waited: [u32; 3],
     owe_conn_ping: bool,
     owe_conn_pong: Option<OutMsg>,
     events: VecDeque<Event>,
@@ -370,7 +370,7 @@ impl Core {
             control: VecDeque::new(),
             stateless: VecDeque::new(),
             ready: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
-            streak: 0,
+            waited: [0; 3],
             owe_conn_ping: false,
             owe_conn_pong: None,
             events: VecDeque::new(),

@@ -176,16 +176,29 @@ impl Core {
             return None;
         }
         loop {
-            // The highest class with work, unless a lower one has waited too long.
+            // The highest class with work, unless a lower one has waited too long (the one
+            // that waited longest, the higher one on a tie). Each waiting class counts for
+            // itself, so with three busy classes the lowest is not starved by the middle.
             let mut class = self.ready.iter().position(|r| !r.is_empty())?;
-            let lower = (class + 1..self.ready.len()).find(|&c| !self.ready[c].is_empty());
-            match lower {
-                Some(l) if self.streak >= STARVATION_LIMIT => {
-                    class = l;
-                    self.streak = 0;
+            let mut starved: Option<(u32, usize)> = None;
+            for (c, (r, &w)) in self.ready.iter().zip(&self.waited).enumerate() {
+                if c > class
+                    && !r.is_empty()
+                    && w >= STARVATION_LIMIT
+                    && starved.is_none_or(|(most, _)| w > most)
+                {
+                    starved = Some((w, c));
                 }
-                Some(_) => self.streak += 1,
-                None => self.streak = 0,
+            }
+            if let Some((_, c)) = starved {
+                class = c;
+            }
+            for (c, (r, w)) in self.ready.iter().zip(&mut self.waited).enumerate() {
+                if c == class || (c > class && r.is_empty()) {
+                    *w = 0;
+                } else if c > class {
+                    *w = w.saturating_add(1);
+                }
             }
             let key = self.ready[class].pop_front()?;
             let (msg, more) = match key.side {
