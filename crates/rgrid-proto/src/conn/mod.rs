@@ -539,9 +539,10 @@ impl Core {
         };
         if let Some((f, class)) = slot
             && !*f
+            && let Some(ready) = self.ready.get_mut(class as usize)
         {
             *f = true;
-            self.ready[class as usize].push_back(key);
+            ready.push_back(key);
         }
     }
 

@@ -200,7 +200,7 @@ impl Core {
                     *w = w.saturating_add(1);
                 }
             }
-            let key = self.ready[class].pop_front()?;
+            let key = self.ready.get_mut(class)?.pop_front()?;
             let (msg, more) = match key.side {
                 Side::Client => self.client_data(key.id),
                 Side::Server => self.server_data(key.id),
@@ -211,8 +211,8 @@ impl Core {
             };
             if let Some(f) = flag {
                 *f = more;
-                if more {
-                    self.ready[class].push_back(key);
+                if more && let Some(r) = self.ready.get_mut(class) {
+                    r.push_back(key);
                 }
             }
             if let Some(m) = msg {
