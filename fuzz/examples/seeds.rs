@@ -54,13 +54,18 @@ fn main() {
     write(&dir, "handshake", &handshake());
     write(&dir, "typed_decode", &typed_seeds());
 
-    // Structured input: raw bytes the `arbitrary` decoder turns into operation sequences.
+    // Command bytes for the pair driver (crates/rgrid-proto/tests/pair/fuzz.rs): four bytes
+    // of setup, then commands. An open, a pump, sends, reads, a handler's messages and end,
+    // releases, a step to the next timer.
     let mux: Vec<Vec<u8>> = vec![
         vec![0; 16],
         (0u8..=255).collect(),
         [
-            [0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 0, 2, 3].as_slice(),
-            &[0, 4, 8, 1, 2, 3, 4, 9, 5, 0].repeat(8),
+            [1u8, 2, 3, 4].as_slice(),
+            &[4, 0, 0, 0, 0, 0, 31, 0],
+            &[6, 0, 0, 3, 9, 31, 0, 20, 1, 0, 17, 1, 0, 2, 7, 31, 0],
+            &[10, 0, 0, 17, 1, 0, 5, 7, 31, 0, 10, 0, 0, 24, 0, 1, 31, 0],
+            &[17, 1, 0, 0, 31, 0, 14, 0, 40, 0, 22, 1, 40, 0, 31, 0],
         ]
         .concat(),
     ];

@@ -195,6 +195,10 @@ impl Core {
         if s.input != Input::Open {
             return Poll::Ready(Err(CallError::Local("stream input already closed")));
         }
+        if payload.is_none() {
+            // Already sent (a poll after completion): no credit is spent.
+            return Poll::Ready(Ok(()));
+        }
         if !s.credits.try_take() {
             set_waker(&mut m.tx_waker, waker);
             return Poll::Pending;

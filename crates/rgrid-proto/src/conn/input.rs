@@ -113,13 +113,16 @@ impl Core {
                     Some(ClientKind::Stream(_)) => {
                         self.fail_client_stream(id, CallError::Remote(text), false);
                     }
-                    Some(ClientKind::Request(st)) if !matches!(st, RequestState::Done(_)) => {
-                        *st = RequestState::Done(Err(CallError::Remote(text)));
-                        if let Some(c) = self.clients.get_mut(&id) {
-                            wake(&mut c.rx_waker, &mut self.wake);
+                    Some(ClientKind::Request(st)) => {
+                        // Only an answer to a request that left (one still queued keeps
+                        // its payload counted until it is sent).
+                        if matches!(st, RequestState::Sent) {
+                            *st = RequestState::Done(Err(CallError::Remote(text)));
+                            if let Some(c) = self.clients.get_mut(&id) {
+                                wake(&mut c.rx_waker, &mut self.wake);
+                            }
                         }
                     }
-                    Some(ClientKind::Request(_)) => {}
                     None => {}
                 }
             }

@@ -317,8 +317,8 @@ pub struct Core {
     stateless: VecDeque<OutMsg>,
     /// Muxes with data to send, per class.
     ready: [VecDeque<Key>; 3],
-    /// Consecutive messages sent while a lower class waited.
-    streak: u32,
+    /// Per class: messages of higher classes sent in a row while it waited.
+    waited: [u32; 3],
     owe_conn_ping: bool,
     owe_conn_pong: Option<OutMsg>,
     events: VecDeque<Event>,
@@ -381,7 +381,7 @@ impl Core {
             control: VecDeque::new(),
             stateless: VecDeque::new(),
             ready: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
-            streak: 0,
+            waited: [0; 3],
             owe_conn_ping: false,
             owe_conn_pong: None,
             events: VecDeque::new(),
@@ -487,6 +487,9 @@ impl Core {
                 }
                 ClientKind::Stream(s) => {
                     s.outq.clear();
+                    // An open that never left: nothing will send it (a released stream
+                    // is forgotten only once its open is gone).
+                    s.connect = None;
                     s.owe_cancel = false;
                     s.owed_credits = 0;
                     s.owe_ping = false;
@@ -560,11 +563,10 @@ impl Core {
         };
         if let Some((f, class)) = slot
             && !*f
+            && let Some(ready) = self.ready.get_mut(class as usize)
         {
             *f = true;
-            if let Some(r) = self.ready.get_mut(class as usize) {
-                r.push_back(key);
-            }
+            ready.push_back(key);
         }
     }
 

@@ -129,7 +129,12 @@ impl Core {
                 seq: sm.send_seq.advance(),
                 ..OutMsg::new(Op::ACK_MUX, base)
             }
-        } else if let Some(p) = s.owe_pong.take() {
+        } else if let Some(p) = {
+            // A pong with an error follows the stream's queued output, which holds the
+            // error message itself (MinIO queues that before the pong, spec §3.11).
+            let flushed = s.outq.is_empty();
+            s.owe_pong.take_if(|p| p.err.is_none() || flushed)
+        } {
             let pong = PongMsg {
                 not_found: false,
                 err: p.err.map(Into::into),
@@ -158,7 +163,11 @@ impl Core {
         } else {
             return (None, false);
         };
-        let more = s.owe_pong.is_some() || (s.owed_credits > 0 && s.state == ServeState::Open);
+        let more = s
+            .owe_pong
+            .as_ref()
+            .is_some_and(|p| p.err.is_none() || s.outq.is_empty())
+            || (s.owed_credits > 0 && s.state == ServeState::Open);
         (Some(msg), more)
     }
 
@@ -167,17 +176,29 @@ impl Core {
             return None;
         }
         loop {
-            // The highest class with work, unless a lower one has waited too long.
+            // The highest class with work, unless a lower one has waited too long (the one
+            // that waited longest, the higher one on a tie). Each waiting class counts for
+            // itself, so with three busy classes the lowest is not starved by the middle.
             let mut class = self.ready.iter().position(|r| !r.is_empty())?;
-            let lower = (class + 1..self.ready.len())
-                .find(|&c| self.ready.get(c).is_some_and(|r| !r.is_empty()));
-            match lower {
-                Some(l) if self.streak >= STARVATION_LIMIT => {
-                    class = l;
-                    self.streak = 0;
+            let mut starved: Option<(u32, usize)> = None;
+            for (c, (r, &w)) in self.ready.iter().zip(&self.waited).enumerate() {
+                if c > class
+                    && !r.is_empty()
+                    && w >= STARVATION_LIMIT
+                    && starved.is_none_or(|(most, _)| w > most)
+                {
+                    starved = Some((w, c));
                 }
-                Some(_) => self.streak += 1,
-                None => self.streak = 0,
+            }
+            if let Some((_, c)) = starved {
+                class = c;
+            }
+            for (c, (r, w)) in self.ready.iter().zip(&mut self.waited).enumerate() {
+                if c == class || (c > class && r.is_empty()) {
+                    *w = 0;
+                } else if c > class {
+                    *w = w.saturating_add(1);
+                }
             }
             let key = self.ready.get_mut(class)?.pop_front()?;
             let (msg, more) = match key.side {
@@ -329,7 +350,11 @@ impl Core {
                         s.state = ServeState::Closing;
                     }
                     let more = !s.outq.is_empty() || s.state == ServeState::Closing;
+                    let pong_waits = s.outq.is_empty() && s.owe_pong.is_some();
                     self.dequeued(msg.payload_len());
+                    if pong_waits {
+                        self.schedule_control(Key::server(id));
+                    }
                     return (Some(msg), more);
                 }
                 if s.state == ServeState::Closing && s.handler_done {

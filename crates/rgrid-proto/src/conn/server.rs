@@ -104,6 +104,10 @@ impl Core {
         if s.state != ServeState::Open {
             return Poll::Ready(Err(CallError::Cancelled));
         }
+        if msg.is_none() {
+            // Already sent: no credit is spent.
+            return Poll::Ready(Ok(()));
+        }
         if !s.credits.try_take() {
             set_waker(&mut s.out_waker, waker);
             return Poll::Pending;
@@ -152,11 +156,11 @@ impl Core {
         };
         wake(&mut s.in_waker, &mut self.wake);
         wake(&mut s.out_waker, &mut self.wake);
-        if closing {
-            self.schedule_data(Key::server(mux));
-        }
         if self.closed.is_some() {
+            // Nothing is transmitted any more: forget it (and queue no key for it).
             self.servers.remove(&mux);
+        } else if closing {
+            self.schedule_data(Key::server(mux));
         }
     }
 

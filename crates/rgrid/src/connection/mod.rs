@@ -279,7 +279,9 @@ impl ConnShared {
         let (session, tasks) = Session::start(self.clone(), ws);
         let old = {
             let mut cur = lock(&self.session);
-            let old = cur.replace(Arc::downgrade(&session)).and_then(|w| w.upgrade());
+            let old = cur
+                .replace(Arc::downgrade(&session))
+                .and_then(|w| w.upgrade());
             let mut known = lock(&self.remote_id);
             if known.is_some() {
                 self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
