@@ -458,6 +458,12 @@ impl Core {
         into.append(&mut self.wake);
     }
 
+    /// One waker of someone whose state changed (see [`Core::take_wakers`]); lets a caller
+    /// that usually wakes one task avoid collecting into a vector.
+    pub fn pop_waker(&mut self) -> Option<Waker> {
+        self.wake.pop()
+    }
+
     /// Whether anything waits to be transmitted.
     pub fn has_output(&self) -> bool {
         self.owe_conn_ping

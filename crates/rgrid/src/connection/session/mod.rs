@@ -123,11 +123,48 @@ pub(crate) struct SessionStats {
     pub(crate) last_pong_unix_nanos: u64,
 }
 
+/// A few items: the first inline, more in a vector (a call usually wakes one task and
+/// starts one handler, and this keeps that free of allocations).
+pub(crate) struct Few<T> {
+    one: Option<T>,
+    more: Vec<T>,
+}
+
+impl<T> Few<T> {
+    fn new() -> Self {
+        Few {
+            one: None,
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        if self.one.is_none() {
+            self.one = Some(item);
+        } else {
+            self.more.push(item);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.one.is_none()
+    }
+}
+
+impl<T> IntoIterator for Few<T> {
+    type Item = T;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<T>, std::vec::IntoIter<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.one.into_iter().chain(self.more)
+    }
+}
+
 /// What a session lock hands back when released: wakers and events to act on outside it.
 pub(crate) struct Released {
-    wakers: Vec<Waker>,
-    events: Vec<Event>,
-    cancels: Vec<CancellationToken>,
+    wakers: Few<Waker>,
+    events: Few<Event>,
+    cancels: Few<CancellationToken>,
     write: bool,
 }
 
@@ -193,10 +230,12 @@ impl Session {
 
     /// Collects, under the lock, what must be done once it is released.
     pub(crate) fn collect(&self, g: &mut Inner) -> Released {
-        let mut wakers = Vec::new();
-        g.core.take_wakers(&mut wakers);
-        let mut events = Vec::new();
-        let mut cancels = Vec::new();
+        let mut wakers = Few::new();
+        while let Some(w) = g.core.pop_waker() {
+            wakers.push(w);
+        }
+        let mut events = Few::new();
+        let mut cancels = Few::new();
         while let Some(ev) = g.core.poll_event() {
             match ev {
                 Event::Cancel { mux } => {

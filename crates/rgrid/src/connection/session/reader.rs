@@ -70,8 +70,8 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
 impl Session {
     /// Starts the handlers the core asked for. Single handlers that answer at once (with
     /// [`crate::Options::inline_handlers`]) are answered here, all in one write.
-    pub(super) fn run_events(self: &Arc<Self>, events: Vec<Event>) {
-        let mut answers = Vec::new();
+    pub(super) fn run_events(self: &Arc<Self>, events: super::Few<Event>) {
+        let mut answers = super::Few::new();
         for ev in events {
             match ev {
                 Event::Request {
