@@ -173,20 +173,27 @@ async fn ten_thousand_concurrent_requests_both_directions() {
     g.shutdown().await;
 }
 
-/// Established TCP sockets (Linux `/proc/net/tcp`) whose local port is one of `ports`.
+/// Established TCP sockets (Linux `/proc/net/tcp`) whose local port is one of `ports`, as
+/// "local remote" address pairs (hex, as the kernel writes them).
+///
+/// The kernel writes the table in chunks, so a read made while other sockets come and go
+/// (other tests of this binary, other processes) can list a socket twice or miss one: the
+/// result is the set of sockets seen in any of three reads.
 #[cfg(target_os = "linux")]
-fn established_to(ports: &[u16]) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
+fn established_to(ports: &[u16]) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        for l in table.lines().skip(1) {
             let cols: Vec<&str> = l.split_whitespace().collect();
             let local_port = cols.get(1).and_then(|a| a.rsplit(':').next());
             let port = local_port.and_then(|p| u16::from_str_radix(p, 16).ok());
-            cols.get(3) == Some(&"01") && port.is_some_and(|p| ports.contains(&p))
-        })
-        .count()
+            if cols.get(3) == Some(&"01") && port.is_some_and(|p| ports.contains(&p)) {
+                seen.insert(format!("{} {}", cols[1], cols[2]));
+            }
+        }
+    }
+    seen
 }
 
 #[tokio::test]
@@ -210,7 +217,15 @@ async fn a_three_node_grid_has_exactly_three_sockets() {
         .collect();
     // The node side of each socket has the node's listening port as its local port.
     #[cfg(target_os = "linux")]
-    assert_eq!(established_to(&ports), 3, "sockets accepted by the nodes");
+    {
+        let sockets = established_to(&ports);
+        assert_eq!(
+            sockets.len(),
+            3,
+            "sockets accepted by the nodes on {ports:?}: {sockets:?}; stats {:?}",
+            [(0, 1), (0, 2), (1, 2)].map(|(a, b)| g.conn(a, b).stats().reconnects)
+        );
+    }
     #[cfg(not(target_os = "linux"))]
     println!("SKIPPED: counting sockets ({ports:?}) needs Linux's /proc/net/tcp");
     g.shutdown().await;
