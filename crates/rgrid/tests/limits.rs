@@ -605,8 +605,14 @@ async fn pending_replies_limit() {
             send(&mut ws, request(mux, b"1")).await;
         }
         if alive {
-            node_read(&c, before, requests as u64).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A connection ping after the requests: the node reads one message at a time and
+            // answers a request before it reads the next, so once it has read the ping every
+            // answer is queued or waiting for room (and one too many would have closed the
+            // connection).
+            ws.send(tokio_websockets::Message::binary(Bytes::from(conn_ping())))
+                .await
+                .unwrap();
+            node_read(&c, before, requests as u64 + 1).await;
             assert!(c.stats().connected, "{requests} requests");
             // Released, every answer arrives.
             drop(block);
@@ -626,7 +632,9 @@ async fn pending_replies_limit() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On paused time, over in-memory pipes: once every task idles, each of the 20 callers has a
+/// place in the queue or waits for one, so the counts are final.
+#[tokio::test(start_paused = true)]
 async fn outbound_queue_limits_in_messages_and_bytes() {
     const SIZE: usize = 1000;
     // (queue in messages, budget in bytes, calls that get in): the message bound, then the
@@ -645,22 +653,19 @@ async fn outbound_queue_limits_in_messages_and_bytes() {
             ping_interval: Duration::from_secs(120),
             ..Options::default()
         };
-        let node = limited_node(opts).await;
-        let c = node.manager.connection(&node.peer).unwrap();
-        let (ws, block) = peer_with_stalled_node(&node).await;
+        let g = common::mem_grid_with(opts, |_, m| register_sized(m)).await;
+        let c = g.conn(0, 1);
+        // Node 0's writer stops: everything it sends to node 1 stays queued.
+        let block = c.block_outbound();
+        bounded(block.parked()).await;
         let calls: Vec<_> = (0..20)
             .map(|_| {
                 let c = c.clone();
                 tokio::spawn(async move { c.request(HandlerId::TEST, vec![0u8; SIZE]).await })
             })
             .collect();
-        bounded(async {
-            while c.stats().out_queue < admitted {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Paused time moves only once every task idles.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         let s = c.stats();
         assert_eq!(s.out_queue, admitted, "queue {queue}, budget {budget}");
         if queue > 20 {
@@ -668,10 +673,11 @@ async fn outbound_queue_limits_in_messages_and_bytes() {
             assert_eq!(s.out_queue_bytes, admitted * SIZE, "budget {budget}");
         }
         assert!(calls.iter().all(|t| !t.is_finished()), "the others wait");
+        c.kill();
         drop(block);
-        drop(ws);
         for t in calls {
-            assert!(bounded(t).await.unwrap().is_err());
+            assert_eq!(bounded(t).await.unwrap(), Err(Error::Disconnected));
         }
+        g.shutdown().await;
     }
 }
