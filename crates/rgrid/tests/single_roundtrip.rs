@@ -222,7 +222,7 @@ async fn a_three_node_grid_has_exactly_three_sockets() {
         assert_eq!(
             sockets.len(),
             3,
-            "sockets accepted by the nodes on {ports:?}: {sockets:?}; stats {:?}",
+            "sockets accepted by the nodes on {ports:?}: {sockets:?}; reconnects {:?}",
             [(0, 1), (0, 2), (1, 2)].map(|(a, b)| g.conn(a, b).stats().reconnects)
         );
     }
