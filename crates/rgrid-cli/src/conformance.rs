@@ -96,62 +96,87 @@ mod tests {
 
     use super::*;
 
+    /// Awaits `f` for at most 10 s, so a hang fails the test.
+    async fn bounded<T>(f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("hung")
+    }
+
     #[tokio::test]
     async fn every_conformance_handler_behaves_as_designed() {
-        let grid = LocalGrid::start_in_memory(2, rgrid::Options::default(), |_, m| {
-            register(m).unwrap();
-        })
+        let grid = bounded(LocalGrid::start_in_memory(
+            2,
+            rgrid::Options::default(),
+            |_, m| {
+                register(m).unwrap();
+            },
+        ))
         .await
         .unwrap();
         let conn = grid.conn(0, 1);
         assert_eq!(
-            conn.request(ECHO, Bytes::from_static(b"hi")).await.unwrap(),
+            bounded(conn.request(ECHO, Bytes::from_static(b"hi")))
+                .await
+                .unwrap(),
             Bytes::from_static(b"hi")
         );
-        match conn.request(ERROR, Bytes::from_static(b"boom")).await {
+        match bounded(conn.request(ERROR, Bytes::from_static(b"boom"))).await {
             Err(Error::Remote(e)) => assert_eq!(e.text(), "boom"),
             other => panic!("want a remote error, got {other:?}"),
         }
 
-        let mut echo = conn
-            .subroute("echo")
-            .open_stream(ECHO, Bytes::new())
+        let mut echo = bounded(conn.subroute("echo").open_stream(ECHO, Bytes::new()))
             .await
             .unwrap();
-        echo.send(Bytes::from_static(b"a")).await.unwrap();
+        bounded(echo.send(Bytes::from_static(b"a"))).await.unwrap();
         assert_eq!(
-            echo.next().await.unwrap().unwrap(),
+            bounded(echo.next()).await.unwrap().unwrap(),
             Bytes::from_static(b"a")
         );
         echo.close_send();
-        assert!(echo.next().await.is_none());
+        assert!(bounded(echo.next()).await.is_none());
 
-        let count = conn
-            .subroute("count")
-            .open_stream(ECHO, Bytes::from_static(b"xy"))
-            .await
-            .unwrap();
-        let got: Vec<Bytes> = count.map(Result::unwrap).collect().await;
+        let count = bounded(
+            conn.subroute("count")
+                .open_stream(ECHO, Bytes::from_static(b"xy")),
+        )
+        .await
+        .unwrap();
+        let got: Vec<Bytes> = bounded(count.map(Result::unwrap).collect()).await;
         let want: Vec<Bytes> = (0..COUNT_MESSAGES)
             .map(|i| Bytes::from(vec![i, b'x', b'y']))
             .collect();
         assert_eq!(got, want);
 
-        let mut failing = conn
-            .subroute("error")
-            .open_stream(ERROR, Bytes::from_static(b"bad"))
-            .await
-            .unwrap();
-        match failing.next().await {
+        let mut failing = bounded(
+            conn.subroute("error")
+                .open_stream(ERROR, Bytes::from_static(b"bad")),
+        )
+        .await
+        .unwrap();
+        match bounded(failing.next()).await {
             Some(Err(Error::Remote(e))) => assert_eq!(e.text(), "bad"),
             other => panic!("want a remote error, got {other:?}"),
         }
-        assert!(failing.next().await.is_none());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        for c in [grid.conn(0, 1), grid.conn(1, 0)] {
-            let s = c.stats();
-            assert_eq!((s.incoming_muxes, s.outgoing_muxes), (0, 0));
+        assert!(bounded(failing.next()).await.is_none());
+        // Cleanup is asynchronous: poll (bounded) until no mux is left on either side.
+        let muxes = || {
+            [grid.conn(0, 1), grid.conn(1, 0)].map(|c| {
+                let s = c.stats();
+                (s.incoming_muxes, s.outgoing_muxes)
+            })
+        };
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+        while muxes() != [(0, 0); 2] && tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        grid.shutdown().await;
+        assert_eq!(
+            muxes(),
+            [(0, 0); 2],
+            "muxes left open (in, out) per direction"
+        );
+        drop((echo, failing));
+        bounded(grid.shutdown()).await;
     }
 }

@@ -1,19 +1,18 @@
 //! Connection loss: the single-request half of MinIO's TestDisconnect, calls before the first
-//! connection, and dead-peer detection through connection pings.
+//! connection, and dead-peer detection through connection pings (on paused time, over
+//! in-memory pipes, where the detection time is exact).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{bounded, eventually, mem_grid_with};
+use futures_util::FutureExt;
 use rgrid::test_util::LocalGrid;
 use rgrid::{Error, HandlerId, Manager, Options, RemoteError, State};
 use tokio::sync::mpsc;
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("hung")
-}
 
 /// Registers handlerTest as MinIO's h1: signal "got call", then block until the test ends.
 fn register_blocking(m: &Manager, got_call: mpsc::UnboundedSender<()>) {
@@ -68,8 +67,11 @@ async fn pending_call_fails_on_disconnect_and_the_grid_reconnects() {
     assert_eq!(&ok[..], b"after");
     assert!(conn.stats().reconnects >= 1 || g.conn(1, 0).stats().reconnects >= 1);
     // The blocked handler was cancelled with its connection.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(g.conn(1, 0).stats().incoming_muxes, 0);
+    eventually(
+        "the blocked handler's mux closes with its connection",
+        || g.conn(1, 0).stats().incoming_muxes == 0,
+    )
+    .await;
     assert_eq!(conn.stats().outgoing_muxes, 0);
     g.shutdown().await;
 }
@@ -83,10 +85,13 @@ async fn calls_before_the_connection_is_up_fail_fast() {
         .unwrap();
     let conn = m.connection(hosts[1]).unwrap();
     assert_eq!(conn.state(), State::Unconnected);
-    let t0 = std::time::Instant::now();
-    let err = conn.request(HandlerId::TEST, "x").await.unwrap_err();
-    assert_eq!(err, Error::Disconnected);
-    assert!(t0.elapsed() < Duration::from_millis(100));
+    // Fails on its first poll: it never waits for a connection.
+    let res = conn.request(HandlerId::TEST, "x").now_or_never();
+    assert_eq!(
+        res,
+        Some(Err(Error::Disconnected)),
+        "must fail without waiting"
+    );
     assert!(m.connection("http://127.0.0.1:3").is_none());
     m.shutdown().await;
     assert_eq!(conn.state(), State::Shutdown);
@@ -111,41 +116,49 @@ async fn shutdown_ends_calls_in_flight() {
     bounded(g.shutdown()).await;
 }
 
-#[tokio::test]
+/// On paused time, over in-memory pipes: the detection time is exact.
+#[tokio::test(start_paused = true)]
 async fn silent_peer_is_detected_by_pings_and_the_pair_reconnects() {
+    let interval = Duration::from_millis(100);
     let options = Options {
-        ping_interval: Duration::from_millis(100),
+        ping_interval: interval,
         ..Options::default()
     };
-    let g = LocalGrid::start_with(2, options, |_, m| {
-        m.register_single(HandlerId::TEST, |p| async move { Ok::<_, RemoteError>(p) })
+    let (got_call, mut calls) = mpsc::unbounded_channel::<()>();
+    let g = mem_grid_with(options, move |_, m| {
+        register_blocking(m, got_call.clone());
+        m.register_single(HandlerId::TEST2, |p| async move { Ok::<_, RemoteError>(p) })
             .unwrap();
     })
-    .await
-    .unwrap();
-    let before = g.conn(0, 1).stats().reconnects;
-    // Node 0 stops reading: it sees no pongs and must drop the connection after ~200 ms. The
-    // dialing side reconnects within a millisecond or so, so watch the reconnect counter
-    // rather than the (brief) ConnectionError state.
-    let block = g.conn(0, 1).block_inbound();
-    let t0 = std::time::Instant::now();
-    bounded(async {
-        while g.conn(0, 1).stats().reconnects == before {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
     .await;
+    let before = g.conn(0, 1).stats().reconnects;
+    // A call in flight ends when node 0 drops the connection: that moment is the detection.
+    let pending = tokio::spawn({
+        let conn = g.conn(0, 1);
+        async move { conn.request(HandlerId::TEST, "block").await }
+    });
+    bounded(calls.recv()).await.unwrap();
+    // Node 0 stops reading: it sees no pongs (and answers no pings). Its last pong is at
+    // most one interval old now, so the connection must drop more than one and at most two
+    // intervals from now.
+    let block = g.conn(0, 1).block_inbound();
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(bounded(pending).await.unwrap(), Err(Error::Disconnected));
     let detected = t0.elapsed();
-    // At most 2 intervals without a pong plus one tick (and scheduling slack).
     assert!(
-        detected <= Duration::from_secs(1),
-        "dead peer detected after {detected:?}"
+        detected >= interval && detected <= 2 * interval + Duration::from_millis(1),
+        "dead peer detected after {detected:?}, ping interval {interval:?}"
     );
     drop(block);
+    // The pair reconnects by itself and calls work again.
+    eventually("the pair reconnects", || {
+        g.conn(0, 1).stats().reconnects > before
+    })
+    .await;
     bounded(g.conn(0, 1).wait_for_connect()).await.unwrap();
     let ok = bounded(async {
         loop {
-            match g.conn(0, 1).request(HandlerId::TEST, "alive").await {
+            match g.conn(0, 1).request(HandlerId::TEST2, "alive").await {
                 Err(Error::Disconnected) => tokio::time::sleep(Duration::from_millis(10)).await,
                 other => break other,
             }

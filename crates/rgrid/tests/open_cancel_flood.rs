@@ -19,11 +19,23 @@ use futures_util::{SinkExt, StreamExt};
 use rgrid::Options;
 use rgrid::proto::{DecodeLimits, Flags, Frame, HandlerId, Op};
 
-/// Memory in use by this process (Linux; `None` elsewhere).
+/// Streams the attacker leaves unanswered at most when it checks (it checks every
+/// `CHECK_EVERY` opens and then waits until at most `WINDOW` are unanswered).
+const WINDOW: u64 = 4096;
+const CHECK_EVERY: usize = 512;
+
+/// Memory in use by this process, in KiB (Linux only: the memory bounds are checked there
+/// alone, and the test says so elsewhere).
+#[cfg(target_os = "linux")]
 fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rss_kib() -> Option<u64> {
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,13 +91,13 @@ async fn rapid_open_and_cancel_keeps_bookkeeping_bounded() {
             sink.feed(tokio_websockets::Message::binary(cancel.encode()))
                 .await
                 .unwrap();
-            if k % 512 == 0 {
+            if k % CHECK_EVERY == 0 {
                 sink.flush().await.unwrap();
                 max_muxes = max_muxes.max(conn.stats().incoming_muxes);
-                // At most 4096 streams the node has not finished with yet.
+                // At most WINDOW streams the node has not finished with yet.
                 let sent = mux;
                 let waited = tokio::time::timeout(Duration::from_secs(10), async {
-                    while sent.saturating_sub(finished.load(Ordering::Relaxed)) > 4096 {
+                    while sent.saturating_sub(finished.load(Ordering::Relaxed)) > WINDOW {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 })
@@ -98,7 +110,7 @@ async fn rapid_open_and_cancel_keeps_bookkeeping_bounded() {
             }
         }
         sink.flush().await.unwrap();
-        rss_per_round.push(rss_kib().unwrap_or(0));
+        rss_per_round.push(rss_kib());
     }
     let flood = started.elapsed();
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
@@ -109,7 +121,16 @@ async fn rapid_open_and_cancel_keeps_bookkeeping_bounded() {
     .await;
     assert!(drained.is_ok(), "muxes left: {:?}", conn.stats());
     assert!(conn.stats().connected, "a legal flood keeps the connection");
-    assert!(max_muxes <= Options::default().max_incoming_muxes);
+    // The node keeps books only for streams alive: when sampled, at most WINDOW +
+    // CHECK_EVERY streams were unanswered (each finished stream was answered with
+    // OpDisconnectClientMux, sent just before its books are dropped; a few may sit in that
+    // gap). Kept books for finished streams would push this past the window (towards
+    // `max_incoming_muxes`, 16384, where opens are refused).
+    let bound = WINDOW as usize + CHECK_EVERY + 16;
+    assert!(
+        max_muxes <= bound,
+        "{max_muxes} muxes at once, but at most {bound} streams were unanswered"
+    );
     // Every handler task is gone again.
     let settled = tokio::time::timeout(Duration::from_secs(10), async {
         while tasks() > tasks_before {
@@ -133,10 +154,17 @@ async fn rapid_open_and_cancel_keeps_bookkeeping_bounded() {
     );
     // Memory is flat: the second half of the flood needs no more than the first (plus
     // allocator noise), and the whole flood stays within a small bound.
-    if let Some(before) = rss_before {
-        let half = rss_per_round.len() / 2;
-        let first = rss_per_round[..half].iter().max().copied().unwrap_or(0);
-        let second = rss_per_round[half..].iter().max().copied().unwrap_or(0);
+    if cfg!(not(target_os = "linux")) {
+        println!("SKIPPED: the memory bounds (they read /proc/self/status, Linux only)");
+    } else {
+        let before = rss_before.expect("VmRSS missing from /proc/self/status");
+        let rss: Vec<u64> = rss_per_round
+            .iter()
+            .map(|r| r.expect("VmRSS missing from /proc/self/status"))
+            .collect();
+        let half = rss.len() / 2;
+        let first = rss[..half].iter().max().copied().unwrap();
+        let second = rss[half..].iter().max().copied().unwrap();
         assert!(
             second <= first + 16 * 1024,
             "RSS grew from {first} KiB to {second} KiB during the flood"

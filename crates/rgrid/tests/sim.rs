@@ -17,8 +17,9 @@
 //! write_timeout`, and reconnect time (heal → both ends `Connected`).
 //!
 //! After all faults are healed and a quiet period has passed, each seed checks:
-//! * every issued call has exactly one outcome (issued = success + each error kind, plus the
-//!   calls whose caller crashed with them);
+//! * every issued call has exactly one outcome (success, an error kind, or "its caller
+//!   crashed with it"): none is missing, and none is reported twice (a second report is
+//!   recorded in the ledger and checked here, not asserted in the task that reports it);
 //! * no handler ran twice for one call; exactly once for calls that succeeded;
 //! * successful streams got every echo, gap-free and in order;
 //! * no mux left open (`incoming_muxes == outgoing_muxes == 0` everywhere) and each node's
@@ -144,6 +145,11 @@ struct Call {
 struct Ledger {
     calls: HashMap<u64, Call>,
     handler_runs: HashMap<u64, u32>,
+    /// Outcomes reported for a call that had one already. Recorded rather than asserted: a
+    /// panic in a task spawned on a turmoil host does not fail the simulation by itself
+    /// (tokio keeps it in the dropped join handle; turmoil forwards such panics only under
+    /// `--cfg tokio_unstable`), so the driver checks this list.
+    second_outcomes: Vec<String>,
 }
 
 /// What the driver and all hosts of one seed share.
@@ -206,12 +212,11 @@ impl Shared {
     fn finish(&self, id: u64, outcome: Outcome, took: Duration) {
         let mut l = self.ledger.lock().unwrap();
         let call = l.calls.get_mut(&id).unwrap();
-        assert!(
-            call.outcome.is_none(),
-            "seed {}: call {id} got a second outcome {outcome:?} after {:?}",
-            self.seed,
-            call.outcome
-        );
+        if let Some(first) = &call.outcome {
+            let what = format!("call {id} got a second outcome {outcome:?} after {first:?}");
+            l.second_outcomes.push(what);
+            return;
+        }
         call.outcome = Some(outcome);
         call.took = took;
     }
@@ -868,6 +873,13 @@ fn check_invariants(d: &mut Driver<'_>, baseline: &[usize]) -> SeedReport {
 
     let l = s.ledger.lock().unwrap();
     report.calls = l.calls.len();
+    // Exactly one outcome per call: no second one (here), and none missing (below).
+    assert!(
+        l.second_outcomes.is_empty(),
+        "seed {seed}: {} calls got a second outcome, first: {:?}",
+        l.second_outcomes.len(),
+        &l.second_outcomes[..l.second_outcomes.len().min(3)]
+    );
     let slack = 3 * TICK;
     for (id, c) in &l.calls {
         let outcome = c
@@ -905,8 +917,6 @@ fn check_invariants(d: &mut Driver<'_>, baseline: &[usize]) -> SeedReport {
         }
         *report.outcomes.entry((c.kind, outcome)).or_default() += 1;
     }
-    let accounted: usize = report.outcomes.values().sum();
-    assert_eq!(accounted, report.calls, "seed {seed}: outcomes != issued");
     let ok = |k| report.outcomes.get(&(k, Outcome::Ok)).copied().unwrap_or(0);
     assert!(
         ok(Kind::Single) > 0 && ok(Kind::Stream) > 0,

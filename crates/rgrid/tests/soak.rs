@@ -8,8 +8,8 @@
 //! freed), tokio's alive task count and the open muxes of every connection, and prints them.
 //! It asserts that memory and task counts stay flat (the maximum over the last third of the
 //! samples against the maximum over the first third, after warm-up, with a tolerance), that
-//! every call got exactly one outcome (none lost or hung), and that no mux is left open once
-//! the load stops.
+//! every call ended within its deadline + 10 s with an expected outcome (none hung, no
+//! unexpected error), and that no mux is left open once the load stops.
 //!
 //! Ignored by default. Run it (default 10 minutes; `RGRID_SOAK_SECS` overrides):
 //! `cargo test -p rgrid --release --test soak -- --ignored --nocapture`
@@ -344,8 +344,10 @@ async fn soak() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Each worker counts one outcome per call it issued (a call still running after its
+    // deadline + 10 s counts as hung), so the outcome counters add up to `issued` by
+    // construction: what is checked is which outcomes they are.
     let issued = c.issued.load(Ordering::Relaxed);
-    let finished = c.finished();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
         "soak summary: {:.0} s, {issued} calls ({:.0}/s): ok {} remote {} disconnected {} deadline {} other {} hung {}; {} kills; slow consumer got {} messages ({} MiB) over {} streams",
@@ -362,7 +364,6 @@ async fn soak() {
         load(&c.pushed_received) * PUSH_MSG as u64 / (1024 * 1024),
         load(&c.push_reopens),
     );
-    assert_eq!(issued, finished, "calls without an outcome");
     assert_eq!(load(&c.hung), 0, "calls hung past their deadline");
     assert_eq!(load(&c.other), 0, "unexpected errors (see stderr)");
     assert!(load(&c.ok) > 0 && load(&c.pushed_received) > 0);

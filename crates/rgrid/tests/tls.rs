@@ -375,6 +375,24 @@ async fn http_local_with_https_remote_checksums() {
     bounded(server.shutdown()).await;
 }
 
+/// Dials through `inner` and reports each attempt's outcome on `attempts`.
+struct Reporting {
+    inner: WsDialer,
+    attempts: tokio::sync::mpsc::UnboundedSender<Result<(), Error>>,
+}
+
+impl ConnDialer for Reporting {
+    fn dial(&self, remote: &str) -> rgrid::transport::DialFuture {
+        let dial = self.inner.dial(remote);
+        let attempts = self.attempts.clone();
+        Box::pin(async move {
+            let res = dial.await;
+            let _ = attempts.send(res.as_ref().map(|_| ()).map_err(Clone::clone));
+            res
+        })
+    }
+}
+
 /// Dials `node` and returns the error.
 async fn dial_err(node: &TlsNode, dialer: &WsDialer) -> Error {
     match bounded(dialer.dial(&node.host)).await {
@@ -399,13 +417,43 @@ async fn wrong_ca_is_refused_and_never_connects() {
     assert_tls(&e, "UnknownIssuer");
 
     // Two managers with different CAs: whichever dials fails, and nothing ever connects.
+    // Their dialers report every attempt; after two attempts have failed the TLS way,
+    // neither side has ever been connected.
     let (ls, hosts) = listeners(2).await;
     let cas = [ca, other];
     let leaves = [cas[0].node(), cas[1].node()];
-    let nodes = start(ls, &hosts, &Options::default(), |i| {
-        config(&cas[i], &leaves[i])
-    });
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let opts = Options {
+        dial_timeout: Duration::from_millis(500),
+        ..Options::default()
+    };
+    let (attempts_tx, mut attempts) = tokio::sync::mpsc::unbounded_channel();
+    let nodes: Vec<Manager> = ls
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let tls = config(&cas[i], &leaves[i]);
+            let m = Manager::builder(hosts[i].clone(), hosts.clone())
+                .options(opts.clone())
+                .token(TOKEN)
+                .tls(tls.clone())
+                .dialer(Reporting {
+                    inner: dialer(tls).timeout(opts.dial_timeout),
+                    attempts: attempts_tx.clone(),
+                })
+                .build()
+                .unwrap();
+            register(&m);
+            tokio::spawn(serve(l, m.clone()));
+            m.start();
+            m
+        })
+        .collect();
+    for _ in 0..2 {
+        match bounded(attempts.recv()).await.unwrap() {
+            Ok(()) => panic!("a dial across different CAs succeeded"),
+            Err(e) => assert_tls(&e, "UnknownIssuer"),
+        }
+    }
     for n in &nodes {
         for c in n.connections() {
             assert_ne!(c.state(), State::Connected);

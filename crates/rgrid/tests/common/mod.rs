@@ -24,6 +24,21 @@ pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
         .expect("hung")
 }
 
+/// Polls `cond` every 5 ms until it holds, for at most 10 s (of virtual time on paused
+/// time); panics naming `what` if it never does. For conditions that become true
+/// asynchronously (cleanup after a cancel, a counter catching up): never sleep and then
+/// assert.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out after 10 s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A connected two-node grid with `options`; `register` adds handlers to each node.
 pub async fn grid_with(options: Options, register: impl Fn(usize, &Manager)) -> LocalGrid {
     bounded(LocalGrid::start_with(2, options, register))
