@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{Connection, HandlerId, RemoteError, Stream, StreamHandler};
+use rgrid::{Connection, HandlerId, Priority, RemoteError, Stream, StreamHandler};
 
 use crate::measure::{self, Point, Timing};
 use crate::requests;
@@ -53,7 +53,14 @@ pub const DEFAULT_WINDOWS: [usize; 2] = [1, 4];
 /// The bulk stream's handler with an output window of `window` messages: until the caller
 /// goes away, it sends `bulk` again and again, each send waiting for a credit.
 fn bulk_handler(window: usize, bulk: Bytes) -> StreamHandler {
-    // BULK PRIORITY (per handler): opt the handler into the bulk class on this line.
+    // BULK PRIORITY (per handler): the handler's output is in the bulk class, so small calls
+    // on the connection wait for at most one of its messages. `RGRID_BENCH_NO_BULK=1` leaves
+    // it in the normal class, to measure what the class buys.
+    let priority = if std::env::var_os("RGRID_BENCH_NO_BULK").is_some() {
+        Priority::Normal
+    } else {
+        Priority::Bulk
+    };
     StreamHandler::new(0, window, move |_, _, _, out| {
         let bulk = bulk.clone();
         async move {
@@ -61,6 +68,7 @@ fn bulk_handler(window: usize, bulk: Bytes) -> StreamHandler {
             Ok::<(), RemoteError>(())
         }
     })
+    .priority(priority)
 }
 
 /// Opens the bulk stream of window `window` from the node of `conn` to its peer.
