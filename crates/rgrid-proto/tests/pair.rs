@@ -357,6 +357,31 @@ fn stream_open_ack_wakes_the_sender() {
     );
 }
 
+#[test]
+fn the_ack_leaves_before_output_queued_with_it() {
+    let mut p = pair();
+    let s = p.open(A, 78, b"");
+    p.transmit_all(A);
+    p.deliver_all(A);
+    let _ = expect_stream(&mut p, B);
+    // The handler answers before anything of the stream was transmitted.
+    assert!(p.serve_data(B, s, b"first").is_ready());
+    assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
+    p.pump();
+    let wire: Vec<(Op, u32)> = p.sent_on(B, s).iter().map(|m| (m.op, m.seq)).collect();
+    assert_eq!(
+        wire,
+        [
+            (Op::ACK_MUX, 0),
+            (Op::MUX_SERVER_MSG, 1),
+            (Op::MUX_SERVER_MSG, 2),
+            (Op::DISCONNECT_CLIENT_MUX, 0)
+        ]
+    );
+    assert_eq!(p.recv(A, s), ok(b"first"));
+    assert_eq!(p.recv(A, s), ENDED);
+}
+
 /// Sends `n` messages from A's caller to B's handler, which reads one per round: the
 /// messages sent and not yet read never exceed the window, and the window is used fully.
 #[test]
