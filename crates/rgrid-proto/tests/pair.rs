@@ -538,7 +538,15 @@ fn eof_from_the_caller() {
 fn eof_from_the_handler() {
     let mut p = pair();
     let s = open_acked(&mut p, 78);
+    let (w, woken) = counting_waker();
+    assert!(p.a().stream_recv(s, &w).is_pending());
     assert!(p.serve_data(B, s, b"r1").is_ready());
+    p.pump();
+    assert_eq!(
+        woken.get(),
+        1,
+        "the waiting consumer is woken when a message arrives"
+    );
     assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
     assert_eq!(
         p.serve_data(B, s, b"more"),
@@ -842,6 +850,15 @@ fn stream_pings_are_answered() {
     assert!(p.events(B).is_empty());
     let pings = p.ops_on(A, s).iter().filter(|&&o| o == Op::PING).count();
     assert_eq!(pings, 20, "one ping per 15 s");
+    // A Go caller pings with an empty payload: the pong carries Go's zero time (spec §15.2).
+    let mut p = pair();
+    p.inject(B, &[raw_open(7, 0), msg(Op::PING, 7, 1, Flags::NONE, None)])
+        .unwrap();
+    p.transmit_all(B);
+    let pong = p.sent_on(B, 7).pop().unwrap();
+    assert_eq!((pong.op, pong.seq), (Op::PONG, 1));
+    let decoded = PongMsg::decode(pong.payload.as_deref().unwrap()).unwrap();
+    assert_eq!((decoded.err, decoded.t), (None, GridTime::GO_ZERO));
 }
 
 #[test]
@@ -980,12 +997,24 @@ fn connection_pings_every_interval() {
             let t = PingMsg::decode(ping.payload.as_deref().unwrap()).unwrap().t;
             assert_eq!(t, harness::wall(secs(10 * (i as u64 + 1))));
         }
-        let pongs = p
+        let pongs: Vec<_> = p
             .sent_by(1 - node)
             .into_iter()
             .filter(|m| m.op == Op::PONG && m.mux_id == 0)
-            .count();
-        assert_eq!(pongs, 10);
+            .collect();
+        assert_eq!(pongs.len(), 10);
+        // A pong is the ping sent back with the op changed, plus the base flags (§15.1).
+        for (ping, pong) in pings.iter().zip(&pongs) {
+            assert_eq!(
+                (pong.seq, pong.deadline_ms, pong.handler, pong.flags),
+                (ping.seq, ping.deadline_ms, ping.handler, Flags::CRC)
+            );
+            let t = PongMsg::decode(pong.payload.as_deref().unwrap()).unwrap().t;
+            assert_eq!(
+                t,
+                PingMsg::decode(ping.payload.as_deref().unwrap()).unwrap().t
+            );
+        }
         assert_eq!(p.core(node).close_reason(), None);
     }
     // The round trip is measured.
