@@ -357,6 +357,31 @@ fn stream_open_ack_wakes_the_sender() {
     );
 }
 
+#[test]
+fn the_ack_leaves_before_output_queued_with_it() {
+    let mut p = pair();
+    let s = p.open(A, 78, b"");
+    p.transmit_all(A);
+    p.deliver_all(A);
+    let _ = expect_stream(&mut p, B);
+    // The handler answers before anything of the stream was transmitted.
+    assert!(p.serve_data(B, s, b"first").is_ready());
+    assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
+    p.pump();
+    let wire: Vec<(Op, u32)> = p.sent_on(B, s).iter().map(|m| (m.op, m.seq)).collect();
+    assert_eq!(
+        wire,
+        [
+            (Op::ACK_MUX, 0),
+            (Op::MUX_SERVER_MSG, 1),
+            (Op::MUX_SERVER_MSG, 2),
+            (Op::DISCONNECT_CLIENT_MUX, 0)
+        ]
+    );
+    assert_eq!(p.recv(A, s), ok(b"first"));
+    assert_eq!(p.recv(A, s), ENDED);
+}
+
 /// Sends `n` messages from A's caller to B's handler, which reads one per round: the
 /// messages sent and not yet read never exceed the window, and the window is used fully.
 #[test]
@@ -513,7 +538,15 @@ fn eof_from_the_caller() {
 fn eof_from_the_handler() {
     let mut p = pair();
     let s = open_acked(&mut p, 78);
+    let (w, woken) = counting_waker();
+    assert!(p.a().stream_recv(s, &w).is_pending());
     assert!(p.serve_data(B, s, b"r1").is_ready());
+    p.pump();
+    assert_eq!(
+        woken.get(),
+        1,
+        "the waiting consumer is woken when a message arrives"
+    );
     assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
     assert_eq!(
         p.serve_data(B, s, b"more"),
@@ -817,17 +850,24 @@ fn stream_pings_are_answered() {
     assert!(p.events(B).is_empty());
     let pings = p.ops_on(A, s).iter().filter(|&&o| o == Op::PING).count();
     assert_eq!(pings, 20, "one ping per 15 s");
+    // A Go caller pings with an empty payload: the pong carries Go's zero time (spec §15.2).
+    let mut p = pair();
+    p.inject(B, &[raw_open(7, 0), msg(Op::PING, 7, 1, Flags::NONE, None)])
+        .unwrap();
+    p.transmit_all(B);
+    let pong = p.sent_on(B, 7).pop().unwrap();
+    assert_eq!((pong.op, pong.seq), (Op::PONG, 1));
+    let decoded = PongMsg::decode(pong.payload.as_deref().unwrap()).unwrap();
+    assert_eq!((decoded.err, decoded.t), (None, GridTime::GO_ZERO));
 }
 
 #[test]
 fn a_not_found_pong_fails_the_stream() {
     let mut p = pair();
-    let s = open_acked(&mut p, 78);
-    // The handler side forgets the stream and its final disconnect is lost.
-    p.drop_from[B] = Some(Box::new(|m| m.op == Op::DISCONNECT_CLIENT_MUX));
-    p.serve_done(B, s);
-    p.pump();
-    assert!(!p.a().stream_is_ended(s));
+    // The handler side never saw the open (a peer that lost it).
+    let s = p.open(A, 78, b"");
+    p.transmit_all(A);
+    p.lose_in_flight(A);
     p.advance_to(secs(15), true);
     let pong = p
         .sent_on(B, s)
@@ -955,12 +995,24 @@ fn connection_pings_every_interval() {
             let t = PingMsg::decode(ping.payload.as_deref().unwrap()).unwrap().t;
             assert_eq!(t, harness::wall(secs(10 * (i as u64 + 1))));
         }
-        let pongs = p
+        let pongs: Vec<_> = p
             .sent_by(1 - node)
             .into_iter()
             .filter(|m| m.op == Op::PONG && m.mux_id == 0)
-            .count();
-        assert_eq!(pongs, 10);
+            .collect();
+        assert_eq!(pongs.len(), 10);
+        // A pong is the ping sent back with the op changed, plus the base flags (§15.1).
+        for (ping, pong) in pings.iter().zip(&pongs) {
+            assert_eq!(
+                (pong.seq, pong.deadline_ms, pong.handler, pong.flags),
+                (ping.seq, ping.deadline_ms, ping.handler, Flags::CRC)
+            );
+            let t = PongMsg::decode(pong.payload.as_deref().unwrap()).unwrap().t;
+            assert_eq!(
+                t,
+                PingMsg::decode(ping.payload.as_deref().unwrap()).unwrap().t
+            );
+        }
         assert_eq!(p.core(node).close_reason(), None);
     }
     // The round trip is measured.
@@ -1520,4 +1572,41 @@ fn wall_clock_is_virtual() {
             nanos: 0
         }
     );
+}
+
+/// Many served streams end while the caller's keepalive tick pings them: the pings cross
+/// the final disconnects on the wire and find no stream. That is legitimate traffic and must
+/// not close the connection as a ping flood.
+#[test]
+fn pings_crossing_final_disconnects_are_no_flood() {
+    const N: usize = 2_000;
+    let routes = TestRoutes::default().stream(78, 0, 1, Class::Normal);
+    let mut p = Pair::new(routes);
+    p.logging = false;
+    let streams: Vec<u64> = (0..N).map(|_| p.open(A, 78, b"")).collect();
+    p.pump();
+    assert_eq!(p.events(B).len(), N);
+    p.advance_to(secs(14), true);
+    // Every handler ends; the ends and final disconnects are on the wire when A's tick fires.
+    for &s in &streams {
+        assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
+    }
+    p.transmit_all(B);
+    p.advance_to(secs(15), false);
+    p.logging = true;
+    assert_eq!(p.transmit_all(A), N, "one ping per stream");
+    p.deliver_all(A);
+    p.deliver_all(B);
+    p.pump();
+    assert_eq!(p.b().close_reason(), None);
+    assert_eq!(p.a().close_reason(), None);
+    assert!(
+        !p.log
+            .iter()
+            .any(|l| l.msg.op == Op::PONG && l.msg.mux_id != 0),
+        "a ping that crossed the end is not answered"
+    );
+    for &s in &streams {
+        assert_eq!(p.recv(A, s), ENDED, "every stream ends cleanly");
+    }
 }

@@ -218,6 +218,7 @@ impl Core {
         payload: Option<Bytes>,
         routes: &dyn Routes,
     ) {
+        self.max_opened = self.max_opened.max(m.mux_id.0);
         if m.flags.contains(Flags::STATELESS) {
             return self.refuse(m, "Stateless streams not supported".to_owned());
         }
@@ -476,7 +477,13 @@ impl Core {
             }
             return;
         }
-        // A connection ping, or a ping for a stream this side does not serve (any more).
+        if id != 0 && id <= self.max_opened {
+            // A ping for a stream that ended here (or was refused): it crossed the final
+            // message on the wire, so the caller learns of the end from that. No answer, and
+            // not counted as a flood (many streams can end just as the caller's tick fires).
+            return;
+        }
+        // A connection ping, or a ping for a stream the peer never opened.
         let max = self.cfg.max_pings_per_interval;
         self.pings = self.pings.saturating_add(1);
         if self.pings > max {

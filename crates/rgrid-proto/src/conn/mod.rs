@@ -328,6 +328,8 @@ pub struct Core {
     next_stream_tick: Instant,
     last_pong: Instant,
     pings: u32,
+    /// The highest mux id the peer opened a stream with (served or refused).
+    max_opened: u64,
     last_ping_sent: Option<(GridTime, Instant)>,
     wall: GridTime,
     last_rtt: Option<Duration>,
@@ -389,6 +391,7 @@ impl Core {
             deadlines: BTreeSet::new(),
             last_pong: now,
             pings: 0,
+            max_opened: 0,
             last_ping_sent: None,
             wall: GridTime::default(),
             last_rtt: None,
