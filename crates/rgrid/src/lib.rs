@@ -245,7 +245,8 @@ pub use auth::{
     GridJwt, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
 };
 pub use connection::{
-    ConnStats, Connection, Responses, State, Stream, StreamIn, StreamOut, StreamSender, Subroute,
+    CallOptions, ConnStats, Connection, Responses, State, Stream, StreamIn, StreamOut,
+    StreamSender, Subroute,
 };
 #[cfg(feature = "test-util")]
 pub use connection::{InboundBlock, OutboundBlock};

@@ -81,9 +81,9 @@ impl Core {
                     // A stream this side no longer has: tell the handler side to stop. (Go
                     // answers OpDisconnectClientMux, which targets the peer's *client*
                     // table, spec §14.2.)
+                    // Handler 0, as Go sends every stream follow-up.
                     let msg = OutMsg {
                         mux_id: id,
-                        handler: m.handler,
                         ..OutMsg::new(Op::DISCONNECT_SERVER_MUX, self.cfg.base_flags)
                     };
                     self.queue_stateless(msg);
@@ -98,7 +98,6 @@ impl Core {
                 } else if m.op == Op::MUX_CLIENT_MSG {
                     let msg = OutMsg {
                         mux_id: id,
-                        handler: m.handler,
                         ..OutMsg::new(Op::DISCONNECT_CLIENT_MUX, self.cfg.base_flags)
                     };
                     self.queue_stateless(msg);
@@ -248,7 +247,7 @@ impl Core {
             outq: VecDeque::new(),
             owe_ack: true,
             owed_credits: 0,
-            owe_pong: None,
+            owe_pong: VecDeque::new(),
             handler_done: false,
             last_ping: now,
             watched: deadline.is_none_or(|d| d > watch_after),
@@ -463,7 +462,10 @@ impl Core {
                 Ok(()) => None,
             };
             s.last_ping = now;
-            s.owe_pong = Some(OwedPong {
+            if s.owe_pong.len() >= MAX_OWED_PONGS {
+                s.owe_pong.pop_front();
+            }
+            s.owe_pong.push_back(OwedPong {
                 seq: m.seq,
                 deadline_ms: m.deadline_ms,
                 handler: m.handler,

@@ -68,6 +68,11 @@ use crate::{
 
 pub use self::out::{OutMsg, encode_frame};
 
+/// Pongs a served stream may owe at once (one per ping, as Go answers); past it the oldest
+/// owed pong is dropped. A caller pings every stream ping interval, so more than one is owed
+/// only while the writer is stuck for a whole interval.
+pub const MAX_OWED_PONGS: usize = 8;
+
 /// Consecutive messages of higher classes after which a waiting lower class sends one.
 pub const STARVATION_LIMIT: u32 = 32;
 

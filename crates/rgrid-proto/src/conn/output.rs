@@ -133,7 +133,11 @@ impl Core {
             // A pong with an error follows the stream's queued output, which holds the
             // error message itself (MinIO queues that before the pong, spec §3.11).
             let flushed = s.outq.is_empty();
-            s.owe_pong.take_if(|p| p.err.is_none() || flushed)
+            if s.owe_pong.front().is_some_and(|p| p.err.is_none() || flushed) {
+                s.owe_pong.pop_front()
+            } else {
+                None
+            }
         } {
             let pong = PongMsg {
                 not_found: false,
@@ -165,7 +169,7 @@ impl Core {
         };
         let more = s
             .owe_pong
-            .as_ref()
+            .front()
             .is_some_and(|p| p.err.is_none() || s.outq.is_empty())
             || (s.owed_credits > 0 && s.state == ServeState::Open);
         (Some(msg), more)
@@ -350,7 +354,7 @@ impl Core {
                         s.state = ServeState::Closing;
                     }
                     let more = !s.outq.is_empty() || s.state == ServeState::Closing;
-                    let pong_waits = s.outq.is_empty() && s.owe_pong.is_some();
+                    let pong_waits = s.outq.is_empty() && !s.owe_pong.is_empty();
                     self.dequeued(msg.payload_len());
                     if pong_waits {
                         self.schedule_control(Key::server(id));

@@ -178,7 +178,7 @@ pub(crate) enum ServeState {
     Closing,
 }
 
-/// A pong owed for a stream ping (the latest ping wins if the writer is behind).
+/// A pong owed for a stream ping.
 #[derive(Debug, Clone)]
 pub(crate) struct OwedPong {
     pub(crate) seq: u32,
@@ -204,7 +204,9 @@ pub(crate) struct ServerStream {
     pub(crate) outq: VecDeque<(crate::Flags, Option<Bytes>)>,
     pub(crate) owe_ack: bool,
     pub(crate) owed_credits: u32,
-    pub(crate) owe_pong: Option<OwedPong>,
+    /// Pongs owed, one per ping like Go; at most [`super::MAX_OWED_PONGS`] (the oldest
+    /// is dropped past that, so a ping flood on one stream holds bounded memory).
+    pub(crate) owe_pong: VecDeque<OwedPong>,
     pub(crate) handler_done: bool,
     pub(crate) last_ping: Instant,
     pub(crate) watched: bool,

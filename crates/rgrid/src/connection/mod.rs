@@ -17,6 +17,7 @@ pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
 use crate::error::Error;
+use crate::handlers::Priority;
 use crate::manager::ManagerCtx;
 use crate::transport::WebSocket;
 
@@ -432,16 +433,31 @@ impl Connection {
         payload: impl Into<Bytes>,
         deadline: Duration,
     ) -> Result<Bytes, Error> {
-        self.call(handler, None, payload.into(), deadline).await
+        let opts = CallOptions::new().deadline(deadline);
+        self.call(handler, None, payload.into(), opts).await
+    }
+
+    /// Makes a single request with [`CallOptions`] (deadline, priority).
+    pub async fn request_with(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        options: CallOptions,
+    ) -> Result<Bytes, Error> {
+        self.call(handler, None, payload.into(), options).await
     }
 
     async fn call(
         &self,
         handler: HandlerId,
-        subroute: Option<SubrouteId>,
+        subroute: Option<(SubrouteId, &str)>,
         payload: Bytes,
-        deadline: Duration,
+        opts: CallOptions,
     ) -> Result<Bytes, Error> {
+        let deadline = opts
+            .deadline
+            .unwrap_or(self.inner.ctx.options.default_deadline);
+        let priority = opts.priority.unwrap_or(Priority::Latency);
         if !handler.is_valid() {
             return Err(Error::UnknownHandler(handler));
         }
@@ -462,9 +478,13 @@ impl Connection {
             });
         };
         let at = tokio::time::Instant::now() + deadline;
-        match tokio::time::timeout_at(at, session.roundtrip(handler, subroute, payload, deadline))
-            .await
-        {
+        let sub = subroute.map(|(id, _)| id);
+        let call = session.roundtrip(handler, sub, payload, deadline, priority);
+        match tokio::time::timeout_at(at, call).await {
+            Ok(Err(e)) => Err(match subroute {
+                Some((_, route)) => name_route(e, handler, route),
+                None => e,
+            }),
             Ok(res) => res,
             Err(_) => Err(Error::DeadlineExceeded),
         }
@@ -482,7 +502,25 @@ impl Connection {
         handler: HandlerId,
         payload: impl Into<Bytes>,
     ) -> Result<Stream, Error> {
-        stream::open(&self.inner, handler, None, payload.into(), None).await
+        stream::open(
+            &self.inner,
+            handler,
+            None,
+            payload.into(),
+            CallOptions::new(),
+        )
+        .await
+    }
+
+    /// Opens a stream with [`CallOptions`]: a deadline, and the priority of this call's
+    /// messages (its input; the handler's output uses the handler's registration).
+    pub async fn open_stream_with(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        options: CallOptions,
+    ) -> Result<Stream, Error> {
+        stream::open(&self.inner, handler, None, payload.into(), options).await
     }
 
     /// Opens a stream that must end within `deadline`. The deadline travels to the handler,
@@ -494,7 +532,8 @@ impl Connection {
         payload: impl Into<Bytes>,
         deadline: Duration,
     ) -> Result<Stream, Error> {
-        stream::open(&self.inner, handler, None, payload.into(), Some(deadline)).await
+        let opts = CallOptions::new().deadline(deadline);
+        stream::open(&self.inner, handler, None, payload.into(), opts).await
     }
 
     /// Test hook: drops the live websocket as if the network failed (MinIO's
@@ -591,6 +630,53 @@ impl Drop for InboundBlock {
     }
 }
 
+/// Options of one call: its deadline and its priority. `Default` leaves both to the
+/// connection's defaults ([`crate::Options::default_deadline`] for single requests, none for
+/// streams; [`Priority::Latency`] for single requests, the handler's registration for
+/// streams).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// The call must complete within this; it travels to the handler.
+    pub deadline: Option<Duration>,
+    /// The scheduling class of this call's messages on this side's writer.
+    pub priority: Option<Priority>,
+}
+
+impl CallOptions {
+    /// Defaults for everything.
+    pub fn new() -> Self {
+        CallOptions::default()
+    }
+
+    /// Sets the deadline.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the priority (e.g. [`Priority::Bulk`] for a large transfer, so small calls on the
+    /// same connection do not wait behind it).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+}
+
+/// Adds the route the caller asked for to a refusal for an unknown handler, which names the
+/// subroute only by its 32-byte id (as MinIO's text does).
+pub(crate) fn name_route(e: Error, handler: HandlerId, route: &str) -> Error {
+    match e {
+        Error::Remote(r) if r.text().starts_with("Invalid Handler") => {
+            Error::Remote(crate::error::RemoteError::new(format!(
+                "{} (the remote has no handler {handler} for route {route:?})",
+                r.text()
+            )))
+        }
+        other => other,
+    }
+}
+
 /// A connection bound to a static subroute. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Subroute {
@@ -628,9 +714,21 @@ impl Subroute {
         payload: impl Into<Bytes>,
         deadline: Duration,
     ) -> Result<Bytes, Error> {
+        let opts = CallOptions::new().deadline(deadline);
+        self.request_with(handler, payload, opts).await
+    }
+
+    /// Makes a single request with [`CallOptions`] to the handler registered under this
+    /// subroute.
+    pub async fn request_with(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        options: CallOptions,
+    ) -> Result<Bytes, Error> {
         let sub = SubrouteId::from_route_hash(self.hash, handler);
         self.conn
-            .call(handler, Some(sub), payload.into(), deadline)
+            .call(handler, Some((sub, &self.route)), payload.into(), options)
             .await
     }
 
@@ -641,8 +739,28 @@ impl Subroute {
         handler: HandlerId,
         payload: impl Into<Bytes>,
     ) -> Result<Stream, Error> {
+        self.open_stream_with(handler, payload, CallOptions::new())
+            .await
+    }
+
+    /// Opens a stream with [`CallOptions`] to the handler registered under this subroute.
+    pub async fn open_stream_with(
+        &self,
+        handler: HandlerId,
+        payload: impl Into<Bytes>,
+        options: CallOptions,
+    ) -> Result<Stream, Error> {
         let sub = SubrouteId::from_route_hash(self.hash, handler);
-        stream::open(&self.conn.inner, handler, Some(sub), payload.into(), None).await
+        let route: Arc<str> = Arc::from(self.route.as_str());
+        stream::open_routed(
+            &self.conn.inner,
+            handler,
+            sub,
+            route,
+            payload.into(),
+            options,
+        )
+        .await
     }
 
     /// Opens a stream with a deadline to the handler registered under this subroute.
@@ -652,15 +770,7 @@ impl Subroute {
         payload: impl Into<Bytes>,
         deadline: Duration,
     ) -> Result<Stream, Error> {
-        let sub = SubrouteId::from_route_hash(self.hash, handler);
-        let payload = payload.into();
-        stream::open(
-            &self.conn.inner,
-            handler,
-            Some(sub),
-            payload,
-            Some(deadline),
-        )
-        .await
+        let opts = CallOptions::new().deadline(deadline);
+        self.open_stream_with(handler, payload, opts).await
     }
 }

@@ -12,7 +12,6 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream as FuturesStream;
@@ -20,7 +19,7 @@ use rgrid_proto::conn::{CallError, StreamRoute};
 use rgrid_proto::{HandlerId, SubrouteId};
 
 use super::session::now;
-use super::{ConnShared, Session, State};
+use super::{CallOptions, ConnShared, Session, State};
 use crate::error::Error;
 
 /// One stream opened from this side, shared by its two handles.
@@ -28,6 +27,19 @@ use crate::error::Error;
 pub(crate) struct ClientMux {
     session: Arc<Session>,
     id: u64,
+    handler: HandlerId,
+    /// The subroute asked for, named in a refusal.
+    route: Option<Arc<str>>,
+}
+
+impl ClientMux {
+    fn error(&self, e: CallError) -> Error {
+        let e = self.session.error(e);
+        match &self.route {
+            Some(route) => super::name_route(e, self.handler, route),
+            None => e,
+        }
+    }
 }
 
 impl ClientMux {
@@ -51,8 +63,35 @@ pub(crate) async fn open(
     handler: HandlerId,
     subroute: Option<SubrouteId>,
     payload: Bytes,
-    deadline: Option<Duration>,
+    opts: CallOptions,
 ) -> Result<Stream, Error> {
+    open_inner(conn, handler, subroute.map(|s| (s, None)), payload, opts).await
+}
+
+/// Opens a stream to a subroute, whose name a refusal then carries.
+pub(crate) async fn open_routed(
+    conn: &Arc<ConnShared>,
+    handler: HandlerId,
+    subroute: SubrouteId,
+    route: Arc<str>,
+    payload: Bytes,
+    opts: CallOptions,
+) -> Result<Stream, Error> {
+    open_inner(conn, handler, Some((subroute, Some(route))), payload, opts).await
+}
+
+async fn open_inner(
+    conn: &Arc<ConnShared>,
+    handler: HandlerId,
+    subroute: Option<(SubrouteId, Option<Arc<str>>)>,
+    payload: Bytes,
+    opts: CallOptions,
+) -> Result<Stream, Error> {
+    let (subroute, route_name) = match subroute {
+        Some((s, r)) => (Some(s), r),
+        None => (None, None),
+    };
+    let deadline = opts.deadline;
     let entry = conn.ctx.registry().stream(handler, subroute.as_ref());
     // Like MinIO, the caller sizes its windows from its own registration of the handler.
     let Some(entry) = entry else {
@@ -75,13 +114,18 @@ pub(crate) async fn open(
     let route = StreamRoute {
         in_capacity: h.in_capacity,
         out_capacity: h.out_capacity,
-        class: h.priority,
+        class: opts.priority.unwrap_or(h.priority),
     };
     session.wait_room().await?;
     let id = session
         .with_core(|core| core.open_stream(now(), handler, subroute, payload, deadline, route))
         .map_err(|e| session.error(e))?;
-    let mux = Arc::new(ClientMux { session, id });
+    let mux = Arc::new(ClientMux {
+        session,
+        id,
+        handler,
+        route: route_name,
+    });
     let responses = Responses { mux: mux.clone() };
     let sender = (h.in_capacity > 0).then(|| StreamSender { mux, closed: false });
     Ok(Stream { sender, responses })
@@ -187,7 +231,7 @@ impl StreamSender {
             r
         })
         .await;
-        res.map_err(|e| session.error(e))
+        res.map_err(|e| mux.error(e))
     }
 
     /// Closes the input: the handler's input ends after the messages already sent.
@@ -255,6 +299,6 @@ impl FuturesStream for Responses {
             drop(g);
             session.act(done);
         }
-        r.map(|o| o.map(|res| res.map_err(|e| session.error(e))))
+        r.map(|o| o.map(|res| res.map_err(|e| mux.error(e))))
     }
 }

@@ -183,8 +183,8 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
             drop(tcp);
             continue;
         };
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, %peer, "set_nodelay failed");
+        if let Err(e) = super::tune_tcp(&tcp) {
+            tracing::debug!(error = %e, %peer, "tuning the accepted socket failed");
         }
         // TLS handshake and upgrade request share one deadline.
         let pre = PreAuth {

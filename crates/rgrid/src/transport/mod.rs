@@ -79,3 +79,26 @@ pub(crate) fn split_host(host: &str) -> Result<(bool, &str), Error> {
     }
     Ok((tls, authority))
 }
+
+/// Unsent bytes the kernel keeps queued on a grid socket (`TCP_NOTSENT_LOWAT`, Linux): past
+/// this the socket reports "full", so the connection's scheduler decides what goes next
+/// instead of a long first-in first-out socket buffer (a small call would otherwise queue
+/// behind megabytes of bulk data already handed to the kernel).
+pub(crate) const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+/// Sets the socket options of a grid connection: `TCP_NODELAY`, and on Linux
+/// [`NOTSENT_LOWAT`].
+pub(crate) fn tune_tcp(tcp: &tokio::net::TcpStream) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let lowat = std::env::var("RGRID_NOTSENT_LOWAT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(NOTSENT_LOWAT);
+        if lowat > 0 {
+            socket2::SockRef::from(tcp).set_tcp_notsent_lowat(lowat)?;
+        }
+    }
+    Ok(())
+}

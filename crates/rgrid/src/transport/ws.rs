@@ -100,7 +100,7 @@ impl WsDialer {
             )));
         }
         let tcp = TcpStream::connect(authority).await?;
-        tcp.set_nodelay(true)?;
+        super::tune_tcp(&tcp)?;
         #[cfg(feature = "tls")]
         if let (true, Some(config)) = (tls, &self.tls) {
             return Ok(Box::new(config.connect(tcp, authority).await?));

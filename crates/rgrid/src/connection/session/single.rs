@@ -97,12 +97,13 @@ impl Session {
         subroute: Option<SubrouteId>,
         payload: Bytes,
         deadline: std::time::Duration,
+        priority: Class,
     ) -> Result<Bytes, Error> {
         let mut payload = Some(payload);
         let mux = self
             .admit(|core| {
                 let payload = payload.take().unwrap_or_default();
-                core.start_request(handler, subroute, payload, deadline, Class::Latency)
+                core.start_request(handler, subroute, payload, deadline, priority)
             })
             .await?
             .map_err(|e| self.error(e))?;
