@@ -479,17 +479,17 @@ impl Core {
             }
             return;
         }
-        if id != 0 && id <= self.max_opened {
-            // A ping for a stream that ended here (or was refused): it crossed the final
-            // message on the wire, so the caller learns of the end from that. No answer, and
-            // not counted as a flood (many streams can end just as the caller's tick fires).
-            return;
-        }
-        // A connection ping, or a ping for a stream the peer never opened.
-        let max = self.cfg.max_pings_per_interval;
-        self.pings = self.pings.saturating_add(1);
-        if self.pings > max {
-            return self.close(CloseReason::PingFlood { limit: max });
+        // A ping for a stream that ended here (or was refused) crossed the final message on
+        // the wire: it is answered "not found" like Go does (the caller, which got the end
+        // first, ignores it) but not counted as a flood, since many streams can end just as
+        // the caller's tick fires. A connection ping, or one for a stream the peer never
+        // opened, counts.
+        if id == 0 || id > self.max_opened {
+            let max = self.cfg.max_pings_per_interval;
+            self.pings = self.pings.saturating_add(1);
+            if self.pings > max {
+                return self.close(CloseReason::PingFlood { limit: max });
+            }
         }
         let pong = PongMsg {
             not_found: id != 0,

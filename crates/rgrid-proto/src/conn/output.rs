@@ -133,7 +133,10 @@ impl Core {
             // A pong with an error follows the stream's queued output, which holds the
             // error message itself (MinIO queues that before the pong, spec §3.11).
             let flushed = s.outq.is_empty();
-            if s.owe_pong.front().is_some_and(|p| p.err.is_none() || flushed) {
+            if s.owe_pong
+                .front()
+                .is_some_and(|p| p.err.is_none() || flushed)
+            {
                 s.owe_pong.pop_front()
             } else {
                 None
