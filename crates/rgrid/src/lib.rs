@@ -237,6 +237,7 @@ mod options;
 pub mod test_util;
 pub mod transport;
 pub mod typed;
+mod util;
 
 pub use rgrid_proto as proto;
 pub use rgrid_proto::{HandlerId, SubrouteId};

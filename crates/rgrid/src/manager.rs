@@ -18,11 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{GridJwt, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator};
-use crate::connection::{ConnShared, Connection, State, lock};
+use crate::connection::{ConnShared, Connection, State};
 use crate::error::{Error, RemoteError};
 use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
 use crate::options::{MAX_HANDSHAKE_MESSAGE_SIZE, Options};
 use crate::transport::{ConnDialer, GridService, WebSocket, connect_ws, split_host};
+use crate::util::lock;
 
 /// An HTTP-level check run on every upgrade request before the websocket is accepted (MinIO's
 /// `authReq`), given the request headers; an `Err` answers 403.

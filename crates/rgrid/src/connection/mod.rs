@@ -6,7 +6,7 @@ mod stream;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ pub use self::stream::{Responses, Stream, StreamSender};
 use crate::error::Error;
 use crate::manager::ManagerCtx;
 use crate::transport::WebSocket;
+use crate::util::lock;
 
 /// The state of a connection (MinIO's `State`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,12 +213,6 @@ async fn wait_unblocked(blocked: &AtomicBool, unblocked: &Notify, session: &Sess
             _ = session.cancel.cancelled() => return false,
         }
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it (the data guarded
-/// here stays consistent across every critical section).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ConnShared {

@@ -68,7 +68,7 @@ impl GridService {
         let taken = req
             .extensions()
             .get::<PreauthSlot>()
-            .and_then(|s| crate::connection::lock(&s.0).take());
+            .and_then(|s| crate::util::lock(&s.0).take());
         let Some(slot) = taken.or_else(|| self.manager.preauth_slot()) else {
             tracing::debug!("grid: too many connections in their handshake, upgrade refused");
             return status(StatusCode::SERVICE_UNAVAILABLE);
