@@ -18,7 +18,7 @@ pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
 use crate::error::Error;
 use crate::manager::ManagerCtx;
-use crate::transport::WebSocket;
+use crate::transport::dial::WebSocket;
 use crate::util::lock;
 
 /// The state of a connection (MinIO's `State`).

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_websockets::{Limits, ServerBuilder};
 
-use super::BoxedIo;
+use super::dial::BoxedIo;
 use crate::manager::Manager;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -289,7 +289,7 @@ fn acceptor(manager: &Manager) -> Result<Option<Acceptor>, ()> {
 }
 
 fn local_is_https(manager: &Manager) -> bool {
-    super::split_host(manager.host()).is_ok_and(|(https, _)| https)
+    super::dial::split_host(manager.host()).is_ok_and(|(https, _)| https)
 }
 
 /// Serves one already-accepted connection of any transport (a Unix socket, an in-process

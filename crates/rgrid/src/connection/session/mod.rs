@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ConnShared, lock};
 use crate::error::{Error, RemoteError};
-use crate::transport::WebSocket;
+use crate::transport::dial::WebSocket;
 
 type WsSink = SplitSink<WebSocket, tokio_websockets::Message>;
 type WsStream = SplitStream<WebSocket>;
