@@ -229,6 +229,7 @@
 
 mod auth;
 mod connection;
+mod ctx;
 mod error;
 mod handlers;
 mod manager;
@@ -243,7 +244,8 @@ pub use rgrid_proto as proto;
 pub use rgrid_proto::{HandlerId, SubrouteId};
 
 pub use auth::{
-    GridJwt, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
+    GridJwt, HttpAuthFn, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource,
+    TokenValidator,
 };
 pub use connection::{
     ConnStats, Connection, Responses, State, Stream, StreamIn, StreamOut, StreamSender, Subroute,
@@ -254,7 +256,7 @@ pub use error::{Error, RemoteError};
 pub use handlers::{
     BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn,
 };
-pub use manager::{HttpAuthFn, Manager, ManagerBuilder};
+pub use manager::{Manager, ManagerBuilder};
 pub use options::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_ROUTE_PATH, FRAME_SLACK, LOCK_ROUTE_PATH,
     MAX_HANDSHAKE_MESSAGE_SIZE, Options,

@@ -16,8 +16,8 @@ use tokio::sync::{Notify, watch};
 pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
+use crate::ctx::ManagerCtx;
 use crate::error::Error;
-use crate::manager::ManagerCtx;
 use crate::transport::dial::WebSocket;
 use crate::util::lock;
 

@@ -43,8 +43,16 @@ pub struct GridService {
     manager: Manager,
 }
 
+// Here rather than in manager.rs, so that the manager does not depend on the HTTP side.
+impl Manager {
+    /// The HTTP entry point (a tower service) for websocket upgrades on the route path.
+    pub fn service(&self) -> GridService {
+        GridService::new(self.clone())
+    }
+}
+
 impl GridService {
-    pub(crate) fn new(manager: Manager) -> Self {
+    fn new(manager: Manager) -> Self {
         GridService { manager }
     }
 

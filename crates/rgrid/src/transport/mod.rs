@@ -23,9 +23,8 @@ pub(crate) mod dial;
 mod http;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
-mod ws;
+pub(crate) mod ws;
 
-pub(crate) use self::dial::split_host;
 pub use self::dial::{BoxedIo, ConnDialer, DialFuture, Io, WebSocket};
 pub use self::http::{GridService, serve, serve_connection};
 #[cfg(feature = "tls")]

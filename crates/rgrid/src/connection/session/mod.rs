@@ -105,7 +105,7 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
-    pub(crate) fn spawn(self, ctx: &crate::manager::ManagerCtx) {
+    pub(crate) fn spawn(self, ctx: &crate::ctx::ManagerCtx) {
         ctx.tracker.spawn(self.writer);
         ctx.tracker.spawn(self.reader);
         ctx.tracker.spawn(self.timer);
