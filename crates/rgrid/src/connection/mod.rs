@@ -5,13 +5,17 @@ mod session;
 mod stream;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(feature = "test-util")]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rgrid_proto::{Flags, HandlerId, RouteHash, SubrouteId};
-use tokio::sync::{Notify, watch};
+#[cfg(feature = "test-util")]
+use tokio::sync::Notify;
+use tokio::sync::watch;
 
 pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
@@ -103,8 +107,8 @@ pub(crate) fn unix_nanos() -> u64 {
 }
 
 /// Test-only fault injection state (feature `test-util`).
+#[cfg(feature = "test-util")]
 #[derive(Debug, Default)]
-#[cfg_attr(not(feature = "test-util"), allow(dead_code))]
 pub(crate) struct Faults {
     pub(crate) inbound_blocked: AtomicBool,
     pub(crate) inbound_released: Notify,
@@ -131,7 +135,7 @@ pub(crate) struct ConnShared {
     session: Mutex<Option<Weak<Session>>>,
     remote_id: Mutex<Option<[u8; 16]>>,
     pub(crate) counters: Counters,
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    #[cfg(feature = "test-util")]
     pub(crate) faults: Faults,
 }
 
@@ -233,6 +237,7 @@ impl ConnShared {
             session: Mutex::new(None),
             remote_id: Mutex::new(None),
             counters: Counters::default(),
+            #[cfg(feature = "test-util")]
             faults: Faults::default(),
         }
     }
