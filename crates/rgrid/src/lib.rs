@@ -183,6 +183,8 @@
 //! pings (a peer silent for 20 s is dropped), 15 s stream pings, 5 minutes maximum clock skew,
 //! 60 s default deadline. Rapid open-and-cancel costs only the streams alive at one time
 //! (bounded by `max_incoming_muxes`): a cancelled handler's future is dropped at once.
+//! Control messages owed to a peer (credits, pongs, cancels) have no queue of their own: they
+//! are state of the live requests and streams, so the limits above bound them too.
 //!
 //! # TLS
 //!
