@@ -18,6 +18,11 @@ mod jwt;
 
 pub use jwt::{GridJwt, MAX_TOKEN_LEN, MinioJwt};
 
+/// An HTTP-level check run on every upgrade request before the websocket is accepted (MinIO's
+/// `authReq`), given the request headers; an `Err` answers 403. Set it with
+/// [`crate::ManagerBuilder::http_auth`].
+pub type HttpAuthFn = Arc<dyn Fn(&http::HeaderMap) -> Result<(), String> + Send + Sync>;
+
 /// Produces the token sent in the upgrade request (`Authorization: Bearer`) and in the
 /// connect message.
 ///

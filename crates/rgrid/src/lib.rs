@@ -183,6 +183,8 @@
 //! pings (a peer silent for 20 s is dropped), 15 s stream pings, 5 minutes maximum clock skew,
 //! 60 s default deadline. Rapid open-and-cancel costs only the streams alive at one time
 //! (bounded by `max_incoming_muxes`): a cancelled handler's future is dropped at once.
+//! Control messages owed to a peer (credits, pongs, cancels) have no queue of their own: they
+//! are state of the live requests and streams, so the limits above bound them too.
 //!
 //! # TLS
 //!
@@ -223,12 +225,42 @@
 //! * `test-util`: `test_util::LocalGrid` (local n-node grids, on loopback or in memory for
 //!   tests on paused time) and fault hooks on [`Connection`] (`kill`, `block_inbound`). Not
 //!   a stable API.
+//!
+//! # Layout
+//!
+//! The private modules, each depending only on modules listed before it (one exception,
+//! below):
+//!
+//! * `error`: [`Error`] and [`RemoteError`].
+//! * `options`: [`Options`], the route and size constants, the writer's merge limits.
+//! * `util`: the poison-recovering `lock()`.
+//! * `auth`: token sources and validators ([`GridJwt`], [`MinioJwt`], [`StaticToken`]) and
+//!   the upgrade check type [`HttpAuthFn`].
+//! * `transport/dial.rs` and `transport/tls.rs` (inside the public [`transport`]): the
+//!   dialer trait [`ConnDialer`], [`WebSocket`] and its byte stream, host URL parsing; the
+//!   [`TlsConfig`].
+//! * `handlers`: [`HandlerCtx`], the handler function types, [`StreamHandler`] and the
+//!   registry a connection dispatches through.
+//! * `ctx`: `ManagerCtx`, what the connections of a manager share: options, registry,
+//!   shutdown signal and task tracker, identity, token source and validator, dialer, TLS.
+//! * `connection`: [`Connection`], [`Subroute`], [`State`], [`ConnStats`] and the test
+//!   hooks; `session/` drives one websocket (reader, writer, timers, single requests),
+//!   `stream.rs` is the caller's side of a stream, `serve_stream.rs` the handler's side
+//!   ([`StreamIn`], [`StreamOut`]).
+//! * `manager`: [`Manager`] and [`ManagerBuilder`]: the hosts, the dial loops and both sides
+//!   of the handshake.
+//!
+//! The public modules sit on top: [`transport`] (its `http.rs` holds [`serve`],
+//! [`GridService`](transport::GridService) and [`Manager::service`]; `ws.rs` the default
+//! dialer), [`typed`] and `test_util`. The exception: `handlers` names [`StreamIn`] and
+//! [`StreamOut`], which `connection` defines, in a stream handler's signature.
 
 // The TLS items the docs link to exist only with the `tls` feature.
 #![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
 
 mod auth;
 mod connection;
+mod ctx;
 mod error;
 mod handlers;
 mod manager;
@@ -237,12 +269,14 @@ mod options;
 pub mod test_util;
 pub mod transport;
 pub mod typed;
+mod util;
 
 pub use rgrid_proto as proto;
 pub use rgrid_proto::{HandlerId, SubrouteId};
 
 pub use auth::{
-    GridJwt, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
+    GridJwt, HttpAuthFn, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource,
+    TokenValidator,
 };
 pub use connection::{
     CallOptions, ConnStats, Connection, Responses, State, Stream, StreamIn, StreamOut,
@@ -254,7 +288,7 @@ pub use error::{Error, RemoteError};
 pub use handlers::{
     BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn,
 };
-pub use manager::{HttpAuthFn, Manager, ManagerBuilder};
+pub use manager::{Manager, ManagerBuilder};
 pub use options::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_ROUTE_PATH, FRAME_SLACK, LOCK_ROUTE_PATH,
     MAX_HANDSHAKE_MESSAGE_SIZE, Options,

@@ -17,47 +17,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{GridJwt, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator};
-use crate::connection::{ConnShared, Connection, State, lock};
+use crate::auth::{
+    GridJwt, HttpAuthFn, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
+};
+use crate::connection::{ConnShared, Connection, State};
+use crate::ctx::ManagerCtx;
 use crate::error::{Error, RemoteError};
 use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
 use crate::options::{MAX_HANDSHAKE_MESSAGE_SIZE, Options};
-use crate::transport::{ConnDialer, GridService, WebSocket, connect_ws, split_host};
-
-/// An HTTP-level check run on every upgrade request before the websocket is accepted (MinIO's
-/// `authReq`), given the request headers; an `Err` answers 403.
-pub type HttpAuthFn = Arc<dyn Fn(&http::HeaderMap) -> Result<(), String> + Send + Sync>;
-
-/// What the connections of a manager share.
-pub(crate) struct ManagerCtx {
-    pub(crate) options: Options,
-    pub(crate) registry: RwLock<Registry>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) id: [u8; 16],
-    pub(crate) local: String,
-    token: Arc<dyn TokenSource>,
-    validator: Arc<dyn TokenValidator>,
-    dialer: Arc<dyn ConnDialer>,
-    http_auth: Option<HttpAuthFn>,
-    #[cfg(feature = "tls")]
-    tls: Option<crate::transport::TlsConfig>,
-    /// Remotes whose rejection was already logged (logged once each).
-    rejections_logged: Mutex<HashSet<String>>,
-    /// Slots for connections that have not completed the handshake
-    /// ([`Options::max_preauth_conns`]).
-    preauth: Arc<Semaphore>,
-}
-
-impl ManagerCtx {
-    /// The handler registry, for lookups (a poisoned lock is recovered: every write leaves
-    /// it consistent).
-    pub(crate) fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
+use crate::transport::dial::{ConnDialer, WebSocket, split_host};
+#[cfg(feature = "tls")]
+use crate::transport::tls::TlsConfig;
+use crate::transport::ws::connect_ws;
+use crate::util::lock;
 
 /// Builds a [`Manager`].
 pub struct ManagerBuilder {
@@ -71,7 +43,7 @@ pub struct ManagerBuilder {
     /// A bad authentication setting, reported by `build`.
     auth_error: Option<String>,
     #[cfg(feature = "tls")]
-    tls: Option<crate::transport::TlsConfig>,
+    tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -178,7 +150,7 @@ impl ManagerBuilder {
     /// remotes (unless a custom dialer is set): there is no plaintext fallback.
     #[cfg(feature = "tls")]
     #[must_use]
-    pub fn tls(mut self, config: crate::transport::TlsConfig) -> Self {
+    pub fn tls(mut self, config: TlsConfig) -> Self {
         self.tls = Some(config);
         self
     }
@@ -390,7 +362,7 @@ impl Manager {
 
     /// The TLS config set with [`ManagerBuilder::tls`].
     #[cfg(feature = "tls")]
-    pub(crate) fn tls(&self) -> Option<&crate::transport::TlsConfig> {
+    pub(crate) fn tls(&self) -> Option<&TlsConfig> {
         self.inner.ctx.tls.as_ref()
     }
 
@@ -482,11 +454,7 @@ impl Manager {
     }
 
     fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
-        self.inner
-            .ctx
-            .registry
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.ctx.registry_mut()
     }
 
     /// Starts a dial loop for every remote this node must dial. Idempotent. Must be called
@@ -501,11 +469,6 @@ impl Manager {
                 self.inner.ctx.tracker.spawn(dial_loop(inner));
             }
         }
-    }
-
-    /// The HTTP entry point (a tower service) for websocket upgrades on the route path.
-    pub fn service(&self) -> GridService {
-        GridService::new(self.clone())
     }
 
     /// Runs the accepting half of the handshake on an already-upgraded websocket (from any

@@ -24,15 +24,19 @@ pub const FRAME_SLACK: usize = 64 * 1024;
 ///
 /// # Limits and what they bound
 ///
-/// Memory a peer can make this node hold for one connection is bounded by these limits:
-/// one frame being read (`max_message_size` + [`FRAME_SLACK`]), the outbound queue
+/// Memory a peer can make this node hold for one connection is bounded by these limits: one
+/// frame being read (`max_message_size` + [`FRAME_SLACK`]), the outbound queue
 /// (`out_queue_bytes` and `out_queue` messages), answers waiting for room in it
 /// (`max_pending_replies`), served requests and streams (`max_incoming_muxes`, each holding
 /// at most its handler's `in_capacity` messages), and before authentication
-/// `max_preauth_conns` × [`MAX_HANDSHAKE_MESSAGE_SIZE`]. Every node of a cluster should use
-/// the same `max_message_size`: a peer that sends a bigger message has broken the agreement,
-/// and the connection is closed (the sender's own check makes that a local
-/// [`crate::Error::MessageTooLarge`] first).
+/// `max_preauth_conns` × [`MAX_HANDSHAKE_MESSAGE_SIZE`]. Control owed to the peer (acks,
+/// credits, pongs, cancels) is not queued: it is state of the live requests and streams,
+/// sent ahead of data when the writer next runs, so it is bounded by them
+/// (`max_incoming_muxes` on the serving side); answers that belong to no live one
+/// (refusals, pongs for unknown streams) count against `max_pending_replies`. Every node of
+/// a cluster should use the same `max_message_size`: a peer that sends a bigger message has
+/// broken the agreement, and the connection is closed (the sender's own check makes that a
+/// local [`crate::Error::MessageTooLarge`] first).
 #[derive(Clone, Debug)]
 pub struct Options {
     /// HTTP path of the websocket upgrade. Default `/minio/grid/v1`.
@@ -85,8 +89,6 @@ pub struct Options {
     /// message at a time. Default 64. Others are dropped at once; each is also bounded by
     /// `handshake_timeout`.
     pub max_preauth_conns: usize,
-    /// Capacity of the separate control queue (pongs) that is written before data. Default 1024.
-    pub control_queue: usize,
     /// Largest accepted clock difference in the handshake. Default 5 minutes.
     pub max_clock_skew: Duration,
     /// Deadline of a single request made without one. Default 60 s.
@@ -120,7 +122,6 @@ impl Default for Options {
             max_pending_replies: 4096,
             max_pings_per_interval: 1024,
             max_preauth_conns: 64,
-            control_queue: 1024,
             max_clock_skew: Duration::from_secs(5 * 60),
             default_deadline: Duration::from_secs(60),
             inline_handlers: true,

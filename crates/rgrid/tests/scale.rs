@@ -14,9 +14,9 @@
 //! After each hold: no connection was lost (no reconnect, still connected), no stream ended,
 //! every stream echoes one message and ends cleanly, and no mux is left open.
 //!
-//! `RGRID_SCALE_STREAMS=<n>` runs them with `n` streams instead (e.g. 900, under the default
-//! control queue of 1,024, to check the tests themselves). The tests take turns (one lock):
-//! they compete for the CPU and the memory figures are process-wide.
+//! `RGRID_SCALE_STREAMS=<n>` runs them with `n` streams instead (e.g. 900, to check the tests
+//! themselves). The tests take turns (one lock): they compete for the CPU and the memory
+//! figures are process-wide.
 //!
 //! `tests/many_streams.rs` (10,000 busy streams, its peak RSS asserted in a process of its
 //! own) stays separate.

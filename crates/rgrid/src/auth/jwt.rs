@@ -533,7 +533,7 @@ impl GridJwt {
 
     fn token_at(&self, audience: &str, now: i64) -> String {
         let half = secs(self.lifetime) / 2;
-        let mut cache = crate::connection::lock(&self.cache);
+        let mut cache = crate::util::lock(&self.cache);
         if let Some(c) = cache.get(audience)
             && now >= c.iat
             && now < c.iat.saturating_add(half)
@@ -1044,7 +1044,7 @@ mod tests {
         for i in 0..(MAX_CACHED_AUDIENCES + 10) {
             a.token_at(&format!("http://h{i}:1"), NOW);
         }
-        assert!(crate::connection::lock(&a.cache).len() <= MAX_CACHED_AUDIENCES);
+        assert!(crate::util::lock(&a.cache).len() <= MAX_CACHED_AUDIENCES);
         // The clones share the cache; builder methods start a new one.
         let clone = a.clone();
         assert_eq!(clone.token_at(B, NOW), a.token_at(B, NOW));
@@ -1053,7 +1053,7 @@ mod tests {
         let t = longer.token_at(B, NOW);
         let claims: GridClaims = a.key.verify(&t).unwrap();
         assert_eq!(claims.exp, Some(NOW + 3600));
-        assert!(crate::connection::lock(&longer.cache).len() == 1);
+        assert!(crate::util::lock(&longer.cache).len() == 1);
         // The audience-less token is refused everywhere.
         let b = grid(B);
         assert!(b.validate(&a.token()).is_err());

@@ -5,21 +5,26 @@ mod session;
 mod stream;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+#[cfg(feature = "test-util")]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rgrid_proto::{Flags, HandlerId, RouteHash, SubrouteId};
-use tokio::sync::{Notify, watch};
+#[cfg(feature = "test-util")]
+use tokio::sync::Notify;
+use tokio::sync::watch;
 
 pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
+use crate::ctx::ManagerCtx;
 use crate::error::Error;
 use crate::handlers::Priority;
-use crate::manager::ManagerCtx;
-use crate::transport::WebSocket;
+use crate::transport::dial::WebSocket;
+use crate::util::lock;
 
 /// The state of a connection (MinIO's `State`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,8 +108,8 @@ pub(crate) fn unix_nanos() -> u64 {
 }
 
 /// Test-only fault injection state (feature `test-util`).
+#[cfg(feature = "test-util")]
 #[derive(Debug, Default)]
-#[cfg_attr(not(feature = "test-util"), allow(dead_code))]
 pub(crate) struct Faults {
     pub(crate) inbound_blocked: AtomicBool,
     pub(crate) inbound_released: Notify,
@@ -131,7 +136,7 @@ pub(crate) struct ConnShared {
     session: Mutex<Option<Weak<Session>>>,
     remote_id: Mutex<Option<[u8; 16]>>,
     pub(crate) counters: Counters,
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    #[cfg(feature = "test-util")]
     pub(crate) faults: Faults,
 }
 
@@ -215,12 +220,6 @@ async fn wait_unblocked(blocked: &AtomicBool, unblocked: &Notify, session: &Sess
     }
 }
 
-/// Locks a mutex, recovering the data if a panicking thread poisoned it (the data guarded
-/// here stays consistent across every critical section).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl ConnShared {
     pub(crate) fn new(ctx: Arc<ManagerCtx>, local: &str, remote: &str) -> Self {
         let tls = |h: &str| h.starts_with("https://") || h.starts_with("wss://");
@@ -239,6 +238,7 @@ impl ConnShared {
             session: Mutex::new(None),
             remote_id: Mutex::new(None),
             counters: Counters::default(),
+            #[cfg(feature = "test-util")]
             faults: Faults::default(),
         }
     }

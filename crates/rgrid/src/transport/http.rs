@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_websockets::{Limits, ServerBuilder};
 
-use super::BoxedIo;
+use super::dial::BoxedIo;
 use crate::manager::Manager;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -43,8 +43,16 @@ pub struct GridService {
     manager: Manager,
 }
 
+// Here rather than in manager.rs, so that the manager does not depend on the HTTP side.
+impl Manager {
+    /// The HTTP entry point (a tower service) for websocket upgrades on the route path.
+    pub fn service(&self) -> GridService {
+        GridService::new(self.clone())
+    }
+}
+
 impl GridService {
-    pub(crate) fn new(manager: Manager) -> Self {
+    fn new(manager: Manager) -> Self {
         GridService { manager }
     }
 
@@ -68,7 +76,7 @@ impl GridService {
         let taken = req
             .extensions()
             .get::<PreauthSlot>()
-            .and_then(|s| crate::connection::lock(&s.0).take());
+            .and_then(|s| crate::util::lock(&s.0).take());
         let Some(slot) = taken.or_else(|| self.manager.preauth_slot()) else {
             tracing::debug!("grid: too many connections in their handshake, upgrade refused");
             return status(StatusCode::SERVICE_UNAVAILABLE);
@@ -289,7 +297,7 @@ fn acceptor(manager: &Manager) -> Result<Option<Acceptor>, ()> {
 }
 
 fn local_is_https(manager: &Manager) -> bool {
-    super::split_host(manager.host()).is_ok_and(|(https, _)| https)
+    super::dial::split_host(manager.host()).is_ok_and(|(https, _)| https)
 }
 
 /// Serves one already-accepted connection of any transport (a Unix socket, an in-process

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, Limits};
 
-use super::{BoxedIo, ConnDialer, DialFuture, split_host};
+use super::dial::{BoxedIo, ConnDialer, DialFuture, split_host};
 use crate::auth::TokenSource;
 use crate::error::Error;
 
@@ -108,7 +108,7 @@ impl WsDialer {
         Ok(Box::new(tcp))
     }
 
-    async fn dial_inner(self, remote: String) -> Result<super::WebSocket, Error> {
+    async fn dial_inner(self, remote: String) -> Result<super::dial::WebSocket, Error> {
         let (tls, authority) = split_host(&remote)?;
         let io = self.open(tls, authority, &remote).await?;
         let scheme = if tls { "wss" } else { "ws" };

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ConnShared, lock};
 use crate::error::{Error, RemoteError};
-use crate::transport::WebSocket;
+use crate::transport::dial::WebSocket;
 
 type WsSink = SplitSink<WebSocket, tokio_websockets::Message>;
 type WsStream = SplitStream<WebSocket>;
@@ -105,7 +105,7 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
-    pub(crate) fn spawn(self, ctx: &crate::manager::ManagerCtx) {
+    pub(crate) fn spawn(self, ctx: &crate::ctx::ManagerCtx) {
         ctx.tracker.spawn(self.writer);
         ctx.tracker.spawn(self.reader);
         ctx.tracker.spawn(self.timer);
