@@ -1,20 +1,20 @@
 //! Handler registries and the context every handler gets.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rgrid_proto::conn::{Routes, StreamRoute};
+use rgrid_proto::conn::{Routes, ServeMsg, StreamRoute};
 use rgrid_proto::{HandlerId, SubrouteId};
 
 pub use rgrid_proto::conn::Class as Priority;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{StreamIn, StreamOut};
 use crate::error::{Error, RemoteError};
 
 /// A boxed future returned by type-erased handlers.
@@ -122,6 +122,90 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// The connection's side of one served stream, behind [`StreamIn`] and [`StreamOut`] (the
+/// connection implements it; the handles stay free of connection types).
+pub(crate) trait ServedStream: Send + Sync + std::fmt::Debug {
+    /// Polls for the next input message (`None` once the caller closed its input).
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>>;
+    /// Polls to send `msg` (taken once it is queued); waits for a credit.
+    fn poll_send(
+        &self,
+        msg: &mut Option<ServeMsg>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>>;
+    /// Cancelled with the stream.
+    fn cancel_token(&self) -> &CancellationToken;
+    /// The connection's [`crate::Options::max_message_size`].
+    fn max_message_size(&self) -> usize;
+}
+
+/// Sends one message of a served stream, or fails with [`Error::Cancelled`] once the stream
+/// is cancelled.
+pub(crate) async fn send(served: &dyn ServedStream, msg: ServeMsg) -> Result<(), Error> {
+    let mut msg = Some(msg);
+    tokio::select! {
+        biased;
+        r = poll_fn(|cx| served.poll_send(&mut msg, cx)) => r,
+        () = served.cancel_token().cancelled() => Err(Error::Cancelled),
+    }
+}
+
+/// A stream handler's input: the caller's messages, in order. Each message taken returns a
+/// credit to the caller.
+#[derive(Debug)]
+pub struct StreamIn {
+    served: Arc<dyn ServedStream>,
+}
+
+impl StreamIn {
+    pub(crate) fn new(served: Arc<dyn ServedStream>) -> Self {
+        StreamIn { served }
+    }
+
+    /// The next input message, or `None` once the caller closed its input (or the stream was
+    /// cancelled).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let s = &*self.served;
+        tokio::select! {
+            biased;
+            m = poll_fn(|cx| s.poll_recv(cx)) => m,
+            () = s.cancel_token().cancelled() => None,
+        }
+    }
+}
+
+/// A stream handler's output. Each message waits for a credit from the caller, so a slow
+/// caller slows the handler down instead of filling memory.
+#[derive(Debug, Clone)]
+pub struct StreamOut {
+    served: Arc<dyn ServedStream>,
+}
+
+impl StreamOut {
+    pub(crate) fn new(served: Arc<dyn ServedStream>) -> Self {
+        StreamOut { served }
+    }
+
+    /// Sends one message to the caller. Fails with [`Error::Cancelled`] once the stream is
+    /// cancelled (the caller went away, the deadline passed, or the connection dropped).
+    pub async fn send(&self, msg: impl Into<Bytes>) -> Result<(), Error> {
+        let payload = msg.into();
+        let limit = self.served.max_message_size();
+        if payload.len() > limit {
+            return Err(Error::MessageTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        send(&*self.served, ServeMsg::Data(payload)).await
+    }
+
+    /// Whether the stream was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.served.cancel_token().is_cancelled()
+    }
 }
 
 /// Wraps an async function of the payload as a [`SingleHandlerFn`].

@@ -228,8 +228,7 @@
 //!
 //! # Layout
 //!
-//! The private modules, each depending only on modules listed before it (one exception,
-//! below):
+//! The private modules, each depending only on modules listed before it:
 //!
 //! * `error`: [`Error`] and [`RemoteError`].
 //! * `options`: [`Options`], the route and size constants, the writer's merge limits.
@@ -239,21 +238,21 @@
 //! * `transport/dial.rs` and `transport/tls.rs` (inside the public [`transport`]): the
 //!   dialer trait [`ConnDialer`], [`WebSocket`] and its byte stream, host URL parsing; the
 //!   [`TlsConfig`].
-//! * `handlers`: [`HandlerCtx`], the handler function types, [`StreamHandler`] and the
-//!   registry a connection dispatches through.
+//! * `handlers`: [`HandlerCtx`], the handler function types, [`StreamHandler`], the handles a
+//!   stream handler gets ([`StreamIn`], [`StreamOut`], over a trait the connection
+//!   implements) and the registry a connection dispatches through.
 //! * `ctx`: `ManagerCtx`, what the connections of a manager share: options, registry,
 //!   shutdown signal and task tracker, identity, token source and validator, dialer, TLS.
 //! * `connection`: [`Connection`], [`Subroute`], [`State`], [`ConnStats`] and the test
 //!   hooks; `session/` drives one websocket (reader, writer, timers, single requests),
 //!   `stream.rs` is the caller's side of a stream, `serve_stream.rs` the handler's side
-//!   ([`StreamIn`], [`StreamOut`]).
+//!   (its task, and what its handles do through the session).
 //! * `manager`: [`Manager`] and [`ManagerBuilder`]: the hosts, the dial loops and both sides
 //!   of the handshake.
 //!
 //! The public modules sit on top: [`transport`] (its `http.rs` holds [`serve`],
 //! [`GridService`](transport::GridService) and [`Manager::service`]; `ws.rs` the default
-//! dialer), [`typed`] and `test_util`. The exception: `handlers` names [`StreamIn`] and
-//! [`StreamOut`], which `connection` defines, in a stream handler's signature.
+//! dialer), [`typed`] and `test_util`.
 
 // The TLS items the docs link to exist only with the `tls` feature.
 #![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
@@ -279,14 +278,14 @@ pub use auth::{
     TokenValidator,
 };
 pub use connection::{
-    CallOptions, ConnStats, Connection, Responses, State, Stream, StreamIn, StreamOut,
-    StreamSender, Subroute,
+    CallOptions, ConnStats, Connection, Responses, State, Stream, StreamSender, Subroute,
 };
 #[cfg(feature = "test-util")]
 pub use connection::{InboundBlock, OutboundBlock};
 pub use error::{Error, RemoteError};
 pub use handlers::{
-    BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn,
+    BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn, StreamIn,
+    StreamOut,
 };
 pub use manager::{Manager, ManagerBuilder};
 pub use options::{

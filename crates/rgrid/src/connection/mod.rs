@@ -17,7 +17,6 @@ use rgrid_proto::{Flags, HandlerId, RouteHash, SubrouteId};
 use tokio::sync::Notify;
 use tokio::sync::watch;
 
-pub use self::serve_stream::{StreamIn, StreamOut};
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
 use crate::ctx::ManagerCtx;

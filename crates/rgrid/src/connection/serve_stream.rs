@@ -1,9 +1,10 @@
-//! The handler's side of a stream: the handler's task and the input/output handles it gets.
+//! The handler's side of a stream: the handler's task, and what the input/output handles it
+//! gets ([`StreamIn`], [`StreamOut`], defined with the handlers) do through the session.
 //! The stream's state (credits, sequence numbers, buffers) lives in the connection core.
 
-use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Session;
 use crate::error::Error;
-use crate::handlers::{HandlerCtx, panic_text};
+use crate::handlers::{HandlerCtx, ServedStream, StreamIn, StreamOut, panic_text, send};
 
 impl Session {
     /// Starts the handler of a stream the core accepted.
@@ -50,12 +51,8 @@ impl Session {
             mux,
             cancel: cancel.clone(),
         });
-        let input = (h.in_capacity > 0).then(|| StreamIn {
-            served: handle.clone(),
-        });
-        let output = StreamOut {
-            served: handle.clone(),
-        };
+        let input = (h.in_capacity > 0).then(|| StreamIn::new(handle.clone()));
+        let output = StreamOut::new(handle.clone());
         let run = AssertUnwindSafe((h.f)(ctx, payload, input, output)).catch_unwind();
         conn.ctx.tracker.spawn(async move {
             let res = tokio::select! {
@@ -75,7 +72,7 @@ impl Session {
                 };
                 // The end takes a credit like every message (MinIO does the same), so a
                 // caller never holds more than its window.
-                let _ = handle.send(ServeMsg::End(end)).await;
+                let _ = send(&*handle, ServeMsg::End(end)).await;
             }
             let session = handle.session.clone();
             session.with_core(|core| core.serve_done(mux));
@@ -92,84 +89,42 @@ struct Served {
     cancel: CancellationToken,
 }
 
-impl Served {
-    async fn send(&self, msg: ServeMsg) -> Result<(), Error> {
-        let mut msg = Some(msg);
-        let sent = poll_fn(|cx| {
-            let mut g = self.session.lock();
-            let r = g.core.serve_send(self.mux, &mut msg, cx.waker());
-            if r.is_ready() {
-                let done = self.session.collect(&mut g);
-                drop(g);
-                self.session.act(done);
-            }
-            r
-        });
-        tokio::select! {
-            biased;
-            r = sent => r.map_err(|e| match e {
-                CallError::Cancelled => Error::Cancelled,
-                e => self.session.error(e),
-            }),
-            () = self.cancel.cancelled() => Err(Error::Cancelled),
+/// What [`StreamIn`] and [`StreamOut`] (defined with the handlers) do through the session.
+impl ServedStream for Served {
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut g = self.session.lock();
+        let r = g.core.serve_recv(self.mux, cx.waker());
+        if r.is_ready() {
+            let done = self.session.collect(&mut g);
+            drop(g);
+            self.session.act(done);
         }
-    }
-}
-
-/// A stream handler's input: the caller's messages, in order. Each message taken returns a
-/// credit to the caller.
-#[derive(Debug)]
-pub struct StreamIn {
-    served: Arc<Served>,
-}
-
-impl StreamIn {
-    /// The next input message, or `None` once the caller closed its input (or the stream was
-    /// cancelled).
-    pub async fn recv(&mut self) -> Option<Bytes> {
-        let s = &self.served;
-        let next = poll_fn(|cx| {
-            let mut g = s.session.lock();
-            let r = g.core.serve_recv(s.mux, cx.waker());
-            if r.is_ready() {
-                let done = s.session.collect(&mut g);
-                drop(g);
-                s.session.act(done);
-            }
-            r
-        });
-        tokio::select! {
-            biased;
-            m = next => m,
-            () = s.cancel.cancelled() => None,
-        }
-    }
-}
-
-/// A stream handler's output. Each message waits for a credit from the caller, so a slow
-/// caller slows the handler down instead of filling memory.
-#[derive(Debug, Clone)]
-pub struct StreamOut {
-    served: Arc<Served>,
-}
-
-impl StreamOut {
-    /// Sends one message to the caller. Fails with [`Error::Cancelled`] once the stream is
-    /// cancelled (the caller went away, the deadline passed, or the connection dropped).
-    pub async fn send(&self, msg: impl Into<Bytes>) -> Result<(), Error> {
-        let payload = msg.into();
-        let limit = self.served.session.conn.ctx.options.max_message_size;
-        if payload.len() > limit {
-            return Err(Error::MessageTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        self.served.send(ServeMsg::Data(payload)).await
+        r
     }
 
-    /// Whether the stream was cancelled.
-    pub fn is_cancelled(&self) -> bool {
-        self.served.cancel.is_cancelled()
+    fn poll_send(
+        &self,
+        msg: &mut Option<ServeMsg>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        let mut g = self.session.lock();
+        let r = g.core.serve_send(self.mux, msg, cx.waker());
+        if r.is_ready() {
+            let done = self.session.collect(&mut g);
+            drop(g);
+            self.session.act(done);
+        }
+        r.map_err(|e| match e {
+            CallError::Cancelled => Error::Cancelled,
+            e => self.session.error(e),
+        })
+    }
+
+    fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.session.conn.ctx.options.max_message_size
     }
 }

@@ -9,9 +9,9 @@ use futures_util::Stream as FuturesStream;
 
 use super::{Payload, Target, bad_request, decode, encode};
 use crate::HandlerId;
-use crate::connection::{Responses, Stream, StreamIn, StreamOut, StreamSender};
+use crate::connection::{Responses, Stream, StreamSender};
 use crate::error::{Error, RemoteError};
-use crate::handlers::{HandlerCtx, StreamHandler as RawStreamHandler};
+use crate::handlers::{HandlerCtx, StreamHandler as RawStreamHandler, StreamIn, StreamOut};
 use crate::manager::Manager;
 
 /// A typed stream handler: an initial payload `P`, requests `Req` from the caller and
