@@ -336,10 +336,15 @@ impl Session {
         self: &Arc<Self>,
         mut f: impl FnMut(&mut Core) -> R,
     ) -> Result<R, Error> {
+        // Fast path: no waiter registration (it takes the notifier's lock) while there is
+        // room, which is nearly always.
+        let mut wait = false;
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
-            room.as_mut().enable();
+            if wait {
+                room.as_mut().enable();
+            }
             {
                 let mut g = self.lock();
                 if let Some(r) = &g.reason {
@@ -352,6 +357,11 @@ impl Session {
                     self.act(done);
                     return Ok(r);
                 }
+            }
+            if !wait {
+                // Full: register, then look again before sleeping.
+                wait = true;
+                continue;
             }
             tokio::select! {
                 () = room => {}

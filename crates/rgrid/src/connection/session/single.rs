@@ -107,8 +107,14 @@ impl Session {
             })
             .await?
             .map_err(|e| self.error(e))?;
-        let _guard = RequestGuard { session: self, mux };
+        let mut guard = RequestGuard {
+            session: self,
+            mux,
+            done: false,
+        };
         let res = poll_fn(|cx| self.lock().core.poll_response(mux, cx.waker())).await;
+        // The core forgot the request when it handed out the answer.
+        guard.done = true;
         res.map_err(|e| self.error(e))
     }
 }
@@ -117,10 +123,13 @@ impl Session {
 pub(crate) struct RequestGuard<'a> {
     session: &'a Session,
     mux: u64,
+    done: bool,
 }
 
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
-        self.session.lock().core.abandon_request(self.mux);
+        if !self.done {
+            self.session.lock().core.abandon_request(self.mux);
+        }
     }
 }
