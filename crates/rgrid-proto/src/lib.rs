@@ -1,14 +1,16 @@
 //! The I/O-free core of rgrid: MinIO's grid protocol v1 on the wire.
 //!
-//! This crate turns protocol values into bytes and bytes into protocol values. It has no
-//! sockets, no async runtime and never reads a clock, so everything in it can be driven by
-//! tests, property tests and fuzzers directly. The `rgrid` crate builds connections, muxes and
-//! the manager on top of it.
+//! This crate turns protocol values into bytes and bytes into protocol values, and holds the
+//! whole state machine of a connection ([`conn::Core`]). It has no sockets, no async runtime
+//! and never reads a clock, so everything in it can be driven by tests, property tests and
+//! fuzzers directly. The `rgrid` crate is a thin async shell around it: I/O, timers, the
+//! manager and the transports.
 //!
 //! # What is here
 //!
 //! | module | contents |
 //! |---|---|
+//! | [`conn`] | the connection core: every mux's lifecycle, credits, sequence numbers, pings, watchdog, deadlines, what is owed to the peer, and the scheduler that decides what is sent next |
 //! | [`op`] | [`Op`] codes and [`Flags`] bits, `u8` newtypes with every value of the spec |
 //! | [`ids`] | [`HandlerId`] (with MinIO's names) and [`MuxId`] |
 //! | [`message`] | the 7-field [`Message`] tuple with its subroute and checksum trailers |

@@ -91,16 +91,34 @@
 //!   exactly one websocket exists per pair; the dialing side redials with jittered backoff
 //!   (1–2 s after the previous attempt started) and at once after an established connection
 //!   ends.
-//! * Each live websocket is driven by exactly two tasks: a writer that owns the sending half
-//!   and merges queued messages into `OpMerged` frames (up to 50 messages / 31 KiB), sending
-//!   control messages (pongs, stream credits, pings and cancels) ahead of other calls' data
-//!   while keeping each stream's own messages in sequence order, and a reader that owns the
-//!   receiving half and
-//!   dispatches without ever waiting: a single handler gets its first poll on the reader and
-//!   moves to a task of its own if it does not answer at once
-//!   ([`Options::inline_handlers`]). Everyone else holds cheap handles.
-//! * The writer yields once before writing only when its previous frame merged several
-//!   messages, so a lone call pays no extra wake-up and a busy connection still merges.
+//! * Each live websocket has one **connection core** ([`proto::conn::Core`]): a sans-IO state
+//!   machine that owns every mux of the connection in both directions (each mux's lifecycle
+//!   is one enum), the sequence numbers and credits, the pings, the watchdog and the stream
+//!   deadlines. What a mux owes the peer (an ack, credits, a pong, an EOF, a cancel, the final
+//!   disconnect) is state on the mux, turned into messages when the writer next transmits,
+//!   so no burst of legitimate traffic can overflow a queue and close the connection (16,384
+//!   idle streams all pinged at once are answered in full).
+//! * **Ownership and locking: one writer at a time; the core owns the state.** The core sits
+//!   behind one short-held mutex; nobody holds it across an `.await` or a socket write.
+//!   Whoever changes the core (a caller starting a request, the reader handling a frame, the
+//!   timer task) wakes whoever the core says and, if there is output and nobody is writing,
+//!   takes the *writer role* and writes the frame itself, without waiting on the socket. The
+//!   holder of the role drains what others queued meanwhile, so frames still merge under load
+//!   (up to 50 messages / 31 KiB per `OpMerged` frame). A writer task takes the role over only
+//!   when the socket is full (or after four frames), and waits for it, bounded by
+//!   [`Options::write_timeout`]. A reader task reads frames and feeds them to the core; a
+//!   single handler gets its first poll there and its answer goes out in the same write
+//!   ([`Options::inline_handlers`]); a timer task runs the core's timers. So a call crosses
+//!   one task hand-off (the reader waking the caller) instead of three.
+//! * **Scheduling.** The writer sends control first, then data by [`Priority`]: single
+//!   requests and their answers ([`Priority::Latency`]) before streams
+//!   ([`Priority::Normal`]) before bulk transfers ([`Priority::Bulk`], opt-in with
+//!   [`StreamHandler::priority`] or [`CallOptions::priority`]), round-robin among the calls
+//!   of a class, one message per turn; a lower class still gets one message after 32 of
+//!   higher classes. A small call therefore waits for at most one message of each busier
+//!   class; `TCP_NOTSENT_LOWAT` (128 KiB, Linux) keeps the kernel's unsent buffer short so
+//!   the scheduler, not the socket, decides the order. Priority is local: the wire has no
+//!   field for it, and Go peers are unaffected.
 //! * Connection pings flow both ways every 10 s; a connection with no pong for 20 s is
 //!   dropped, every call in flight on it fails with [`Error::Disconnected`], and the grid
 //!   reconnects by itself.
