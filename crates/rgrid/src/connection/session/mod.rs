@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     pub(crate) core: Core,
     /// Someone holds the writer role.
     writer_busy: bool,
+    /// The last frame carried several messages: the connection is under load, and the
+    /// writer task (which yields once so more can queue) merges better than inline writes.
+    loaded: bool,
     /// Cancellation tokens of the streams served here, fired on [`Event::Cancel`].
     served: HashMap<u64, CancellationToken>,
     /// The error calls get once the session closed.
@@ -189,6 +192,7 @@ impl Session {
             state: Mutex::new(Inner {
                 core: Core::new(cfg, now()),
                 writer_busy: false,
+                loaded: false,
                 served: HashMap::new(),
                 reason: None,
                 timer_at: None,
@@ -250,9 +254,14 @@ impl Session {
                 other => events.push(other),
             }
         }
-        let write = !g.writer_busy && g.core.has_output();
+        let mut write = !g.writer_busy && g.core.has_output();
         if write {
             g.writer_busy = true;
+            if g.loaded {
+                // Under load, one task writes merged frames; a lone call writes its own.
+                write = false;
+                self.hand_off();
+            }
         }
         if let Some(at) = g.core.next_timeout()
             && g.timer_at.is_some_and(|t| at < t)

@@ -75,6 +75,7 @@ impl Session {
                 g.writer_busy = false;
                 return Step::Idle;
             }
+            g.loaded = w.batch.len() > 1;
             if was_full {
                 self.signal_room(&g);
             }
@@ -158,6 +159,9 @@ pub(super) async fn run(session: Arc<Session>) {
         if !session.handed_off.swap(false, Ordering::AcqRel) {
             continue;
         }
+        // Under load, give other tasks one chance to queue more so small messages merge
+        // (MinIO yields once the same way).
+        tokio::task::yield_now().await;
         loop {
             if !session.conn.wait_outbound_unblocked(&session).await {
                 return session.conn.session_ended(&session);
