@@ -126,40 +126,42 @@ pub(crate) struct SessionStats {
     pub(crate) last_pong_unix_nanos: u64,
 }
 
-/// A few items: the first inline, more in a vector (a call usually wakes one task and
-/// starts one handler, and this keeps that free of allocations).
+/// A few items: the first two inline, more in a vector (a lock release usually wakes one or
+/// two tasks and starts at most one handler, and this keeps that free of allocations).
 pub(crate) struct Few<T> {
-    one: Option<T>,
+    inline: [Option<T>; 2],
     more: Vec<T>,
 }
 
 impl<T> Few<T> {
     fn new() -> Self {
         Few {
-            one: None,
+            inline: [None, None],
             more: Vec::new(),
         }
     }
 
     fn push(&mut self, item: T) {
-        if self.one.is_none() {
-            self.one = Some(item);
-        } else {
-            self.more.push(item);
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(item),
+            None => self.more.push(item),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.one.is_none()
+        self.inline[0].is_none()
     }
 }
 
 impl<T> IntoIterator for Few<T> {
     type Item = T;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<T>, std::vec::IntoIter<T>>;
+    type IntoIter = std::iter::Chain<
+        std::iter::Flatten<std::array::IntoIter<Option<T>, 2>>,
+        std::vec::IntoIter<T>,
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.one.into_iter().chain(self.more)
+        self.inline.into_iter().flatten().chain(self.more)
     }
 }
 
