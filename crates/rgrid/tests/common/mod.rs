@@ -8,6 +8,7 @@
     clippy::expect_used
 )]
 
+pub mod heap;
 pub mod hostile;
 pub mod raw;
 
