@@ -461,3 +461,143 @@ async fn subroutes_are_static_and_exact() {
     assert!(err.unwrap_err().as_remote().is_some());
     g.shutdown().await;
 }
+
+/// Answered callers are woken one at a time, each waking the next when it takes its answer
+/// or gives up. Callers that give up at every point around their answer's arrival (raced
+/// against 0-3 yields) must never strand the others: every task finishes, and both
+/// outcomes happened, so the race was real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_giving_up_as_answers_arrive_strand_nobody() {
+    let g = grid(2).await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let gave_up = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let conn = g.conn((t % 2) as usize, ((t + 1) % 2) as usize);
+        let (answered, gave_up) = (answered.clone(), gave_up.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(t);
+            for i in 0..300u32 {
+                let payload = Bytes::from(i.to_be_bytes().to_vec());
+                let call = conn.request(HandlerId::TEST, payload.clone());
+                if i % 2 == 0 {
+                    assert_eq!(call.await.unwrap(), payload);
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let yields = rng.u32(0..4);
+                tokio::select! {
+                    biased;
+                    r = call => {
+                        assert_eq!(r.unwrap(), payload);
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    () = async {
+                        for _ in 0..yields {
+                            tokio::task::yield_now().await;
+                        }
+                    } => {
+                        gave_up.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        bounded(t).await.unwrap();
+    }
+    let (a, d) = (
+        answered.load(Ordering::Relaxed),
+        gave_up.load(Ordering::Relaxed),
+    );
+    assert_eq!(a + d, 32 * 300);
+    assert!(a > 32 * 150 && d > 0, "answered {a}, gave up {d}");
+    for (a, b) in [(0, 1), (1, 0)] {
+        let s = g.conn(a, b).stats();
+        assert_eq!(s.outgoing_muxes, 0, "{a}->{b}: {s:?}");
+    }
+    g.shutdown().await;
+}
+
+/// The deterministic case of the test above: three answers arrive in one merged frame, so
+/// one caller is woken and each wakes the next. Whether the first one takes its answer or
+/// gives up the moment it is woken (a `select!` whose other branch won), the other two get
+/// theirs (without the hand-on they would wait forever, and the bound fails the test).
+#[tokio::test(start_paused = true)]
+async fn answers_in_one_frame_reach_every_caller_even_if_the_first_gives_up() {
+    use common::raw::{connected_peer, mem_node, recv_msgs};
+    use futures_util::SinkExt;
+    use rgrid::proto::{Flags, Message, MuxId, Op, put_merged_entry, put_merged_header};
+    use std::task::Poll;
+
+    for first_gives_up in [false, true] {
+        let n = mem_node(Options::default(), |_| {}).await;
+        let mut ws = connected_peer(&n).await;
+        let conn = n.manager.connection(&n.peer).unwrap();
+        let mut callers = Vec::new();
+        let mut muxes = Vec::new();
+        for i in 0..3u8 {
+            let conn = conn.clone();
+            let give_up = first_gives_up && i == 0;
+            callers.push(tokio::spawn(async move {
+                let mut call = Box::pin(conn.request(HandlerId::TEST, Bytes::from(vec![i])));
+                if !give_up {
+                    return Some(call.await.unwrap());
+                }
+                // Polls the call once (it waits), then gives up on the next wake-up,
+                // which is its answer's, without looking at it.
+                let mut polled = false;
+                std::future::poll_fn(|cx| {
+                    if polled {
+                        return Poll::Ready(());
+                    }
+                    polled = true;
+                    assert!(call.as_mut().poll(cx).is_pending());
+                    Poll::Pending
+                })
+                .await;
+                None
+            }));
+            // One request at a time, so the answers' order is the callers' order.
+            let got = bounded(recv_msgs(&mut ws)).await.unwrap();
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(
+                (got[0].op, got[0].payload.as_deref()),
+                (Op::REQUEST, Some(&[i][..]))
+            );
+            muxes.push(got[0].mux);
+        }
+        let mut frame = bytes::BytesMut::new();
+        put_merged_header(&mut frame, 3);
+        for (i, mux) in muxes.iter().enumerate() {
+            let answer = Message {
+                mux_id: MuxId(*mux),
+                flags: Flags::CRC,
+                payload: Some(&[i as u8 + 10][..]),
+                ..Message::new(Op::RESPONSE)
+            }
+            .encode_to_vec()
+            .unwrap();
+            put_merged_entry(&mut frame, &answer).unwrap();
+        }
+        ws.send(tokio_websockets::Message::binary(frame.freeze()))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for c in callers {
+            got.push(bounded(c).await.unwrap());
+        }
+        let want_first = (!first_gives_up).then(|| Bytes::from_static(&[10]));
+        assert_eq!(
+            got,
+            [
+                want_first,
+                Some(Bytes::from_static(&[11])),
+                Some(Bytes::from_static(&[12]))
+            ]
+        );
+        let s = conn.stats();
+        assert_eq!(s.outgoing_muxes, 0, "{s:?}");
+        n.manager.shutdown().await;
+    }
+}

@@ -117,8 +117,10 @@ impl Core {
                         // its payload counted until it is sent).
                         if matches!(st, RequestState::Sent) {
                             *st = RequestState::Done(Err(CallError::Remote(text)));
-                            if let Some(c) = self.clients.get_mut(&id) {
-                                wake(&mut c.rx_waker, &mut self.wake);
+                            if let Some(c) = self.clients.get_mut(&id)
+                                && let Some(w) = c.rx_waker.take()
+                            {
+                                self.answered.push_back((id, w));
                             }
                         }
                     }
@@ -304,7 +306,9 @@ impl Core {
             Ok(payload.unwrap_or_default())
         };
         *st = RequestState::Done(res);
-        wake(&mut c.rx_waker, &mut self.wake);
+        if let Some(w) = c.rx_waker.take() {
+            self.answered.push_back((m.mux_id.0, w));
+        }
     }
 
     fn on_client_stream_msg(&mut self, now: Instant, m: &Message<'_>, payload: Option<Bytes>) {

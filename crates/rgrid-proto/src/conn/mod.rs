@@ -328,6 +328,8 @@ pub struct Core {
     owe_conn_pong: Option<OutMsg>,
     events: VecDeque<Event>,
     wake: Vec<Waker>,
+    /// Wakers of callers whose single request was answered (see [`Core::pop_answered`]).
+    answered: VecDeque<(u64, Waker)>,
     deadlines: BTreeSet<(Instant, Key)>,
     next_ping: Instant,
     next_stream_tick: Instant,
@@ -393,6 +395,7 @@ impl Core {
             owe_conn_pong: None,
             events: VecDeque::new(),
             wake: Vec::new(),
+            answered: VecDeque::new(),
             deadlines: BTreeSet::new(),
             last_pong: now,
             pings: 0,
@@ -464,12 +467,22 @@ impl Core {
     /// releasing whatever lock guards the core.
     pub fn take_wakers(&mut self, into: &mut Vec<Waker>) {
         into.append(&mut self.wake);
+        into.extend(self.answered.drain(..).map(|(_, w)| w));
     }
 
-    /// One waker of someone whose state changed (see [`Core::take_wakers`]); lets a caller
-    /// that usually wakes one task avoid collecting into a vector.
+    /// One waker of someone whose state changed (see [`Core::take_wakers`]), except callers
+    /// of answered single requests ([`Core::pop_answered`]); lets a caller that usually
+    /// wakes one task avoid collecting into a vector.
     pub fn pop_waker(&mut self) -> Option<Waker> {
         self.wake.pop()
+    }
+
+    /// The mux id and waker of a caller whose single request was answered. These are kept apart from
+    /// [`Core::pop_waker`]'s so an async layer may wake them one at a time: a
+    /// multi-thread runtime wakes an idle worker thread when one task wakes several others
+    /// at once, which costs more than the answers are worth at low concurrency.
+    pub fn pop_answered(&mut self) -> Option<(u64, Waker)> {
+        self.answered.pop_front()
     }
 
     /// Whether anything waits to be transmitted.

@@ -12,6 +12,7 @@
 //! would block, or after a few frames so that a reader never stays a writer for long.
 
 mod reader;
+mod relay;
 mod single;
 mod timer;
 mod writer;
@@ -29,6 +30,7 @@ use rgrid_proto::conn::{CallError, CloseReason, Config, Core, Event, OutMsg};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use self::relay::Relay;
 use super::{ConnShared, lock};
 use crate::error::{Error, RemoteError};
 use crate::transport::dial::WebSocket;
@@ -55,6 +57,8 @@ pub(crate) struct Inner {
     reason: Option<Error>,
     /// The instant the timer task sleeps until.
     timer_at: Option<StdInstant>,
+    /// Answered callers, woken one at a time.
+    pub(crate) relay: Relay,
 }
 
 impl Inner {
@@ -153,6 +157,14 @@ impl<T> Few<T> {
     }
 }
 
+impl<T> Extend<T> for Few<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        for item in iter {
+            self.push(item);
+        }
+    }
+}
+
 impl<T> IntoIterator for Few<T> {
     type Item = T;
     type IntoIter = std::iter::Chain<
@@ -168,6 +180,8 @@ impl<T> IntoIterator for Few<T> {
 /// What a session lock hands back when released: wakers and events to act on outside it.
 pub(crate) struct Released {
     wakers: Few<Waker>,
+    /// Answered callers to wake ([`Relay`]).
+    answered: Few<Waker>,
     events: Few<Event>,
     cancels: Few<CancellationToken>,
     write: bool,
@@ -198,6 +212,7 @@ impl Session {
                 served: HashMap::new(),
                 reason: None,
                 timer_at: None,
+                relay: Relay::default(),
             }),
             writer: Mutex::new(WriterState {
                 sink,
@@ -240,6 +255,11 @@ impl Session {
         while let Some(w) = g.core.pop_waker() {
             wakers.push(w);
         }
+        let mut answered = Few::new();
+        while let Some((mux, w)) = g.core.pop_answered() {
+            g.relay.push(mux, w);
+        }
+        g.relay.wake_after_push(&mut answered);
         let mut events = Few::new();
         let mut cancels = Few::new();
         while let Some(ev) = g.core.poll_event() {
@@ -282,6 +302,7 @@ impl Session {
         }
         Released {
             wakers,
+            answered,
             events,
             cancels,
             write,
@@ -291,6 +312,10 @@ impl Session {
     /// Acts on what [`Session::collect`] gathered, outside the lock.
     pub(crate) fn act(self: &Arc<Self>, done: Released) {
         for w in done.wakers {
+            w.wake();
+        }
+        // Last, so an answered caller is the one this worker runs next.
+        for w in done.answered {
             w.wake();
         }
         for t in done.cancels {
@@ -318,9 +343,11 @@ impl Session {
         }
         g.core.close(CloseReason::Local(reason.to_string()));
         let done = self.collect(&mut g);
+        let relay: Vec<Waker> = g.relay.take_all().collect();
         drop(g);
         self.cancel.cancel();
         self.act(done);
+        relay.into_iter().for_each(Waker::wake);
         self.room.notify_waiters();
     }
 

@@ -112,7 +112,22 @@ impl Session {
             mux,
             done: false,
         };
-        let res = poll_fn(|cx| self.lock().core.poll_response(mux, cx.waker())).await;
+        let res = poll_fn(|cx| {
+            let mut g = self.lock();
+            let res = g.core.poll_response(mux, cx.waker());
+            let next = if res.is_ready() {
+                g.relay.done(mux)
+            } else {
+                None
+            };
+            drop(g);
+            // Pass the turn on (see `relay`).
+            if let Some(w) = next {
+                w.wake();
+            }
+            res
+        })
+        .await;
         // The core forgot the request when it handed out the answer.
         guard.done = true;
         res.map_err(|e| self.error(e))
@@ -129,7 +144,15 @@ pub(crate) struct RequestGuard<'a> {
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.session.lock().core.abandon_request(self.mux);
+            let next = {
+                let mut g = self.session.lock();
+                g.core.abandon_request(self.mux);
+                g.relay.done(self.mux)
+            };
+            // Whoever gives up passes the turn on too (see `relay`).
+            if let Some(w) = next {
+                w.wake();
+            }
         }
     }
 }
