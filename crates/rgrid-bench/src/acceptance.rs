@@ -20,8 +20,8 @@
 use std::fmt::Write as _;
 
 use crate::report::{
-    FLOOR, Goal, Group, HolRecord, Over, RGRID_BYTES, RGRID_RPC, Record, TONIC_UNARY, Target, find,
-    ratio, ratio_vs, tonic_counterpart, windowed_system,
+    FLOOR, Goal, Group, HolRecord, Over, RGRID_BYTES, RGRID_BYTES_SPAWNED, RGRID_RPC, Record,
+    TONIC_UNARY, Target, find, ratio, ratio_vs, tonic_counterpart, windowed_system,
 };
 use crate::streams::{Shape, WIDE_WINDOW};
 use crate::suite::rgrid_stream_system;
@@ -450,6 +450,22 @@ pub fn issue14_text(records: &[Record], hol: &[HolRecord]) -> String {
         ));
         s.push_str(&table_line(RGRID_BYTES, &row(RGRID_BYTES)));
         s.push_str(&table_line(RGRID_RPC, &row(RGRID_RPC)));
+        if !points(records, RGRID_BYTES_SPAWNED, n).is_empty() {
+            s.push_str(&table_line(RGRID_BYTES_SPAWNED, &row(RGRID_BYTES_SPAWNED)));
+            // The default registration's cost: a task per call instead of the inline
+            // opt-in (issue 15: a handler cannot stall its connection unless it opts in).
+            s.push_str(&table_line(
+                "spawned / bytes (default's cost)",
+                &concs
+                    .iter()
+                    .map(|&c| {
+                        let v = at(RGRID_BYTES_SPAWNED, c)
+                            .and_then(|r| ratio(r.ops_per_sec, at(RGRID_BYTES, c)?.ops_per_sec));
+                        ratio_cell(v, None)
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+        }
         s.push_str(&table_line(
             &format!("bytes / floor (goal >= {FLOOR_RATIO})"),
             &concs

@@ -143,7 +143,7 @@ pub async fn run(
     let bulk = Bytes::from(vec![0xA5u8; BULK_BYTES]);
     let handlers: Vec<(String, usize)> = windows.iter().map(|&w| (bulk_subroute(w), w)).collect();
     let grid = LocalGrid::start(2, move |_, m| {
-        let _ = m.register_single(HandlerId::TEST, |p: Bytes| async move {
+        let _ = m.register_single_inline(HandlerId::TEST, None, |_, p: Bytes| async move {
             Ok::<_, RemoteError>(p)
         });
         for (route, window) in &handlers {
@@ -164,7 +164,9 @@ pub async fn run(
         let mut idle = Vec::new();
         let mut loaded: Vec<Vec<Loaded>> = vec![Vec::new(); windows.len()];
         for _ in 0..timing.repeats.max(1) {
-            idle.push(requests::bytes_point(&grid, concurrency, payload, once).await);
+            idle.push(
+                requests::bytes_point(&grid, HandlerId::TEST, concurrency, payload, once).await,
+            );
             for (runs, &w) in loaded.iter_mut().zip(windows) {
                 runs.push(measure_loaded(&grid, concurrency, w, payload, once).await?);
             }
@@ -223,7 +225,7 @@ async fn measure_loaded(
     }
     let b0 = received.load(Ordering::Relaxed);
     let t0 = Instant::now();
-    let loaded = requests::bytes_point(grid, concurrency, payload, timing).await;
+    let loaded = requests::bytes_point(grid, HandlerId::TEST, concurrency, payload, timing).await;
     let secs = t0.elapsed().as_secs_f64();
     let bytes = received.load(Ordering::Relaxed).saturating_sub(b0) as f64;
 

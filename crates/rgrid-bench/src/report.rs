@@ -20,6 +20,9 @@ pub const TONIC_CLIENT_STREAM: &str = "tonic client-stream";
 pub const TONIC_SERVER_STREAM: &str = "tonic server-stream";
 /// rgrid raw 512-byte single requests.
 pub const RGRID_BYTES: &str = "rgrid bytes";
+/// rgrid raw 512-byte single requests to a handler registered the default way (a task
+/// per call), where [`RGRID_BYTES`]'s handler opts in to running inline.
+pub const RGRID_BYTES_SPAWNED: &str = "rgrid bytes spawned";
 /// rgrid typed single requests.
 pub const RGRID_RPC: &str = "rgrid rpc";
 /// rgrid streams, shape request.
@@ -152,7 +155,7 @@ impl Record {
 /// The tonic system an rgrid system is compared with.
 pub fn tonic_counterpart(system: &str) -> Option<&'static str> {
     match base_system(system) {
-        RGRID_BYTES | RGRID_RPC => Some(TONIC_UNARY),
+        RGRID_BYTES | RGRID_BYTES_SPAWNED | RGRID_RPC => Some(TONIC_UNARY),
         RGRID_REQUEST => Some(TONIC_CLIENT_STREAM),
         RGRID_RESPONSES => Some(TONIC_SERVER_STREAM),
         RGRID_TWOWAY => Some(TONIC_BIDI),
@@ -163,7 +166,7 @@ pub fn tonic_counterpart(system: &str) -> Option<&'static str> {
 /// The floor an rgrid system is compared with (single requests only).
 pub fn floor_counterpart(system: &str) -> Option<&'static str> {
     match base_system(system) {
-        RGRID_BYTES | RGRID_RPC => Some(FLOOR),
+        RGRID_BYTES | RGRID_BYTES_SPAWNED | RGRID_RPC => Some(FLOOR),
         _ => None,
     }
 }

@@ -10,16 +10,24 @@ use rgrid::{Connection, HandlerId, RemoteError};
 
 use crate::measure::{Point, Timing, closed_loop};
 
-/// The typed handler of the `rpc` shape.
-pub static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST2);
+/// The typed handler of the `rpc` shape; it answers at once, so it opts in to running
+/// inline, as the echo does.
+pub static RPC: SingleHandler<TestRequest, TestResponse> =
+    SingleHandler::new(HandlerId::TEST2).inline();
 
-/// A local grid of `servers` nodes with an echo handler on `HandlerId::TEST` and the typed
-/// `rpc` handler on `HandlerId::TEST2`.
+/// The id of the echo handler registered the default way (a task per call). Any id works:
+/// the benchmark's grid serves nothing else.
+pub const SPAWNED: HandlerId = HandlerId::GET_BANDWIDTH;
+
+/// A local grid of `servers` nodes with an inline echo handler on `HandlerId::TEST`, the
+/// same echo registered the default way on [`SPAWNED`], and the typed `rpc` handler on
+/// `HandlerId::TEST2`.
 pub async fn echo_grid(servers: usize) -> Result<LocalGrid, rgrid::Error> {
     let grid = LocalGrid::start(servers, |_, m| {
-        let _ = m.register_single(HandlerId::TEST, |p: Bytes| async move {
+        let _ = m.register_single_inline(HandlerId::TEST, None, |_, p: Bytes| async move {
             Ok::<_, RemoteError>(p)
         });
+        let _ = m.register_single(SPAWNED, |p: Bytes| async move { Ok::<_, RemoteError>(p) });
         let _ = RPC.register(m, None, |r: TestRequest| async move {
             Ok(TestResponse {
                 org_num: r.num,
@@ -62,9 +70,11 @@ pub async fn rpc_point(grid: &LocalGrid, concurrency: usize, timing: Timing) -> 
     .await
 }
 
-/// `concurrency` client tasks, each calling a random pair with `payload` in a loop.
+/// `concurrency` client tasks, each calling `handler` (an echo) of a random pair with
+/// `payload` in a loop.
 pub async fn bytes_point(
     grid: &LocalGrid,
+    handler: HandlerId,
     concurrency: usize,
     payload: &Bytes,
     timing: Timing,
@@ -74,7 +84,7 @@ pub async fn bytes_point(
         let payload = payload.clone();
         async move {
             let len = payload.len();
-            matches!(conn.request(HandlerId::TEST, payload).await, Ok(b) if b.len() == len)
+            matches!(conn.request(handler, payload).await, Ok(b) if b.len() == len)
         }
     })
     .await

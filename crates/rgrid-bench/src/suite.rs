@@ -5,13 +5,14 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rgrid::HandlerId;
 use rgrid::test_util::LocalGrid;
 
 use crate::cli::Args;
 use crate::measure::{self, Point, Timing};
 use crate::report::{
-    self, Document, FLOOR, Group, HOL_IDLE, Machine, RGRID_BYTES, RGRID_REQUEST, RGRID_RESPONSES,
-    RGRID_RPC, RGRID_TWOWAY, Record, TONIC_UNARY,
+    self, Document, FLOOR, Group, HOL_IDLE, Machine, RGRID_BYTES, RGRID_BYTES_SPAWNED,
+    RGRID_REQUEST, RGRID_RESPONSES, RGRID_RPC, RGRID_TWOWAY, Record, TONIC_UNARY,
 };
 use crate::streams::Shape;
 use crate::tonic_baseline::{self, TonicBaseline};
@@ -246,7 +247,8 @@ async fn run_requests(
     println!();
     println!(
         "single requests (ops = calls): rgrid bytes = 512 B echo, rgrid rpc = typed {{Num, \"hello\"}} call, \
-         random src != dst; ws floor = raw websocket echo, conc messages in flight on one connection; \
+         random src != dst; rgrid bytes spawned = the same echo registered the default way (a task per call, \
+         where the others opt in to running inline); ws floor = raw websocket echo, conc messages in flight on one connection; \
          tonic unary = 512 B echo on one HTTP/2 connection; /tonic, /floor = ops/s ratios"
     );
     println!("{}", report::header(Group::Requests));
@@ -296,9 +298,28 @@ async fn run_requests(
                     concurrency: c,
                     msgs_per_op: 2.0,
                     once: Box::new(move || {
-                        Box::pin(
-                            async move { Ok(requests::bytes_point(grid, c, payload, once).await) },
-                        )
+                        Box::pin(async move {
+                            Ok(
+                                requests::bytes_point(grid, HandlerId::TEST, c, payload, once)
+                                    .await,
+                            )
+                        })
+                    }),
+                });
+                jobs.push(Job {
+                    system: RGRID_BYTES_SPAWNED.to_owned(),
+                    group: Group::Requests,
+                    servers: Some(*n),
+                    window: None,
+                    concurrency: c,
+                    msgs_per_op: 2.0,
+                    once: Box::new(move || {
+                        Box::pin(async move {
+                            Ok(
+                                requests::bytes_point(grid, requests::SPAWNED, c, payload, once)
+                                    .await,
+                            )
+                        })
                     }),
                 });
                 jobs.push(Job {

@@ -105,6 +105,11 @@ pub enum Error {
     /// The peer broke the protocol (malformed frame, bad handshake, ...).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// An established connection ended, and why (the peer closed it, no pong for two ping
+    /// intervals, a protocol violation, ...). Only in [`crate::Connection::last_error`]:
+    /// calls in flight on it fail with [`Error::Disconnected`].
+    #[error("connection lost: {0}")]
+    Lost(String),
     /// The transport (TCP, TLS, websocket) failed.
     #[error("transport error: {0}")]
     Transport(String),
@@ -163,3 +168,42 @@ impl From<std::io::Error> for Error {
         Error::Transport(e.to_string())
     }
 }
+
+/// A host whose connection is not up ([`PeersDown`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerDown {
+    /// The host, as in the host list.
+    pub host: String,
+    /// Its connection's state.
+    pub state: crate::State,
+    /// Why it is down, if known.
+    pub last_error: Option<crate::ConnFailure>,
+}
+
+/// Peers still not connected when [`crate::Manager::wait_for_peers`] gave up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeersDown {
+    /// Every host still down, by host name.
+    pub down: Vec<PeerDown>,
+}
+
+impl fmt::Display for PeersDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} peer(s) not connected:", self.down.len())?;
+        for (i, p) in self.down.iter().enumerate() {
+            let sep = if i == 0 { " " } else { "; " };
+            write!(f, "{sep}{} ({}", p.host, p.state)?;
+            match &p.last_error {
+                Some(e) if e.refused_here => write!(f, ": refused here: {}", e.error)?,
+                Some(e) => write!(f, ": {}", e.error)?,
+                None => {}
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PeersDown {}

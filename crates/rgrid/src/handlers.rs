@@ -300,11 +300,19 @@ pub(crate) struct StreamEntry {
     pub(crate) route: Option<Arc<str>>,
 }
 
+/// A registered single handler.
+#[derive(Clone)]
+pub(crate) struct SingleEntry {
+    pub(crate) f: SingleHandlerFn,
+    /// Opted in to its first poll on the connection's reader ([`Manager::register_single_inline`]).
+    pub(crate) inline: bool,
+}
+
 /// All handlers of a manager, by id and by subroute id.
 #[derive(Default)]
 pub(crate) struct Registry {
-    single: HashMap<HandlerId, SingleHandlerFn>,
-    single_sub: HashMap<SubrouteId, SingleHandlerFn>,
+    single: HashMap<HandlerId, SingleEntry>,
+    single_sub: HashMap<SubrouteId, SingleEntry>,
     stream: HashMap<HandlerId, StreamEntry>,
     stream_sub: HashMap<SubrouteId, StreamEntry>,
 }
@@ -316,7 +324,9 @@ impl Registry {
         id: HandlerId,
         subroute: Option<&str>,
         f: SingleHandlerFn,
+        inline: bool,
     ) -> Result<(), Error> {
+        let f = SingleEntry { f, inline };
         if !id.is_valid() {
             return Err(Error::UnknownHandler(id));
         }
@@ -394,7 +404,7 @@ impl Registry {
         &self,
         id: HandlerId,
         subroute: Option<&SubrouteId>,
-    ) -> Option<SingleHandlerFn> {
+    ) -> Option<SingleEntry> {
         match subroute {
             None => self.single.get(&id).cloned(),
             Some(sub) => self.single_sub.get(sub).cloned(),

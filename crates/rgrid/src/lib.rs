@@ -106,10 +106,14 @@
 //!   holder of the role drains what others queued meanwhile, so frames still merge under load
 //!   (up to 50 messages / 31 KiB per `OpMerged` frame). A writer task takes the role over only
 //!   when the socket is full (or after four frames), and waits for it, bounded by
-//!   [`Options::write_timeout`]. A reader task reads frames and feeds them to the core; a
-//!   single handler gets its first poll there and its answer goes out in the same write
-//!   ([`Options::inline_handlers`]); a timer task runs the core's timers. So a call crosses
-//!   one task hand-off (the reader waking the caller) instead of three.
+//!   [`Options::write_timeout`]. A reader task reads frames and feeds them to the core;
+//!   every single handler runs in a task of its own, so one that blocks delays nobody else,
+//!   except handlers that opt in to running inline ([`Manager::register_single_inline`],
+//!   [`typed::SingleHandler::inline`]): those get their first poll on the reader and their
+//!   answer goes out in the same write. A timer task runs the core's timers. So a call to an
+//!   inline handler crosses one task hand-off (the reader waking the caller) instead of
+//!   three. The reader wakes answered callers one at a time, each waking the next, so a
+//!   frame of several answers does not wake an idle worker thread.
 //! * **Scheduling.** The writer sends control first, then data by [`Priority`]: single
 //!   requests and their answers ([`Priority::Latency`]) before streams
 //!   ([`Priority::Normal`]) before bulk transfers ([`Priority::Bulk`], opt-in with
@@ -296,11 +300,12 @@ pub use auth::{
     TokenValidator,
 };
 pub use connection::{
-    CallOptions, ConnStats, Connection, Responses, State, Stream, StreamSender, Subroute,
+    CallOptions, ConnFailure, ConnStats, Connection, Responses, State, Stream, StreamSender,
+    Subroute,
 };
 #[cfg(feature = "test-util")]
 pub use connection::{InboundBlock, OutboundBlock};
-pub use error::{Error, RemoteError};
+pub use error::{Error, PeerDown, PeersDown, RemoteError};
 pub use handlers::{
     BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn, StreamIn,
     StreamOut,

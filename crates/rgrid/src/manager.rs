@@ -22,7 +22,7 @@ use crate::auth::{
 };
 use crate::connection::{ConnShared, Connection, State};
 use crate::ctx::ManagerCtx;
-use crate::error::{Error, RemoteError};
+use crate::error::{Error, PeerDown, PeersDown, RemoteError};
 use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
 use crate::options::{MAX_HANDSHAKE_MESSAGE_SIZE, Options};
 use crate::transport::dial::{ConnDialer, WebSocket, split_host};
@@ -351,6 +351,34 @@ impl Manager {
         self.inner.conns.values()
     }
 
+    /// Waits until the connection to every other host is up, for at most `timeout`: a
+    /// start-up barrier. On timeout (or shutdown) the error lists every host still down,
+    /// with its state and why ([`Connection::last_error`]).
+    pub async fn wait_for_peers(&self, timeout: std::time::Duration) -> Result<(), PeersDown> {
+        let all = async {
+            for conn in self.inner.conns.values() {
+                conn.wait_for_connect().await?;
+            }
+            Ok::<(), Error>(())
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(timeout, all).await {
+            return Ok(());
+        }
+        let mut down: Vec<PeerDown> = self
+            .inner
+            .conns
+            .values()
+            .filter(|c| c.state() != State::Connected)
+            .map(|c| PeerDown {
+                host: c.remote().to_owned(),
+                state: c.state(),
+                last_error: c.last_error(),
+            })
+            .collect();
+        down.sort_by(|a, b| a.host.cmp(&b.host));
+        Err(PeersDown { down })
+    }
+
     /// The manager's options.
     pub fn options(&self) -> &Options {
         &self.inner.ctx.options
@@ -390,7 +418,8 @@ impl Manager {
         F: Fn(Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
     {
-        self.registry_mut().add_single(id, None, single_fn(handler))
+        self.registry_mut()
+            .add_single(id, None, single_fn(handler), false)
     }
 
     /// Registers a single-request handler under `id` and a static subroute.
@@ -405,7 +434,7 @@ impl Manager {
         Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
     {
         self.registry_mut()
-            .add_single(id, Some(subroute), single_fn(handler))
+            .add_single(id, Some(subroute), single_fn(handler), false)
     }
 
     /// Registers a stream handler under `id` and an optional static subroute.
@@ -450,7 +479,44 @@ impl Manager {
         Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
     {
         self.registry_mut()
-            .add_single(id, subroute, single_ctx_fn(handler))
+            .add_single(id, subroute, single_ctx_fn(handler), false)
+    }
+
+    /// Registers a single-request handler that runs its first poll on the connection's
+    /// reader, under `id` and an optional static subroute.
+    ///
+    /// Handlers registered otherwise each run in a task of their own, so a handler that
+    /// blocks or burns CPU delays nobody else. An *inline* handler saves that task (one
+    /// spawn and one wake-up per call, see the benchmark's `rgrid bytes` rows against
+    /// `rgrid bytes spawned`): if it finishes without waiting, as lock tables and
+    /// in-memory metadata lookups do, its answer leaves with the reader's next write; if it
+    /// waits, it moves to a task of its own at its first `.await`. The price: everything it
+    /// does before its first `.await` holds up the reading of its whole connection, every
+    /// call and stream on it. Opt in only for handlers that never block
+    /// ([`crate::Options::inline_handlers`] turns the fast path off for all of them).
+    ///
+    /// ```
+    /// # use rgrid::{HandlerCtx, HandlerId, Manager, RemoteError};
+    /// # use bytes::Bytes;
+    /// # let manager = Manager::builder("http://a:1", ["http://a:1", "http://b:1"]).token("t").build()?;
+    /// // An echo answers at once: worth running inline.
+    /// manager.register_single_inline(HandlerId::TEST, None, |_: HandlerCtx, payload: Bytes| async move {
+    ///     Ok::<_, RemoteError>(payload)
+    /// })?;
+    /// # Ok::<(), rgrid::Error>(())
+    /// ```
+    pub fn register_single_inline<F, Fut>(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        handler: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn(HandlerCtx, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, RemoteError>> + Send + 'static,
+    {
+        self.registry_mut()
+            .add_single(id, subroute, single_ctx_fn(handler), true)
     }
 
     fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
@@ -571,6 +637,12 @@ impl Manager {
     }
 
     fn log_rejection(&self, remote: Option<&str>, reason: &str) {
+        if let Some(conn) = remote.and_then(|r| self.inner.conns.get(r))
+            && conn.state() != State::Connected
+        {
+            conn.inner
+                .record_failure(Error::Rejected(reason.to_owned()), true, 1);
+        }
         let key = remote.unwrap_or("<unknown>").to_owned();
         if lock(&self.inner.ctx.rejections_logged).insert(key.clone()) {
             tracing::warn!(remote = %key, %reason, "grid: rejected incoming connection");
@@ -661,8 +733,9 @@ async fn dial_loop(conn: Arc<ConnShared>) {
                 // An established connection ended: redial at once (MinIO does the same).
             }
             Err(e) => {
-                conn.set_state(State::ConnectionError);
                 failures += 1;
+                conn.record_failure(e.clone(), false, failures);
+                conn.set_state(State::ConnectionError);
                 // Log the first failure after a success once (a refusal by the peer or a
                 // failed TLS handshake at once: retrying will not fix a wrong token or an
                 // untrusted certificate), then at most once per hour.

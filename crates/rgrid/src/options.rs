@@ -93,12 +93,12 @@ pub struct Options {
     pub max_clock_skew: Duration,
     /// Deadline of a single request made without one. Default 60 s.
     pub default_deadline: Duration,
-    /// Run a single handler's first poll on the connection's reader task, and give it a task
-    /// of its own only if it does not finish at once. Default `true`: a handler that answers
-    /// without waiting (locks, in-memory metadata) then costs no task spawn and no extra
-    /// wake-up. The catch: code before the handler's first `.await` delays the reading of
-    /// that connection, so handlers that block or burn CPU should move that work to
-    /// `spawn_blocking` or set this to `false`.
+    /// Let single handlers registered with [`crate::Manager::register_single_inline`] (or
+    /// a typed [`crate::typed::SingleHandler::inline`]) run their first poll on the
+    /// connection's reader task, so that one that answers without waiting costs no task.
+    /// Default `true`; `false` gives every handler a task of its own. Handlers registered
+    /// otherwise always run in a task of their own, so one that blocks cannot stall its
+    /// connection.
     pub inline_handlers: bool,
     /// Interval of stream pings (spec §3.12). The caller pings each of its streams that has
     /// no deadline or one longer than this, and fails a stream whose handler side has been

@@ -28,7 +28,9 @@ struct DiskInfo {
 }
 
 const ECHO: HandlerId = HandlerId::TEST;
-static DISK_INFO: SingleHandler<DiskInfoRequest, DiskInfo> = SingleHandler::new(HandlerId::TEST2);
+/// Answers at once from memory, so it opts in to running inline (no task per call).
+static DISK_INFO: SingleHandler<DiskInfoRequest, DiskInfo> =
+    SingleHandler::new(HandlerId::TEST2).inline();
 /// Messages each way in the stream shapes.
 const STREAM_MESSAGES: usize = 10;
 /// Deadline of every demo call: nothing may hang the demo.
@@ -97,7 +99,8 @@ fn send_err(e: rgrid::Error) -> RemoteError {
 
 /// Registers the demo's handlers on one node.
 pub(super) fn register(index: usize, m: &Manager) -> Result<(), rgrid::Error> {
-    m.register_single(ECHO, |payload: Bytes| async move { Ok(payload) })?;
+    // Answers at once: inline. Handlers that may block keep the default (a task per call).
+    m.register_single_inline(ECHO, None, |_, payload: Bytes| async move { Ok(payload) })?;
     let endpoint = m.host().to_owned();
     DISK_INFO.register(m, None, move |req: DiskInfoRequest| {
         let endpoint = endpoint.clone();

@@ -52,6 +52,31 @@ impl fmt::Display for State {
     }
 }
 
+/// Why a connection is down, or why it last went down ([`Connection::last_error`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnFailure {
+    /// What failed:
+    /// * [`Error::Rejected`]: the handshake was refused, with the refuser's reason (a wrong
+    ///   token or JWT secret, a host name the peer does not know, clock skew). See
+    ///   [`ConnFailure::refused_here`] for which side refused.
+    /// * [`Error::Transport`] or [`Error::Tls`]: the dial failed (nothing listening, a
+    ///   timeout, an untrusted certificate).
+    /// * [`Error::Protocol`]: the peer broke the protocol in the handshake.
+    /// * [`Error::Lost`]: an established connection ended, with why (the peer closed it,
+    ///   no pong for two ping intervals, a protocol violation, ...).
+    pub error: Error,
+    /// This node refused the peer's handshake (the peer claimed this host's name but failed
+    /// authentication): the fix is on one of the two nodes' credentials. Such a claim is not
+    /// authenticated, so anyone able to reach the port can cause this entry.
+    pub refused_here: bool,
+    /// Failed attempts in a row when this was recorded (1 = the first attempt after the
+    /// connection was last up, or after start); 0 for a lost connection.
+    pub attempts: u64,
+    /// When it happened, on the wall clock.
+    pub at: SystemTime,
+}
+
 /// A snapshot of a connection's statistics (MinIO's per-connection RPC metrics).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -134,6 +159,8 @@ pub(crate) struct ConnShared {
     /// dropped runtime and keeps its socket open.
     session: Mutex<Option<Weak<Session>>>,
     remote_id: Mutex<Option<[u8; 16]>>,
+    /// Why the connection is down, or last went down.
+    failure: Mutex<Option<ConnFailure>>,
     pub(crate) counters: Counters,
     #[cfg(feature = "test-util")]
     pub(crate) faults: Faults,
@@ -236,6 +263,7 @@ impl ConnShared {
             state: watch::Sender::new(State::Unconnected),
             session: Mutex::new(None),
             remote_id: Mutex::new(None),
+            failure: Mutex::new(None),
             counters: Counters::default(),
             #[cfg(feature = "test-util")]
             faults: Faults::default(),
@@ -244,6 +272,16 @@ impl ConnShared {
 
     pub(crate) fn state(&self) -> State {
         *self.state.borrow()
+    }
+
+    /// Records why the connection is down (see [`ConnFailure`]).
+    pub(crate) fn record_failure(&self, error: Error, refused_here: bool, attempts: u64) {
+        *lock(&self.failure) = Some(ConnFailure {
+            error,
+            refused_here,
+            attempts,
+            at: SystemTime::now(),
+        });
     }
 
     /// Changes the state unless it is the terminal Shutdown.
@@ -317,7 +355,12 @@ impl ConnShared {
             }
         };
         if was_current {
-            tracing::info!(local = %self.local, remote = %self.remote, "grid connection lost");
+            let why = session.close_text();
+            tracing::info!(local = %self.local, remote = %self.remote, reason = %why,
+                "grid connection lost");
+            if self.state() != State::Shutdown {
+                self.record_failure(Error::Lost(why), false, 0);
+            }
             self.set_state(State::ConnectionError);
         }
     }
@@ -359,6 +402,20 @@ impl Connection {
     /// The current state.
     pub fn state(&self) -> State {
         self.inner.state()
+    }
+
+    /// Why the connection is down, or why it last went down: the latest failed dial
+    /// attempt, handshake refused by either side, or end of an established connection.
+    /// `None` if none of these happened yet. Kept after the connection comes back up, with
+    /// the time it happened.
+    pub fn last_error(&self) -> Option<ConnFailure> {
+        lock(&self.inner.failure).clone()
+    }
+
+    /// A watch of the connection's state: `borrow()` reads it, `changed().await` waits for
+    /// the next change.
+    pub fn watch_state(&self) -> watch::Receiver<State> {
+        self.inner.state.subscribe()
     }
 
     /// Waits until the connection is up. Fails with [`Error::Shutdown`] if the manager shuts

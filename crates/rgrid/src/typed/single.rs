@@ -20,6 +20,7 @@ use crate::manager::Manager;
 /// ```
 pub struct SingleHandler<Req, Resp> {
     id: HandlerId,
+    inline: bool,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
@@ -27,6 +28,7 @@ impl<Req, Resp> std::fmt::Debug for SingleHandler<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SingleHandler")
             .field("id", &self.id)
+            .field("inline", &self.inline)
             .finish()
     }
 }
@@ -36,8 +38,24 @@ impl<Req: Payload, Resp: Payload> SingleHandler<Req, Resp> {
     pub const fn new(id: HandlerId) -> Self {
         SingleHandler {
             id,
+            inline: false,
             _types: PhantomData,
         }
+    }
+
+    /// The same handler, registered to run its first poll on the connection's reader
+    /// (see [`Manager::register_single_inline`]): for handlers that answer without blocking,
+    /// such as lock tables and in-memory lookups. Callers are unaffected.
+    ///
+    /// ```
+    /// use rgrid::HandlerId;
+    /// use rgrid::typed::{Mss, SingleHandler};
+    ///
+    /// static LOCK: SingleHandler<Mss, Mss> = SingleHandler::new(HandlerId::LOCK_LOCK).inline();
+    /// ```
+    pub const fn inline(mut self) -> Self {
+        self.inline = true;
+        self
     }
 
     /// The handler id.
@@ -71,13 +89,18 @@ impl<Req: Payload, Resp: Payload> SingleHandler<Req, Resp> {
         F: Fn(HandlerCtx, Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, RemoteError>> + Send + 'static,
     {
-        manager.register_single_with_ctx(self.id, subroute, move |ctx, payload| {
+        let handler = move |ctx, payload: bytes::Bytes| {
             let call = decode::<Req>(&payload).map(|req| f(ctx, req));
             async move {
                 let resp = call.map_err(bad_request)?.await?;
                 encode(&resp).map_err(|e| RemoteError::new(e.to_string()))
             }
-        })
+        };
+        if self.inline {
+            manager.register_single_inline(self.id, subroute, handler)
+        } else {
+            manager.register_single_with_ctx(self.id, subroute, handler)
+        }
     }
 
     /// Calls the handler on `to` (a [`crate::Connection`] or [`crate::Subroute`]) with the

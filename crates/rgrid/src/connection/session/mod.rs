@@ -329,6 +329,15 @@ impl Session {
         }
     }
 
+    /// Why the session closed, in words (empty while it is open).
+    pub(crate) fn close_text(&self) -> String {
+        self.lock()
+            .core
+            .close_reason()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     /// Resolves when the session has closed.
     pub(crate) async fn closed(&self) {
         self.cancel.cancelled().await;
@@ -337,11 +346,18 @@ impl Session {
     /// Closes the session: in-flight calls fail with `reason`, served handlers are
     /// cancelled, the tasks stop, the socket is dropped. Idempotent; the first reason wins.
     pub(crate) fn close(self: &Arc<Self>, reason: Error) {
+        let why = reason.to_string();
+        self.close_because(reason, why);
+    }
+
+    /// Like [`Session::close`], with the reason in words for the connection's record
+    /// (`why`), when it says more than the error calls get.
+    pub(crate) fn close_because(self: &Arc<Self>, reason: Error, why: String) {
         let mut g = self.lock();
         if g.reason.is_none() {
             g.reason = Some(reason.clone());
         }
-        g.core.close(CloseReason::Local(reason.to_string()));
+        g.core.close(CloseReason::Local(why));
         let done = self.collect(&mut g);
         let relay: Vec<Waker> = g.relay.take_all().collect();
         drop(g);

@@ -21,15 +21,15 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
             m = stream.next() => m,
         };
         let msg = match next {
-            None => break Some(Error::Disconnected),
+            None => break Some("the peer closed the connection".to_owned()),
             Some(Err(e)) => {
                 tracing::debug!(remote = %conn.remote, error = %e, "grid read failed");
-                break Some(Error::Disconnected);
+                break Some(format!("read failed: {e}"));
             }
             Some(Ok(m)) => m,
         };
         if msg.is_close() {
-            break Some(Error::Disconnected);
+            break Some("the peer closed the connection".to_owned());
         }
         if !msg.is_binary() {
             // Text frames are ignored like MinIO does; ping/pong are answered by the
@@ -61,8 +61,9 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
             break None;
         }
     };
-    if let Some(reason) = reason {
-        session.close(reason);
+    if let Some(why) = reason {
+        // Calls in flight see `Disconnected`; `why` goes to `Connection::last_error`.
+        session.close_because(Error::Disconnected, why);
     }
     conn.session_ended(&session);
 }

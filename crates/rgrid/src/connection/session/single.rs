@@ -44,7 +44,7 @@ impl Session {
         payload: Bytes,
     ) -> Option<Result<Bytes, String>> {
         let conn = &self.conn;
-        let Some(f) = conn.ctx.registry().single(handler, subroute.as_ref()) else {
+        let Some(entry) = conn.ctx.registry().single(handler, subroute.as_ref()) else {
             // Unregistered since the core accepted it: answer like an unknown handler.
             return Some(Err(rgrid_proto::conn::unknown_handler_text(
                 handler,
@@ -59,8 +59,8 @@ impl Session {
             deadline,
             self.cancel.clone(),
         );
-        let mut run = AssertUnwindSafe(f(ctx, payload)).catch_unwind();
-        if conn.ctx.options.inline_handlers {
+        let mut run = AssertUnwindSafe((entry.f)(ctx, payload)).catch_unwind();
+        if entry.inline && conn.ctx.options.inline_handlers {
             // First poll right here: most handlers answer without waiting, and then cost no
             // task. A pending handler moves to its own task, whose first poll registers its
             // real waker (the no-op one used here is never needed).
