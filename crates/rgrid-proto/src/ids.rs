@@ -22,6 +22,7 @@ macro_rules! handler_ids {
             pub const fn name(self) -> Option<&'static str> {
                 match self.0 {
                     $($value => Some($name),)*
+                    128 => Some("Service"),
                     _ => None,
                 }
             }
@@ -31,6 +32,7 @@ macro_rules! handler_ids {
             pub const fn trace_prefix(self) -> Option<&'static str> {
                 match self.0 {
                     $($value => Some($prefix),)*
+                    128 => Some("service"),
                     _ => None,
                 }
             }
@@ -123,13 +125,18 @@ handler_ids! {
 impl HandlerId {
     /// The invalid id 0 (MinIO's `handlerInvalid`).
     pub const INVALID: HandlerId = HandlerId(0);
-    /// One past the last valid id (MinIO's `handlerLast`); registries are sized by it.
+    /// One past the last MinIO handler id (MinIO's `handlerLast`).
     pub const LAST: HandlerId = HandlerId(80);
+    /// The id of every named service method (rgrid's own, not MinIO's): an app's calls
+    /// are told apart by their subroute, `service/method` (see `rgrid::typed::Service`).
+    /// A MinIO Go node refuses it like any id it does not know ("Invalid Handler").
+    pub const SERVICE: HandlerId = HandlerId(128);
 
-    /// Whether this is a valid handler id (1..=79).
+    /// Whether this is a valid handler id: MinIO's 1..=79, or [`HandlerId::SERVICE`].
+    /// Other ids are reserved.
     #[inline]
     pub const fn is_valid(self) -> bool {
-        self.0 > 0 && self.0 < Self::LAST.0
+        (self.0 > 0 && self.0 < Self::LAST.0) || self.0 == Self::SERVICE.0
     }
 
     /// Whether this is one of the two test ids (78, 79), which MinIO lets tests re-register.
@@ -202,10 +209,12 @@ mod tests {
             assert!(h.name().is_some(), "{id}");
             assert!(h.trace_prefix().is_some(), "{id}");
         }
-        for id in [0u8, 80, 255] {
+        for id in [0u8, 80, 127, 129, 255] {
             assert!(!HandlerId(id).is_valid());
             assert!(HandlerId(id).name().is_none());
         }
+        assert!(HandlerId::SERVICE.is_valid());
+        assert_eq!(HandlerId::SERVICE.to_string(), "Service");
         assert_eq!(HandlerId::DISK_INFO.0, 9);
         assert_eq!(HandlerId(77).to_string(), "CheckParts3");
         assert_eq!(HandlerId::LIST_DIR.0, 64);

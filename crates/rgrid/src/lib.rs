@@ -1,16 +1,21 @@
 //! rgrid: fast two-way RPC between the servers of a cluster over one persistent websocket per
 //! pair of servers, byte-compatible with MinIO's internode grid (protocol v1).
 //!
-//! # Example: two nodes, a typed call and a typed stream
+//! # Example: your own service on two nodes, a typed call and a typed stream
 //!
-//! Each node builds a [`Manager`] with the full host list, registers its handlers, serves the
-//! grid route and starts; calls go through the [`Connection`] to a host. Typed handlers
-//! ([`typed`]) carry serde types as MessagePack.
+//! An app declares its calls by name: a [`typed::Service`] and its methods, each one static
+//! that gives both the handler registration and the typed call (serde types as
+//! MessagePack). On the wire a method is the grid's handler 128 ([`HandlerId::SERVICE`])
+//! under the subroute `service/method`, so the protocol stays MinIO's grid v1; MinIO's own
+//! handler ids (1..=79, with [`typed::SingleHandler`] and [`typed::StreamHandler`]) are for
+//! talking to MinIO's handlers. Each node builds a [`Manager`] with the full host list,
+//! registers its handlers, serves the grid route and starts; calls go through the
+//! [`Connection`] to a host.
 //!
 //! ```
 //! use futures_util::StreamExt;
-//! use rgrid::typed::{SingleHandler, StreamHandler};
-//! use rgrid::{HandlerId, Manager, RemoteError, serve};
+//! use rgrid::typed::{Service, ServiceMethod, ServiceStream};
+//! use rgrid::{Manager, RemoteError, serve};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize)]
@@ -23,10 +28,12 @@
 //!     value: Option<String>,
 //! }
 //!
-//! // Both sides name the handlers by id; the types are part of the contract.
-//! static LOOKUP: SingleHandler<Lookup, Found> = SingleHandler::new(HandlerId::TEST);
-//! // Payload: a prefix; requests: words; responses: the prefixed words.
-//! static PREFIX: StreamHandler<String, String, String> = StreamHandler::new(HandlerId::TEST2);
+//! // The service "kv" and its methods; the types are part of the contract.
+//! const KV: Service = Service::new("kv");
+//! // kv/lookup answers from memory without blocking, so it may run inline on the reader.
+//! static LOOKUP: ServiceMethod<Lookup, Found> = KV.method("lookup").inline();
+//! // kv/prefix: payload a prefix; requests: words; responses: the prefixed words.
+//! static PREFIX: ServiceStream<String, String, String> = KV.stream("prefix");
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), rgrid::Error> {
@@ -43,11 +50,11 @@
 //!     let node = Manager::builder(host.clone(), hosts.clone())
 //!         .jwt_secret("cluster secret")
 //!         .build()?;
-//!     LOOKUP.register(&node, None, |req: Lookup| async move {
+//!     LOOKUP.register(&node, |req: Lookup| async move {
 //!         let value = (req.key == "answer").then(|| "42".to_owned());
 //!         Ok::<_, RemoteError>(Found { value })
 //!     })?;
-//!     PREFIX.register(&node, None, |_ctx, prefix, mut words, out| async move {
+//!     PREFIX.register(&node, |_ctx, prefix, mut words, out| async move {
 //!         while let Some(word) = words.recv().await {
 //!             out.send(&format!("{prefix}{}", word?)).await?;
 //!         }

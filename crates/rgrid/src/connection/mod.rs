@@ -462,8 +462,18 @@ impl Connection {
     pub fn subroute(&self, route: &str) -> Subroute {
         Subroute {
             conn: self.clone(),
-            route: route.to_owned(),
+            route: Arc::from(route),
             hash: RouteHash::new(route),
+        }
+    }
+
+    /// A subroute whose route string and hash were made before (named services cache
+    /// them), without allocating or hashing.
+    pub(crate) fn subroute_hashed(&self, route: &Arc<str>, hash: RouteHash) -> Subroute {
+        Subroute {
+            conn: self.clone(),
+            route: route.clone(),
+            hash,
         }
     }
 
@@ -724,8 +734,13 @@ impl CallOptions {
 pub(crate) fn name_route(e: Error, handler: HandlerId, route: &str) -> Error {
     match e {
         Error::Remote(r) if r.text().starts_with("Invalid Handler") => {
+            let hint = if handler == HandlerId::SERVICE {
+                format!("the remote has no method {route:?}: not registered there")
+            } else {
+                format!("the remote has no handler {handler} for route {route:?}")
+            };
             Error::Remote(crate::error::RemoteError::new(format!(
-                "{} (the remote has no handler {handler} for route {route:?})",
+                "{} ({hint})",
                 r.text()
             )))
         }
@@ -737,7 +752,7 @@ pub(crate) fn name_route(e: Error, handler: HandlerId, route: &str) -> Error {
 #[derive(Clone, Debug)]
 pub struct Subroute {
     conn: Connection,
-    route: String,
+    route: Arc<str>,
     hash: RouteHash,
 }
 
@@ -750,7 +765,7 @@ impl Subroute {
     /// A deeper subroute: the routes are joined with `/`.
     pub fn subroute(&self, route: &str) -> Subroute {
         self.conn
-            .subroute(&rgrid_proto::join_route(&[self.route.as_str(), route]))
+            .subroute(&rgrid_proto::join_route(&[&self.route, route]))
     }
 
     /// Makes a single request to the handler registered under this subroute.
@@ -807,7 +822,7 @@ impl Subroute {
         options: CallOptions,
     ) -> Result<Stream, Error> {
         let sub = SubrouteId::from_route_hash(self.hash, handler);
-        let route: Arc<str> = Arc::from(self.route.as_str());
+        let route = self.route.clone();
         stream::open_routed(
             &self.conn.inner,
             handler,

@@ -6,6 +6,8 @@
 //! * [`StreamHandler<P, Req, Resp>`](StreamHandler): an initial payload `P`, then requests
 //!   up and responses down, with `register`, `register_no_input`, `register_no_payload` and
 //!   `call`; the caller gets a [`TypedStream`] whose responses are decoded values.
+//! * [`Service`]: an app's own calls by name, [`ServiceMethod`] and [`ServiceStream`]
+//!   statics declared as `service/method` (see [the service docs](Service) and below).
 //! * Helper types with MinIO's exact encodings: [`Mss`], [`Bytes`], [`UrlValues`],
 //!   [`Json`], [`NoPayload`], [`Array`].
 //!
@@ -38,6 +40,7 @@
 //! handler owns its request, the wrapper consumes the response it returns, so nothing can
 //! alias a recycled object and MinIO's `WithSharedResponse` opt-out has no counterpart here.
 
+mod service;
 mod single;
 mod stream;
 mod types;
@@ -49,6 +52,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use self::service::{Service, ServiceMethod, ServiceStream};
 pub use self::single::SingleHandler;
 pub use self::stream::{
     StreamHandler, TypedIn, TypedOut, TypedResponses, TypedSender, TypedStream,

@@ -1,0 +1,265 @@
+//! Named services: an app's own calls, declared by service and method name (see [`Service`]).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rgrid_proto::RouteHash;
+
+use super::{Payload, SingleHandler, StreamHandler, TypedIn, TypedOut, TypedStream};
+use crate::connection::{Connection, Subroute};
+use crate::error::Error;
+use crate::handlers::HandlerCtx;
+use crate::{HandlerId, Manager, RemoteError};
+
+/// A service: the name under which an app declares its methods.
+///
+/// A service is a name; each of its methods is a typed static made from it, which gives
+/// both the handler registration and the typed call, so the two sides cannot disagree:
+///
+/// ```
+/// use rgrid::typed::{Service, ServiceMethod, ServiceStream};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Lock { resource: String, owner: String }
+///
+/// const LOCKS: Service = Service::new("locks");
+/// /// locks/lock: true if granted. Answers from memory at once, so it runs inline.
+/// static LOCK: ServiceMethod<Lock, bool> = LOCKS.method("lock").inline();
+/// static UNLOCK: ServiceMethod<Lock, bool> = LOCKS.method("unlock");
+/// /// locks/watch: a stream of released resources, 16 messages in flight.
+/// static WATCH: ServiceStream<String, (), String> = LOCKS.stream("watch").with_out_capacity(16);
+/// ```
+///
+/// # On the wire
+///
+/// Every method is a grid v1 handler: [`HandlerId::SERVICE`] (128) under the static subroute
+/// `service/method` (`locks/lock`), so the wire is unchanged and a method costs one hash
+/// lookup like any subroute. MinIO's ids 1..=79 stay for interop with MinIO's own handlers
+/// (register those with [`SingleHandler`] and [`StreamHandler`]); an app
+/// should use named services rather than borrow one of them. A MinIO Go node refuses
+/// id 128 like any id it does not know. Names are case-sensitive; the pair
+/// (service, method) must be unique per node ([`Error::HandlerAlreadyExists`] otherwise),
+/// and a call to a method the remote node did not register fails with [`Error::Remote`]
+/// whose text names `service/method`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Service {
+    name: &'static str,
+}
+
+impl Service {
+    /// The service called `name` (no `/`).
+    pub const fn new(name: &'static str) -> Self {
+        Service { name }
+    }
+
+    /// The service's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// A single-request method: a `Req` in, a `Resp` or a remote error out.
+    pub const fn method<Req: Payload, Resp: Payload>(
+        &self,
+        method: &'static str,
+    ) -> ServiceMethod<Req, Resp> {
+        ServiceMethod {
+            route: Route::new(self.name, method),
+            handler: SingleHandler::new(HandlerId::SERVICE),
+        }
+    }
+
+    /// A stream method: an initial payload `P`, then requests `Req` up and responses `Resp`
+    /// down, with MinIO's default capacities of 1 (set them with
+    /// [`ServiceStream::with_in_capacity`] and [`ServiceStream::with_out_capacity`]).
+    pub const fn stream<P: Payload, Req: Payload, Resp: Payload>(
+        &self,
+        method: &'static str,
+    ) -> ServiceStream<P, Req, Resp> {
+        ServiceStream {
+            route: Route::new(self.name, method),
+            handler: StreamHandler::new(HandlerId::SERVICE),
+        }
+    }
+}
+
+/// `service/method`, its hash made once.
+struct Route {
+    service: &'static str,
+    method: &'static str,
+    made: OnceLock<(Arc<str>, RouteHash)>,
+}
+
+impl Route {
+    const fn new(service: &'static str, method: &'static str) -> Self {
+        Route {
+            service,
+            method,
+            made: OnceLock::new(),
+        }
+    }
+
+    fn made(&self) -> &(Arc<str>, RouteHash) {
+        self.made.get_or_init(|| {
+            let route = rgrid_proto::join_route(&[self.service, self.method]);
+            let hash = RouteHash::new(&route);
+            (Arc::from(route), hash)
+        })
+    }
+
+    fn text(&self) -> &str {
+        &self.made().0
+    }
+
+    fn on(&self, conn: &Connection) -> Subroute {
+        let (route, hash) = self.made();
+        conn.subroute_hashed(route, *hash)
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.service, self.method)
+    }
+}
+
+/// A single-request method of a [`Service`], typed by its request and response.
+pub struct ServiceMethod<Req, Resp> {
+    route: Route,
+    handler: SingleHandler<Req, Resp>,
+}
+
+impl<Req, Resp> std::fmt::Debug for ServiceMethod<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceMethod")
+            .field("route", &self.route)
+            .field("handler", &self.handler)
+            .finish()
+    }
+}
+
+impl<Req: Payload, Resp: Payload> ServiceMethod<Req, Resp> {
+    /// The same method, its handler run inline on the connection's reader (see
+    /// [`Manager::register_single_inline`]): only for handlers that never block.
+    pub const fn inline(mut self) -> Self {
+        self.handler = self.handler.inline();
+        self
+    }
+
+    /// `service/method`.
+    pub fn route(&self) -> &str {
+        self.route.text()
+    }
+
+    /// Registers `f` as this method's handler on `manager`.
+    pub fn register<F, Fut>(&self, manager: &Manager, f: F) -> Result<(), Error>
+    where
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, RemoteError>> + Send + 'static,
+    {
+        self.handler.register(manager, Some(self.route()), f)
+    }
+
+    /// Like [`ServiceMethod::register`], with the call's context (caller, deadline,
+    /// cancellation).
+    pub fn register_with_ctx<F, Fut>(&self, manager: &Manager, f: F) -> Result<(), Error>
+    where
+        F: Fn(HandlerCtx, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, RemoteError>> + Send + 'static,
+    {
+        self.handler
+            .register_with_ctx(manager, Some(self.route()), f)
+    }
+
+    /// Calls the method on `conn`'s node with the default deadline.
+    pub async fn call(&self, conn: &Connection, req: &Req) -> Result<Resp, Error> {
+        self.handler.call(&self.route.on(conn), req).await
+    }
+
+    /// Like [`ServiceMethod::call`], with a deadline.
+    pub async fn call_with_deadline(
+        &self,
+        conn: &Connection,
+        req: &Req,
+        deadline: Duration,
+    ) -> Result<Resp, Error> {
+        self.handler
+            .call_with_deadline(&self.route.on(conn), req, deadline)
+            .await
+    }
+}
+
+/// A stream method of a [`Service`]: initial payload `P`, requests `Req` up, responses
+/// `Resp` down.
+pub struct ServiceStream<P, Req, Resp> {
+    route: Route,
+    handler: StreamHandler<P, Req, Resp>,
+}
+
+impl<P, Req, Resp> std::fmt::Debug for ServiceStream<P, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceStream")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Payload, Req: Payload, Resp: Payload> ServiceStream<P, Req, Resp> {
+    /// Requests the handler may have unread (its input window); 0 = no requests.
+    pub const fn with_in_capacity(mut self, n: usize) -> Self {
+        self.handler = self.handler.with_in_capacity(n);
+        self
+    }
+
+    /// Responses the caller may have unread (the handler's output window).
+    pub const fn with_out_capacity(mut self, n: usize) -> Self {
+        self.handler = self.handler.with_out_capacity(n);
+        self
+    }
+
+    /// `service/method`.
+    pub fn route(&self) -> &str {
+        self.route.text()
+    }
+
+    /// Registers `f` as this method's handler on `manager`. Callers must register it too
+    /// (as for every grid stream, the caller sizes its windows from its own registration).
+    pub fn register<F, Fut>(&self, manager: &Manager, f: F) -> Result<(), Error>
+    where
+        F: Fn(HandlerCtx, P, TypedIn<Req>, TypedOut<Resp>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
+    {
+        self.handler.register(manager, Some(self.route()), f)
+    }
+
+    /// Registers `f` for a stream without requests.
+    pub fn register_no_input<F, Fut>(&self, manager: &Manager, f: F) -> Result<(), Error>
+    where
+        F: Fn(HandlerCtx, P, TypedOut<Resp>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
+    {
+        self.handler
+            .register_no_input(manager, Some(self.route()), f)
+    }
+
+    /// Opens the stream on `conn`'s node with `payload`, without a deadline.
+    pub async fn call(
+        &self,
+        conn: &Connection,
+        payload: &P,
+    ) -> Result<TypedStream<Req, Resp>, Error> {
+        self.handler.call(&self.route.on(conn), payload).await
+    }
+
+    /// Like [`ServiceStream::call`], with a deadline for the whole stream.
+    pub async fn call_with_deadline(
+        &self,
+        conn: &Connection,
+        payload: &P,
+        deadline: Duration,
+    ) -> Result<TypedStream<Req, Resp>, Error> {
+        self.handler
+            .call_with_deadline(&self.route.on(conn), payload, deadline)
+            .await
+    }
+}
