@@ -25,7 +25,9 @@ use crate::ctx::ManagerCtx;
 use crate::error::{Error, PeerDown, PeersDown, RemoteError};
 use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
 use crate::options::{MAX_HANDSHAKE_MESSAGE_SIZE, Options};
-use crate::transport::dial::{ConnDialer, WebSocket, split_host};
+use crate::transport::dial::{
+    ConnDialer, WebSocket, default_port_twin, normalize_host, split_host,
+};
 #[cfg(feature = "tls")]
 use crate::transport::tls::TlsConfig;
 use crate::transport::ws::connect_ws;
@@ -170,7 +172,7 @@ impl ManagerBuilder {
 
     /// Checks the configuration and creates the manager with one connection per remote host.
     /// No dialing happens until [`Manager::start`].
-    pub fn build(self) -> Result<Manager, Error> {
+    pub fn build(mut self) -> Result<Manager, Error> {
         if let Some(e) = self.auth_error {
             return Err(Error::Config(e));
         }
@@ -180,18 +182,35 @@ impl ManagerBuilder {
         let validator = self
             .validator
             .ok_or_else(|| Error::Config("no token validator".to_owned()))?;
-        split_host(&self.local)?;
-        let mut seen = HashSet::new();
-        for h in &self.hosts {
-            split_host(h)?;
-            if !seen.insert(h.as_str()) {
-                return Err(Error::Config(format!("host {h} appears twice")));
+        // One spelling per host (see `normalize_host`): `HTTP://A:1/` and `http://a:1` are
+        // the same host; two spellings of one host in the list are refused.
+        let given_local = std::mem::take(&mut self.local);
+        self.local = normalize_host(&given_local)?;
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for h in std::mem::take(&mut self.hosts) {
+            let n = normalize_host(&h)?;
+            if let Some(first) = seen.get(&n) {
+                return Err(Error::Config(if *first == h {
+                    format!("host {h} appears twice")
+                } else {
+                    format!("hosts {first:?} and {h:?} are the same host ({n})")
+                }));
             }
+            if let Some(twin) = default_port_twin(&n)
+                && let Some(first) = seen.get(&twin)
+            {
+                return Err(Error::Config(format!(
+                    "hosts {first:?} and {h:?} are ambiguous: one names the default port, \
+                     the other leaves it out; spell every host the same way"
+                )));
+            }
+            split_host(&n)?;
+            seen.insert(n.clone(), h);
+            self.hosts.push(n);
         }
-        if !seen.contains(self.local.as_str()) {
+        if !seen.contains_key(&self.local) {
             return Err(Error::Config(format!(
-                "local host {} is not in the host list",
-                self.local
+                "local host {given_local} is not in the host list"
             )));
         }
         if self.options.ping_interval.is_zero() || self.options.dial_timeout.is_zero() {
@@ -268,6 +287,9 @@ impl ManagerBuilder {
     }
 }
 
+/// The refusal of a handshake from a host not in the host list (MinIO's text).
+const UNKNOWN_HOST: &str = "unknown incoming host";
+
 struct ManagerInner {
     ctx: Arc<ManagerCtx>,
     conns: HashMap<String, Connection>,
@@ -331,7 +353,39 @@ impl Manager {
         }
     }
 
-    /// The local host.
+    /// Binds the port of this node's own URL ([`Manager::host`]) on every interface and
+    /// serves the grid there in a task of its own ([`crate::serve`]) until shutdown, so an
+    /// app need not parse its own URL. The port must be in the URL; for another address or
+    /// a listener of your own, call [`crate::serve`].
+    pub async fn serve_local(&self) -> Result<std::net::SocketAddr, Error> {
+        let (_, authority) = split_host(self.host())?;
+        let port = authority
+            .rsplit_once(':')
+            .filter(|(_, p)| !p.ends_with(']'))
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .ok_or_else(|| {
+                Error::Config(format!("local host {} has no port to bind", self.host()))
+            })?;
+        // Every interface: IPv6 (dual stack where the system allows), else IPv4 only.
+        let listener =
+            match tokio::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await {
+                Ok(l) => l,
+                Err(_) => tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+                    .await
+                    .map_err(|e| Error::Transport(format!("bind port {port}: {e}")))?,
+            };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        self.inner
+            .ctx
+            .tracker
+            .spawn(crate::transport::serve(listener, self.clone()));
+        Ok(addr)
+    }
+
+    /// The local host, as the grid spells it (scheme and host name in lower case, no
+    /// trailing `/`).
     pub fn host(&self) -> &str {
         &self.inner.ctx.local
     }
@@ -343,7 +397,15 @@ impl Manager {
 
     /// The connection to `host`, or `None` if it is not a remote of this grid.
     pub fn connection(&self, host: &str) -> Option<Connection> {
-        self.inner.conns.get(host).cloned()
+        self.find_conn(host).cloned()
+    }
+
+    /// The connection to `host` in any spelling of it (see [`ManagerBuilder::build`]).
+    fn find_conn(&self, host: &str) -> Option<&Connection> {
+        match self.inner.conns.get(host) {
+            Some(c) => Some(c),
+            None => self.inner.conns.get(&normalize_host(host).ok()?),
+        }
     }
 
     /// Every connection.
@@ -611,8 +673,8 @@ impl Manager {
         }
         let req = ConnectRequest::decode(msg.payload_bytes()).map_err(|e| (None, e.to_string()))?;
         let remote = Some(req.host.to_owned());
-        let Some(conn) = self.inner.conns.get(req.host) else {
-            return Err((remote, "unknown incoming host".to_owned()));
+        let Some(conn) = self.find_conn(req.host) else {
+            return Err((remote, UNKNOWN_HOST.to_owned()));
         };
         let now = GridTime::from_system_time(SystemTime::now());
         if now.abs_diff(req.time) > ctx.options.max_clock_skew {
@@ -637,7 +699,17 @@ impl Manager {
     }
 
     fn log_rejection(&self, remote: Option<&str>, reason: &str) {
-        if let Some(conn) = remote.and_then(|r| self.inner.conns.get(r))
+        // The peer gets the bare reason; the log says which spellings were expected.
+        let expected;
+        let reason = if reason == UNKNOWN_HOST {
+            let mut known: Vec<&str> = self.remotes().collect();
+            known.sort_unstable();
+            expected = format!("{reason} (expected one of: {})", known.join(", "));
+            expected.as_str()
+        } else {
+            reason
+        };
+        if let Some(conn) = remote.and_then(|r| self.find_conn(r))
             && conn.state() != State::Connected
         {
             conn.inner
