@@ -774,7 +774,10 @@ fn a_handler_sending_beyond_its_credits_is_refused() {
     assert_eq!(
         p.recv(A, s),
         failed(CallError::Protocol(
-            "handler sent more than its 2 credits".to_owned()
+            "handler sent more than its 2 credits (likely cause: its out_capacity on the \
+             remote node is larger than this caller's; declare the same capacities on both \
+             nodes)"
+                .to_owned()
         ))
     );
     assert_eq!(p.recv(A, s), ENDED);

@@ -71,7 +71,7 @@ pub enum Error {
     /// The call was cancelled locally.
     #[error("call cancelled")]
     Cancelled,
-    /// The handler id is invalid, or (for streams) not registered locally.
+    /// The handler id is not a valid handler id.
     #[error("unknown handler {0}")]
     UnknownHandler(HandlerId),
     /// A handler is already registered under this id (and subroute).

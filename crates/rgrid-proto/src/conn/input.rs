@@ -368,7 +368,9 @@ impl Core {
                 {
                     if s.window.accept().is_err() {
                         let err = CallError::Protocol(format!(
-                            "handler sent more than its {} credits",
+                            "handler sent more than its {} credits (likely cause: its \
+                             out_capacity on the remote node is larger than this caller's; \
+                             declare the same capacities on both nodes)",
                             s.window.buffered()
                         ));
                         return self.fail_client_stream(id, err, true);

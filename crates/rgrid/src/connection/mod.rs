@@ -559,10 +559,11 @@ impl Connection {
     /// Opens a stream to the handler `handler`, with no deadline. Returns at once, before
     /// the handler acknowledges; a refusal arrives as the stream's error.
     ///
-    /// Like MinIO, the handler must be registered on this node too (same id, same
-    /// capacities): its capacities size the stream's windows. Fails with
-    /// [`Error::UnknownHandler`] otherwise, and with [`Error::Disconnected`] if the connection
-    /// is down.
+    /// Like MinIO, the stream's windows come from this node's own registration of the
+    /// handler (same id, same capacities as on the remote node); without one, pass them with
+    /// [`Connection::open_stream_with`] and [`CallOptions::capacities`] (typed statics do
+    /// that for you). Fails with [`Error::Config`] when neither gives them, and with
+    /// [`Error::Disconnected`] if the connection is down.
     pub async fn open_stream(
         &self,
         handler: HandlerId,
@@ -707,12 +708,26 @@ pub struct CallOptions {
     pub deadline: Option<Duration>,
     /// The scheduling class of this call's messages on this side's writer.
     pub priority: Option<Priority>,
+    /// A stream's windows `(in_capacity, out_capacity)`, which must equal the handler's
+    /// registration on the remote node. `None` takes them from this node's registration of
+    /// the same handler (MinIO's way); typed statics pass their own, so a caller need not
+    /// register the handler.
+    pub capacities: Option<(usize, usize)>,
+    /// Typed statics: this node's registration wins over `capacities` (the static cannot
+    /// know that its handler was registered without input).
+    pub(crate) registration_first: bool,
 }
 
 impl CallOptions {
     /// Defaults for everything.
     pub fn new() -> Self {
         CallOptions::default()
+    }
+
+    /// Sets a stream's windows (see [`CallOptions::capacities`]).
+    pub fn capacities(mut self, in_capacity: usize, out_capacity: usize) -> Self {
+        self.capacities = Some((in_capacity, out_capacity));
+        self
     }
 
     /// Sets the deadline.

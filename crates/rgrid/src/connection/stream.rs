@@ -92,10 +92,41 @@ async fn open_inner(
         None => (None, None),
     };
     let deadline = opts.deadline;
-    let entry = conn.ctx.registry().stream(handler, subroute.as_ref());
-    // Like MinIO, the caller sizes its windows from its own registration of the handler.
-    let Some(entry) = entry else {
-        return Err(Error::UnknownHandler(handler));
+    // The windows: given with the call (typed statics carry theirs), else, like MinIO, from
+    // this node's own registration of the handler.
+    let registered = conn
+        .ctx
+        .registry()
+        .stream(handler, subroute.as_ref())
+        .map(|e| {
+            (
+                e.handler.in_capacity,
+                e.handler.out_capacity,
+                e.handler.priority,
+            )
+        });
+    let given = match (opts.registration_first, registered) {
+        (true, Some(_)) => None,
+        _ => opts.capacities,
+    };
+    let (in_capacity, out_capacity, class) = match (given, registered) {
+        (Some((i, o)), reg) => (
+            // As `StreamHandler::new` stores them.
+            u32::try_from(i).unwrap_or(u32::MAX),
+            u32::try_from(o).unwrap_or(u32::MAX).max(1),
+            reg.map_or(crate::Priority::Normal, |r| r.2),
+        ),
+        (None, Some(reg)) => reg,
+        (None, None) => {
+            let route = route_name
+                .as_deref()
+                .map(|r| format!(" under {r:?}"))
+                .unwrap_or_default();
+            return Err(Error::Config(format!(
+                "stream {handler}{route}: not registered on this node, so its windows are \
+                 unknown; register it here too or pass CallOptions::capacities"
+            )));
+        }
     };
     let limit = conn.ctx.options.max_message_size;
     if payload.len() > limit {
@@ -110,11 +141,10 @@ async fn open_inner(
             _ => Error::Disconnected,
         });
     };
-    let h = &entry.handler;
     let route = StreamRoute {
-        in_capacity: h.in_capacity,
-        out_capacity: h.out_capacity,
-        class: opts.priority.unwrap_or(h.priority),
+        in_capacity,
+        out_capacity,
+        class: opts.priority.unwrap_or(class),
     };
     session.wait_room().await?;
     let id = session
@@ -127,7 +157,7 @@ async fn open_inner(
         route: route_name,
     });
     let responses = Responses { mux: mux.clone() };
-    let sender = (h.in_capacity > 0).then(|| StreamSender { mux, closed: false });
+    let sender = (in_capacity > 0).then(|| StreamSender { mux, closed: false });
     Ok(Stream { sender, responses })
 }
 

@@ -161,12 +161,12 @@ pub trait Target: sealed::Sealed + Sync {
         deadline: Option<std::time::Duration>,
     ) -> impl Future<Output = Result<bytes::Bytes, Error>> + Send;
 
-    /// Opens a raw stream (see [`Connection::open_stream`]).
+    /// Opens a raw stream (see [`Connection::open_stream_with`]).
     fn raw_stream(
         &self,
         handler: HandlerId,
         payload: bytes::Bytes,
-        deadline: Option<std::time::Duration>,
+        options: crate::CallOptions,
     ) -> impl Future<Output = Result<Stream, Error>> + Send;
 }
 
@@ -190,12 +190,9 @@ macro_rules! impl_target {
                 &self,
                 handler: HandlerId,
                 payload: bytes::Bytes,
-                deadline: Option<std::time::Duration>,
+                options: crate::CallOptions,
             ) -> Result<Stream, Error> {
-                match deadline {
-                    Some(d) => self.open_stream_with_deadline(handler, payload, d).await,
-                    None => self.open_stream(handler, payload).await,
-                }
+                self.open_stream_with(handler, payload, options).await
             }
         }
     )*};

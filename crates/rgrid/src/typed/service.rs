@@ -222,8 +222,9 @@ impl<P: Payload, Req: Payload, Resp: Payload> ServiceStream<P, Req, Resp> {
         self.route.text()
     }
 
-    /// Registers `f` as this method's handler on `manager`. Callers must register it too
-    /// (as for every grid stream, the caller sizes its windows from its own registration).
+    /// Registers `f` as this method's handler on `manager`. Callers need not register it:
+    /// they open the stream with this static's windows (or with their own registration of
+    /// it, if they have one).
     pub fn register<F, Fut>(&self, manager: &Manager, f: F) -> Result<(), Error>
     where
         F: Fn(HandlerCtx, P, TypedIn<Req>, TypedOut<Resp>) -> Fut + Send + Sync + 'static,

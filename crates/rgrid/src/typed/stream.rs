@@ -47,10 +47,11 @@ impl<P: Payload, Req: Payload, Resp: Payload> StreamHandler<P, Req, Resp> {
         }
     }
 
-    /// The number of requests the handler side buffers (at least 1 for a handler with
-    /// input; [`StreamHandler::register_no_input`] uses 0).
+    /// The number of requests the handler side buffers; 0 = the stream takes no requests
+    /// (declare it so on a stream registered with [`StreamHandler::register_no_input`]: a
+    /// caller that does not register the handler itself opens it with these windows).
     pub const fn with_in_capacity(mut self, n: usize) -> Self {
-        self.in_capacity = if n == 0 { 1 } else { n };
+        self.in_capacity = n;
         self
     }
 
@@ -166,7 +167,12 @@ impl<P: Payload, Req: Payload, Resp: Payload> StreamHandler<P, Req, Resp> {
         deadline: Option<Duration>,
     ) -> Result<TypedStream<Req, Resp>, Error> {
         let payload = encode(payload)?;
-        let raw = to.raw_stream(self.id, payload, deadline).await?;
+        // This node's registration of the handler if there is one (MinIO's way), else the
+        // static's own windows: a caller need not register the handler.
+        let mut options = crate::CallOptions::new().capacities(self.in_capacity, self.out_capacity);
+        options.deadline = deadline;
+        options.registration_first = true;
+        let raw = to.raw_stream(self.id, payload, options).await?;
         Ok(TypedStream {
             raw,
             _types: PhantomData,

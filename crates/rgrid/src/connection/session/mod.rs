@@ -43,6 +43,17 @@ pub(crate) fn now() -> StdInstant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The task [`Session::nudge_runtime`] wakes; it does nothing else.
+async fn nudge_task(session: Arc<Session>) {
+    let cancel = session.cancel.clone();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = session.nudge.notified() => {}
+        }
+    }
+}
+
 /// What lives behind the session's lock.
 pub(crate) struct Inner {
     pub(crate) core: Core,
@@ -90,6 +101,8 @@ pub(crate) struct Session {
     writer_wake: Notify,
     /// An earlier timer was armed.
     timer_wake: Notify,
+    /// Wakes the nudge task (see [`Session::nudge_runtime`]).
+    nudge: Notify,
     /// The outbound queue dropped below its bounds.
     room: Notify,
     /// Set while the writer task holds the role (a frame is being flushed).
@@ -109,6 +122,7 @@ pub(crate) struct Tasks {
     reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     writer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     timer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    nudge: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Tasks {
@@ -116,6 +130,7 @@ impl Tasks {
         ctx.tracker.spawn(self.writer);
         ctx.tracker.spawn(self.reader);
         ctx.tracker.spawn(self.timer);
+        ctx.tracker.spawn(self.nudge);
     }
 }
 
@@ -222,6 +237,7 @@ impl Session {
             cancel: conn.ctx.shutdown.child_token(),
             writer_wake: Notify::new(),
             timer_wake: Notify::new(),
+            nudge: Notify::new(),
             room: Notify::new(),
             handed_off: AtomicBool::new(false),
             conn,
@@ -230,6 +246,7 @@ impl Session {
             reader: Box::pin(reader::run(session.clone(), stream)),
             writer: Box::pin(writer::run(session.clone())),
             timer: Box::pin(timer::run(session.clone())),
+            nudge: Box::pin(nudge_task(session.clone())),
         };
         (session, tasks)
     }
@@ -336,6 +353,18 @@ impl Session {
             .close_reason()
             .map(ToString::to_string)
             .unwrap_or_default()
+    }
+
+    /// Makes sure a second worker thread of a multi-thread runtime is awake after a
+    /// handler task was spawned here. A task spawned from a worker goes to that worker's
+    /// "next task" slot, which other workers cannot steal, and no idle worker is woken: if
+    /// the handler then blocks its thread (a `std` sleep, a blocking read), nobody polls the
+    /// runtime's I/O and timers until it returns, and every connection of the process
+    /// stalls. Waking the nudge task right after the spawn takes that slot, which moves the
+    /// handler to the worker's stealable queue and wakes an idle worker: one of the two
+    /// keeps the runtime going while the other runs the handler.
+    pub(super) fn nudge_runtime(&self) {
+        self.nudge.notify_one();
     }
 
     /// Resolves when the session has closed.

@@ -86,6 +86,7 @@ impl Session {
             let at = now();
             session.with_core(|core| core.respond(at, mux, res));
         });
+        self.nudge_runtime();
         None
     }
 
