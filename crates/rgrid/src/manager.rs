@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use rgrid_proto::{
     ConnectRequest, ConnectResponse, DecodeLimits, Flags, GridTime, HandlerId, Message, Op,
+    SubrouteId,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -382,6 +383,46 @@ impl Manager {
             .tracker
             .spawn(crate::transport::serve(listener, self.clone()));
         Ok(addr)
+    }
+
+    /// Calls this node's own single handler `handler` (under `subroute`) without a socket:
+    /// the same handler, context (the caller is this host) and deadline as a remote call.
+    pub(crate) async fn call_local(
+        &self,
+        handler: HandlerId,
+        subroute: Option<&str>,
+        payload: Bytes,
+        deadline: std::time::Duration,
+    ) -> Result<Bytes, Error> {
+        let sub = subroute.map(|r| SubrouteId::new(handler, r));
+        let Some(entry) = self.inner.ctx.registry().single(handler, sub.as_ref()) else {
+            let what = match subroute {
+                Some(r) if handler == HandlerId::SERVICE => format!("method {r:?}"),
+                Some(r) => format!("handler {handler} for route {r:?}"),
+                None => format!("handler {handler}"),
+            };
+            return Err(Error::Remote(RemoteError::new(format!(
+                "this node has no {what}: not registered here"
+            ))));
+        };
+        let at = Instant::now() + deadline;
+        let ctx = HandlerCtx::new(
+            Arc::from(self.host()),
+            handler,
+            sub,
+            Some(at),
+            self.inner.ctx.shutdown.child_token(),
+        );
+        let run = std::panic::AssertUnwindSafe((entry.f)(ctx, payload));
+        match tokio::time::timeout_at(at, futures_util::FutureExt::catch_unwind(run)).await {
+            Ok(Ok(Ok(body))) => Ok(body),
+            Ok(Ok(Err(e))) => Err(Error::Remote(e)),
+            Ok(Err(panic)) => Err(Error::Remote(RemoteError::new(format!(
+                "handleMessages: panic recovered: {}",
+                crate::handlers::panic_text(&*panic)
+            )))),
+            Err(_) => Err(Error::DeadlineExceeded),
+        }
     }
 
     /// The local host, as the grid spells it (scheme and host name in lower case, no

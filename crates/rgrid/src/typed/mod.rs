@@ -52,7 +52,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use self::service::{Service, ServiceMethod, ServiceStream};
+pub use self::service::{FanOut, QuorumFailed, Service, ServiceMethod, ServiceStream};
 pub use self::single::SingleHandler;
 pub use self::stream::{
     StreamHandler, TypedIn, TypedOut, TypedResponses, TypedSender, TypedStream,

@@ -189,6 +189,136 @@ impl<Req: Payload, Resp: Payload> ServiceMethod<Req, Resp> {
     }
 }
 
+/// The answers of a fan-out as they arrive ([`ServiceMethod::call_all`]): `(host, result)`.
+pub type FanOut<Resp> = futures_util::stream::FuturesUnordered<
+    std::pin::Pin<Box<dyn Future<Output = (String, Result<Resp, Error>)> + Send>>,
+>;
+
+/// A quorum that could not be reached ([`ServiceMethod::quorum`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuorumFailed {
+    /// `service/method`.
+    pub route: String,
+    /// Successes that were needed.
+    pub need: usize,
+    /// Successes that arrived.
+    pub succeeded: usize,
+    /// Every host that failed, with its error, in the order they failed.
+    pub failed: Vec<(String, Error)>,
+}
+
+impl std::fmt::Display for QuorumFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: quorum of {} not reached ({} succeeded",
+            self.route, self.need, self.succeeded
+        )?;
+        for (host, e) in &self.failed {
+            write!(f, "; {host}: {e}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for QuorumFailed {}
+
+impl<Req: Payload, Resp: Payload> ServiceMethod<Req, Resp> {
+    /// Calls the method on this node itself, without a socket: the same handler, context
+    /// and deadline as a remote call (so fan-out code needs no special case for it).
+    pub async fn call_local(
+        &self,
+        manager: &Manager,
+        req: &Req,
+        deadline: Duration,
+    ) -> Result<Resp, Error> {
+        let payload = super::encode(req)?;
+        let resp = manager
+            .call_local(HandlerId::SERVICE, Some(self.route()), payload, deadline)
+            .await?;
+        super::decode(&resp)
+    }
+
+    /// Calls the method on every host of the grid, this node included (without a socket),
+    /// all at once with one deadline; the returned stream yields `(host, result)` as the
+    /// answers arrive. A host whose connection is down answers [`Error::Disconnected`] at
+    /// once. Dropping the stream gives up on the calls still out: each is forgotten here at
+    /// once, and its handler runs until its deadline (grid v1 has no cancel for single
+    /// requests; use a stream method for work that must stop early).
+    pub fn call_all(&self, manager: &Manager, req: &Req, deadline: Duration) -> FanOut<Resp> {
+        let out = FanOut::new();
+        let payload = match super::encode(req) {
+            Ok(p) => p,
+            Err(e) => {
+                out.push(Box::pin(std::future::ready((
+                    manager.host().to_owned(),
+                    Err(e),
+                ))));
+                return out;
+            }
+        };
+        let (route, hash) = self.route.made();
+        let local = manager.clone();
+        let p = payload.clone();
+        let r = route.clone();
+        out.push(Box::pin(async move {
+            let res = local
+                .call_local(HandlerId::SERVICE, Some(&r), p, deadline)
+                .await
+                .and_then(|b| super::decode(&b));
+            (local.host().to_owned(), res)
+        }));
+        for conn in manager.connections() {
+            let sub = conn.subroute_hashed(route, *hash);
+            let p = payload.clone();
+            let host = conn.remote().to_owned();
+            out.push(Box::pin(async move {
+                let res = sub
+                    .request_with_deadline(HandlerId::SERVICE, p, deadline)
+                    .await
+                    .and_then(|b| super::decode(&b));
+                (host, res)
+            }));
+        }
+        out
+    }
+
+    /// Calls the method on every host ([`ServiceMethod::call_all`]) and returns as soon as
+    /// `need` of them succeeded, with their answers in arrival order; fails as soon as
+    /// `need` can no longer be reached, naming every failure. The calls still out are given
+    /// up at once either way, so one hung peer costs nothing while a majority answers.
+    pub async fn quorum(
+        &self,
+        manager: &Manager,
+        req: &Req,
+        need: usize,
+        deadline: Duration,
+    ) -> Result<Vec<(String, Resp)>, QuorumFailed> {
+        use futures_util::StreamExt;
+        let mut answers = self.call_all(manager, req, deadline);
+        let total = answers.len();
+        let mut ok = Vec::with_capacity(need);
+        let mut failed = Vec::new();
+        while ok.len() < need && total - failed.len() >= need {
+            match answers.next().await {
+                Some((host, Ok(resp))) => ok.push((host, resp)),
+                Some((host, Err(e))) => failed.push((host, e)),
+                None => break,
+            }
+        }
+        if ok.len() >= need {
+            return Ok(ok);
+        }
+        Err(QuorumFailed {
+            route: self.route().to_owned(),
+            need,
+            succeeded: ok.len(),
+            failed,
+        })
+    }
+}
+
 /// A stream method of a [`Service`]: initial payload `P`, requests `Req` up, responses
 /// `Resp` down.
 pub struct ServiceStream<P, Req, Resp> {
