@@ -1614,3 +1614,32 @@ fn pings_crossing_final_disconnects_are_no_flood() {
         assert_eq!(p.recv(A, s), ENDED, "every stream ends cleanly");
     }
 }
+
+/// A ping on demand: its pong gives the round trip; a waiter is woken by that pong, a
+/// second ping waits for its own pong, and closing fails the waiters.
+#[test]
+fn pings_on_demand_measure_the_round_trip() {
+    let mut p = pair();
+    let (w, woken) = counting_waker();
+    let (now, wall) = (p.now, harness::wall(p.elapsed()));
+    let n = p.a().ping_now(now, wall);
+    assert_eq!(p.a().poll_pong(n, &w), Poll::Pending);
+    assert_eq!(p.a().stats().last_rtt, None);
+    p.advance_to(Duration::from_millis(3), false);
+    p.pump();
+    p.collect(A);
+    assert_eq!(woken.get(), 1, "the pong wakes the waiter");
+    assert_eq!(
+        p.a().poll_pong(n, &w),
+        Poll::Ready(Ok(Duration::from_millis(3)))
+    );
+    // A second ping is not answered by the first pong.
+    let (now, wall) = (p.now, harness::wall(p.elapsed()));
+    let n2 = p.a().ping_now(now, wall);
+    assert_eq!(p.a().poll_pong(n2, &w), Poll::Pending);
+    p.a().close(CloseReason::Local("test".to_owned()));
+    assert_eq!(
+        p.a().poll_pong(n2, &w),
+        Poll::Ready(Err(CallError::ConnectionClosed))
+    );
+}

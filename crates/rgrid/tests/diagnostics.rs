@@ -151,3 +151,26 @@ async fn a_lost_connection_records_why_and_the_barrier_passes_once_all_are_up() 
     assert_eq!((f.refused_here, f.attempts), (false, 0));
     bounded(node_b.shutdown()).await;
 }
+
+/// RTTs read `None` until measured; `ping()` measures one on demand, and fails at once on a
+/// connection that is down.
+#[tokio::test(start_paused = true)]
+async fn ping_measures_the_round_trip_on_demand() {
+    let g = common::mem_grid_with(Options::default(), |_, _| {}).await;
+    let conn = g.conn(0, 1);
+    // Connected before the first ping interval: nothing measured yet.
+    let s = conn.stats();
+    assert_eq!(
+        (s.last_rtt, s.max_rtt, s.last_ping_rtt_micros),
+        (None, None, 0)
+    );
+    let rtt = bounded(conn.ping()).await.unwrap();
+    let s = conn.stats();
+    assert_eq!(s.last_rtt, Some(rtt));
+    assert_eq!(s.max_rtt, Some(rtt));
+    // Twice in a row: each ping waits for its own pong.
+    let again = bounded(conn.ping()).await.unwrap();
+    assert_eq!(conn.stats().last_rtt, Some(again));
+    g.shutdown().await;
+    assert_eq!(bounded(conn.ping()).await, Err(Error::Disconnected));
+}

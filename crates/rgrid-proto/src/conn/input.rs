@@ -138,6 +138,8 @@ impl Core {
                     let rtt = now.saturating_duration_since(sent);
                     self.last_rtt = Some(rtt);
                     self.max_rtt = Some(self.max_rtt.map_or(rtt, |m| m.max(rtt)));
+                    self.ping_answered = self.pings_sent;
+                    self.wake.append(&mut self.pong_waiters);
                 }
             }
             // Connect, ConnectResponse and Disconnect after the handshake, and unknown ops,

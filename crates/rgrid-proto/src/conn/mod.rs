@@ -338,6 +338,12 @@ pub struct Core {
     /// The highest mux id the peer opened a stream with (served or refused).
     max_opened: u64,
     last_ping_sent: Option<(GridTime, Instant)>,
+    /// Connection pings sent (timer and [`Core::ping_now`]), and the number of the last
+    /// one a pong answered.
+    pings_sent: u64,
+    ping_answered: u64,
+    /// Wakers of [`Core::poll_pong`] callers.
+    pong_waiters: Vec<Waker>,
     wall: GridTime,
     last_rtt: Option<Duration>,
     max_rtt: Option<Duration>,
@@ -401,6 +407,9 @@ impl Core {
             pings: 0,
             max_opened: 0,
             last_ping_sent: None,
+            pings_sent: 0,
+            ping_answered: 0,
+            pong_waiters: Vec::new(),
             wall: GridTime::default(),
             last_rtt: None,
             max_rtt: None,
@@ -485,6 +494,33 @@ impl Core {
         self.answered.pop_front()
     }
 
+    /// Sends a connection ping now, besides the timer's; its pong updates the round-trip
+    /// time. Returns the ping's number for [`Core::poll_pong`].
+    pub fn ping_now(&mut self, now: Instant, wall: GridTime) -> u64 {
+        self.wall = wall;
+        self.owe_conn_ping = true;
+        self.pings_sent += 1;
+        self.last_ping_sent = Some((wall, now));
+        self.pings_sent
+    }
+
+    /// The round-trip time once a pong answered ping number `ping` (or a later one);
+    /// pending (with `waker` registered) until then; an error once the connection closed.
+    pub fn poll_pong(&mut self, ping: u64, waker: &Waker) -> Poll<Result<Duration, CallError>> {
+        if self.closed.is_some() {
+            return Poll::Ready(Err(CallError::ConnectionClosed));
+        }
+        match self.last_rtt {
+            Some(rtt) if self.ping_answered >= ping => Poll::Ready(Ok(rtt)),
+            _ => {
+                if !self.pong_waiters.iter().any(|w| w.will_wake(waker)) {
+                    self.pong_waiters.push(waker.clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
     /// Whether anything waits to be transmitted.
     pub fn has_output(&self) -> bool {
         self.owe_conn_ping
@@ -505,6 +541,7 @@ impl Core {
             return;
         }
         self.closed = Some(reason);
+        self.wake.append(&mut self.pong_waiters);
         for mux in self.clients.values_mut() {
             match &mut mux.kind {
                 ClientKind::Request(st) => {

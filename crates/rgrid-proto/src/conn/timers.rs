@@ -30,6 +30,7 @@ impl Core {
             // A new interval: the peer's ping allowance starts again.
             self.pings = 0;
             self.owe_conn_ping = true;
+            self.pings_sent += 1;
             self.last_ping_sent = Some((wall, now));
             while self.next_ping <= now {
                 self.next_ping += self.cfg.ping_interval;

@@ -107,10 +107,17 @@ pub struct ConnStats {
     pub last_connect_unix_nanos: u64,
     /// How often the connection was re-established after the first time.
     pub reconnects: u64,
-    /// Round-trip time of the last connection ping, in microseconds.
+    /// Round-trip time of the last connection ping, in microseconds (0 until measured:
+    /// MinIO's metric; [`ConnStats::last_rtt`] tells "not yet" apart).
     pub last_ping_rtt_micros: u64,
-    /// Largest round-trip time of a connection ping seen, in microseconds.
+    /// Largest round-trip time of a connection ping seen, in microseconds (0 until
+    /// measured).
     pub max_ping_rtt_micros: u64,
+    /// Round-trip time of the last connection ping; `None` until a pong was measured on
+    /// the current connection ([`Connection::ping`] measures one on demand).
+    pub last_rtt: Option<Duration>,
+    /// Largest round-trip time of a connection ping on the current connection.
+    pub max_rtt: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -412,6 +419,17 @@ impl Connection {
         lock(&self.inner.failure).clone()
     }
 
+    /// Pings the remote now and returns the round-trip time once its pong arrives (a Go
+    /// peer answers like any connection ping). Fails with [`Error::Disconnected`] if the
+    /// connection is down or is lost first (a peer that never answers is dropped after two
+    /// ping intervals); bound it with a timeout for a shorter wait.
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let Some(session) = self.inner.session() else {
+            return Err(Error::Disconnected);
+        };
+        session.ping().await
+    }
+
     /// A watch of the connection's state: `borrow()` reads it, `changed().await` waits for
     /// the next change.
     pub fn watch_state(&self) -> watch::Receiver<State> {
@@ -455,6 +473,8 @@ impl Connection {
             reconnects: c.reconnects.load(Ordering::Relaxed),
             last_ping_rtt_micros: micros(core.as_ref().and_then(|s| s.last_rtt)),
             max_ping_rtt_micros: micros(core.as_ref().and_then(|s| s.max_rtt)),
+            last_rtt: core.as_ref().and_then(|s| s.last_rtt),
+            max_rtt: core.as_ref().and_then(|s| s.max_rtt),
         }
     }
 

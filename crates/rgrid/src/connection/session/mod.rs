@@ -367,6 +367,15 @@ impl Session {
         self.nudge.notify_one();
     }
 
+    /// Sends a connection ping now and waits for its pong; the round-trip time.
+    pub(crate) async fn ping(self: &Arc<Self>) -> Result<std::time::Duration, Error> {
+        let wall = rgrid_proto::GridTime::from_system_time(std::time::SystemTime::now());
+        let n = self.with_core(|core| core.ping_now(now(), wall));
+        std::future::poll_fn(|cx| self.lock().core.poll_pong(n, cx.waker()))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     /// Resolves when the session has closed.
     pub(crate) async fn closed(&self) {
         self.cancel.cancelled().await;
