@@ -306,6 +306,8 @@ pub(crate) struct SingleEntry {
     pub(crate) f: SingleHandlerFn,
     /// Opted in to its first poll on the connection's reader ([`Manager::register_single_inline`]).
     pub(crate) inline: bool,
+    /// The subroute's name, for spans (`None` without a subroute).
+    pub(crate) route: Option<Arc<str>>,
 }
 
 /// All handlers of a manager, by id and by subroute id.
@@ -326,7 +328,11 @@ impl Registry {
         f: SingleHandlerFn,
         inline: bool,
     ) -> Result<(), Error> {
-        let f = SingleEntry { f, inline };
+        let f = SingleEntry {
+            f,
+            inline,
+            route: subroute.map(Arc::from),
+        };
         if !id.is_valid() {
             return Err(Error::UnknownHandler(id));
         }

@@ -16,6 +16,7 @@ use rgrid_proto::{Flags, HandlerId, RouteHash, SubrouteId};
 #[cfg(feature = "test-util")]
 use tokio::sync::Notify;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 pub(crate) use self::session::Session;
 pub use self::stream::{Responses, Stream, StreamSender};
@@ -565,15 +566,30 @@ impl Connection {
         };
         let at = tokio::time::Instant::now() + deadline;
         let sub = subroute.map(|(id, _)| id);
+        // One span per call (debug level: free when disabled); the mux is recorded once
+        // the request is queued, and one event tells how the call ended.
+        let span = tracing::debug_span!("grid.call", remote = %self.inner.remote,
+            handler = %handler, route = subroute.map(|(_, r)| r), mux = tracing::field::Empty);
         let call = session.roundtrip(handler, sub, payload, deadline, priority);
-        match tokio::time::timeout_at(at, call).await {
+        let started = tokio::time::Instant::now();
+        let res = match tokio::time::timeout_at(at, call)
+            .instrument(span.clone())
+            .await
+        {
             Ok(Err(e)) => Err(match subroute {
                 Some((_, route)) => name_route(e, handler, route),
                 None => e,
             }),
             Ok(res) => res,
             Err(_) => Err(Error::DeadlineExceeded),
-        }
+        };
+        span.in_scope(|| match &res {
+            Ok(body) => {
+                tracing::debug!(bytes = body.len(), took = ?started.elapsed(), "call answered")
+            }
+            Err(e) => tracing::debug!(error = %e, took = ?started.elapsed(), "call failed"),
+        });
+        res
     }
 
     /// Opens a stream to the handler `handler`, with no deadline. Returns at once, before

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use rgrid_proto::conn::Class;
 use rgrid_proto::{HandlerId, SubrouteId};
+use tracing::Instrument;
 
 use super::{Session, now};
 use crate::error::{Error, RemoteError};
@@ -28,6 +29,14 @@ fn answer(mux: u64, res: Outcome) -> Result<Bytes, String> {
             tracing::error!(mux, panic = %what, "grid: single handler panicked");
             Err(format!("handleMessages: panic recovered: {what}"))
         }
+    }
+}
+
+/// The debug event that ends a served call's span.
+fn served(answer: &Result<Bytes, String>) {
+    match answer {
+        Ok(body) => tracing::debug!(bytes = body.len(), "handler answered"),
+        Err(e) => tracing::debug!(error = %e, "handler failed"),
     }
 }
 
@@ -59,16 +68,22 @@ impl Session {
             deadline,
             self.cancel.clone(),
         );
+        let span = tracing::debug_span!("grid.serve", remote = %conn.remote, handler = %handler,
+            route = entry.route.as_deref(), mux);
         let mut run = AssertUnwindSafe((entry.f)(ctx, payload)).catch_unwind();
         if entry.inline && conn.ctx.options.inline_handlers {
             // First poll right here: most handlers answer without waiting, and then cost no
             // task. A pending handler moves to its own task, whose first poll registers its
             // real waker (the no-op one used here is never needed).
             let mut cx = Context::from_waker(Waker::noop());
-            if let Poll::Ready(res) = Pin::new(&mut run).poll(&mut cx) {
-                return Some(answer(mux, res));
+            let polled = span.in_scope(|| Pin::new(&mut run).poll(&mut cx));
+            if let Poll::Ready(res) = polled {
+                let answer = answer(mux, res);
+                span.in_scope(|| served(&answer));
+                return Some(answer);
             }
         }
+        let run = run.instrument(span.clone());
         let session = self.clone();
         conn.ctx.tracker.spawn(async move {
             let res = tokio::select! {
@@ -83,6 +98,10 @@ impl Session {
             };
             // Past the caller's deadline the answer is dropped (the core frees the mux).
             let res = res.map(|r| answer(mux, r));
+            span.in_scope(|| match &res {
+                Some(a) => served(a),
+                None => tracing::debug!("handler past the caller's deadline: dropped"),
+            });
             let at = now();
             session.with_core(|core| core.respond(at, mux, res));
         });
@@ -108,6 +127,7 @@ impl Session {
             })
             .await?
             .map_err(|e| self.error(e))?;
+        tracing::Span::current().record("mux", mux);
         let mut guard = RequestGuard {
             session: self,
             mux,

@@ -1,0 +1,77 @@
+//! One span per call on both ends (issue 15, item 6): with `rgrid=debug`, a named method's
+//! call logs a `grid.call` span on the caller and a `grid.serve` span on the handler's node,
+//! each naming the remote, the handler, the route (`service/method`) and the mux, with one
+//! event for how the call ended. A global subscriber (the only test of this binary; see
+//! `tests/auth.rs` for why not a scoped one).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{bounded, mem_grid_with};
+use rgrid::Options;
+use rgrid::typed::{Service, ServiceMethod};
+
+const LOCKS: Service = Service::new("locks");
+static LOCK: ServiceMethod<String, bool> = LOCKS.method("lock");
+static INLINE: ServiceMethod<String, bool> = LOCKS.method("peek").inline();
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_call_has_a_span_on_both_ends() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let g = mem_grid_with(Options::default(), |_, m| {
+        LOCK.register(m, |r: String| async move { Ok(r == "free") })
+            .unwrap();
+        INLINE
+            .register(m, |r: String| async move { Ok(r.is_empty()) })
+            .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    assert!(bounded(LOCK.call(&conn, &"free".to_owned())).await.unwrap());
+    assert!(!bounded(INLINE.call(&conn, &"x".to_owned())).await.unwrap());
+    g.shutdown().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    for route in ["locks/lock", "locks/peek"] {
+        let call = format!(
+            "grid.call{{remote={} handler=Service route=\"{route}\" mux=",
+            g.hosts[1]
+        );
+        let serve = format!(
+            "grid.serve{{remote={} handler=Service route=\"{route}\" mux=",
+            g.hosts[0]
+        );
+        assert_eq!(lines(&format!("{call}")), 1, "{route} caller span:\n{text}");
+        assert!(
+            text.contains(&format!("{serve}")),
+            "{route} handler span:\n{text}"
+        );
+    }
+    assert_eq!(lines("call answered"), 2, "{text}");
+    assert_eq!(lines("handler answered"), 2, "{text}");
+}
