@@ -16,11 +16,23 @@ pub(crate) struct ServeArgs {
     /// `count`, stream 79 `error`).
     #[arg(long)]
     conformance: bool,
+    /// Serve Prometheus metrics (calls, outcomes, latency, in flight, reconnects) over HTTP
+    /// on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Runs the node until a shutdown signal, then shuts it down cleanly.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let conformance = args.conformance;
+    if let Some(addr) = args.metrics {
+        // Before the node starts, so that every call is counted.
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| Failure::Local(format!("--metrics {addr}: {e}")))?;
+        tracing::info!(%addr, "serving Prometheus metrics");
+    }
     let manager = args
         .node
         .start(|m| {

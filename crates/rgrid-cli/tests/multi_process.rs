@@ -73,11 +73,17 @@ impl Grid {
 
     /// Starts server `i` and waits for its `ready <url>` line.
     fn serve(&self, i: usize, generation: usize) -> Server {
+        self.serve_with(i, generation, &[])
+    }
+
+    /// Starts server `i` with `extra` flags and waits for its `ready <url>` line.
+    fn serve_with(&self, i: usize, generation: usize, extra: &[&str]) -> Server {
         let log = self.logs.join(format!("server{i}-{generation}.log"));
         let mut child = Command::new(BIN)
             .args(["serve", "--local", &self.servers[i], "--hosts", &self.hosts])
             .args(["--token", TOKEN, "--conformance"])
             .args(&self.tls)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -475,4 +481,67 @@ fn https_serve_and_call_round_trip() {
         assert_eq!(s.terminate(), 0, "clean exit on SIGTERM");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One HTTP GET of `/metrics` on loopback `port`; the response body, or `None` if nothing
+/// listens there yet.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// `serve --metrics ADDR` serves Prometheus text that counts the calls the node served, by
+/// route and outcome.
+#[test]
+fn serve_exports_prometheus_metrics() {
+    let grid = Grid::with("http", 1, "metrics", Vec::new());
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = grid.serve_with(0, 0, &["--metrics", &addr]);
+    let (code, out, err) = grid.call(0, &["--handler", "78", "--payload", "hello"]);
+    assert_eq!((code, out), (0, b"hello\n".to_vec()), "{err}");
+    let (code, _, err) = grid.call(0, &["--handler", "79", "--payload", "boom"]);
+    assert_eq!(code, 3, "{err}");
+    // The counters are there once the listener is up (bounded wait).
+    let started = Instant::now();
+    let body = loop {
+        if let Some(b) = scrape(port)
+            && b.contains("rgrid_calls_total")
+        {
+            break b;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no metrics on {addr}; server log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let has = |labels: &[&str], value: &str| {
+        body.lines().any(|l| {
+            l.starts_with("rgrid_calls_total{")
+                && labels.iter().all(|x| l.contains(x))
+                && l.ends_with(&format!(" {value}"))
+        })
+    };
+    assert!(
+        has(&["side=\"serve\"", "route=\"Test\"", "outcome=\"ok\""], "1"),
+        "{body}"
+    );
+    assert!(
+        has(
+            &["side=\"serve\"", "route=\"Test2\"", "outcome=\"remote\""],
+            "1"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("rgrid_call_seconds"), "{body}");
+    assert_eq!(server.terminate(), 0);
 }

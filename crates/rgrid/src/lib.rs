@@ -134,6 +134,23 @@
 //!   dropped, every call in flight on it fails with [`Error::Disconnected`], and the grid
 //!   reconnects by itself.
 //!
+//! # Observability
+//!
+//! * **Spans.** Every single request makes one `debug` span on each end, `grid.call` on the
+//!   caller and `grid.serve` on the handler's node, with the remote host, the handler, the
+//!   route (`service/method` for named methods) and the mux id, and one event inside it that
+//!   says how the call ended (`call answered` / `call failed`, `handler answered` / `handler
+//!   failed`). Disabled spans cost a static check: `RUST_LOG=rgrid=debug` turns them on.
+//! * **Metrics** (feature `metrics`), through the `metrics` facade, so any exporter works
+//!   (`rgrid serve --metrics ADDR` serves them as Prometheus text): `rgrid_calls_total`
+//!   (counter; labels `side` = `call` or `serve`, `route` = `service/method` or the
+//!   handler's name, `outcome` = `ok`, `remote`, `disconnected`, `deadline`, `cancelled` or
+//!   `error`), `rgrid_call_seconds` (histogram; `side`, `route`), `rgrid_calls_in_flight`
+//!   (gauge; `side`, `route`) and `rgrid_reconnects_total` (counter; `remote`). Labels are
+//!   bounded by the registered routes and the host list.
+//! * **Connections.** [`Connection::stats`], [`Connection::last_error`] (why it is down),
+//!   [`Connection::watch_state`], [`Connection::ping`], [`Manager::wait_for_peers`].
+//!
 //! # Single requests: deadlines and cancellation
 //!
 //! [`Connection::request`] sends one payload and waits for one answer: the handler's bytes,
@@ -292,6 +309,7 @@ mod ctx;
 mod error;
 mod handlers;
 mod manager;
+mod metrics;
 mod options;
 #[cfg(feature = "test-util")]
 pub mod test_util;

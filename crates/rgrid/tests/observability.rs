@@ -66,11 +66,8 @@ async fn every_call_has_a_span_on_both_ends() {
             "grid.serve{{remote={} handler=Service route=\"{route}\" mux=",
             g.hosts[0]
         );
-        assert_eq!(lines(&format!("{call}")), 1, "{route} caller span:\n{text}");
-        assert!(
-            text.contains(&format!("{serve}")),
-            "{route} handler span:\n{text}"
-        );
+        assert_eq!(lines(&call), 1, "{route} caller span:\n{text}");
+        assert!(text.contains(&serve), "{route} handler span:\n{text}");
     }
     assert_eq!(lines("call answered"), 2, "{text}");
     assert_eq!(lines("handler answered"), 2, "{text}");

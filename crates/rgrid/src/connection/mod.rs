@@ -331,6 +331,7 @@ impl ConnShared {
             let mut known = lock(&self.remote_id);
             if known.is_some() {
                 self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::reconnected(&self.remote);
             }
             *known = Some(remote_id);
             old
@@ -572,6 +573,8 @@ impl Connection {
             handler = %handler, route = subroute.map(|(_, r)| r), mux = tracing::field::Empty);
         let call = session.roundtrip(handler, sub, payload, deadline, priority);
         let started = tokio::time::Instant::now();
+        let label = subroute.map_or_else(|| handler.name().unwrap_or("unknown"), |(_, r)| r);
+        let in_flight = crate::metrics::InFlight::new(crate::metrics::Side::Call, label);
         let res = match tokio::time::timeout_at(at, call)
             .instrument(span.clone())
             .await
@@ -583,12 +586,18 @@ impl Connection {
             Ok(res) => res,
             Err(_) => Err(Error::DeadlineExceeded),
         };
+        let took = started.elapsed();
         span.in_scope(|| match &res {
-            Ok(body) => {
-                tracing::debug!(bytes = body.len(), took = ?started.elapsed(), "call answered")
-            }
-            Err(e) => tracing::debug!(error = %e, took = ?started.elapsed(), "call failed"),
+            Ok(body) => tracing::debug!(bytes = body.len(), took = ?took, "call answered"),
+            Err(e) => tracing::debug!(error = %e, took = ?took, "call failed"),
         });
+        drop(in_flight);
+        crate::metrics::call_done(
+            crate::metrics::Side::Call,
+            label,
+            res.as_ref().map(|_| ()),
+            took,
+        );
         res
     }
 

@@ -32,12 +32,13 @@ fn answer(mux: u64, res: Outcome) -> Result<Bytes, String> {
     }
 }
 
-/// The debug event that ends a served call's span.
-fn served(answer: &Result<Bytes, String>) {
+/// The debug event that ends a served call's span, and its metrics.
+fn served(answer: &Result<Bytes, String>, route: &str, started: tokio::time::Instant) {
     match answer {
         Ok(body) => tracing::debug!(bytes = body.len(), "handler answered"),
         Err(e) => tracing::debug!(error = %e, "handler failed"),
     }
+    crate::metrics::served(route, answer.is_err(), started.elapsed());
 }
 
 impl Session {
@@ -70,6 +71,12 @@ impl Session {
         );
         let span = tracing::debug_span!("grid.serve", remote = %conn.remote, handler = %handler,
             route = entry.route.as_deref(), mux);
+        let started = tokio::time::Instant::now();
+        let label: Arc<str> = entry
+            .route
+            .clone()
+            .unwrap_or_else(|| Arc::from(handler.name().unwrap_or("unknown")));
+        let in_flight = crate::metrics::InFlight::new(crate::metrics::Side::Serve, &label);
         let mut run = AssertUnwindSafe((entry.f)(ctx, payload)).catch_unwind();
         if entry.inline && conn.ctx.options.inline_handlers {
             // First poll right here: most handlers answer without waiting, and then cost no
@@ -79,7 +86,8 @@ impl Session {
             let polled = span.in_scope(|| Pin::new(&mut run).poll(&mut cx));
             if let Poll::Ready(res) = polled {
                 let answer = answer(mux, res);
-                span.in_scope(|| served(&answer));
+                drop(in_flight);
+                span.in_scope(|| served(&answer, &label, started));
                 return Some(answer);
             }
         }
@@ -98,8 +106,9 @@ impl Session {
             };
             // Past the caller's deadline the answer is dropped (the core frees the mux).
             let res = res.map(|r| answer(mux, r));
+            drop(in_flight);
             span.in_scope(|| match &res {
-                Some(a) => served(a),
+                Some(a) => served(a, &label, started),
                 None => tracing::debug!("handler past the caller's deadline: dropped"),
             });
             let at = now();
