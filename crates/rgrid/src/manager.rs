@@ -354,7 +354,7 @@ impl Manager {
         }
     }
 
-    /// Binds the port of this node's own URL ([`Manager::host`]) on every interface and
+    /// Binds the port of this node's own URL ([`Manager::host`]) on every IPv4 interface and
     /// serves the grid there in a task of its own ([`crate::serve`]) until shutdown, so an
     /// app need not parse its own URL. The port must be in the URL; for another address or
     /// a listener of your own, call [`crate::serve`].
@@ -367,14 +367,11 @@ impl Manager {
             .ok_or_else(|| {
                 Error::Config(format!("local host {} has no port to bind", self.host()))
             })?;
-        // Every interface: IPv6 (dual stack where the system allows), else IPv4 only.
-        let listener =
-            match tokio::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await {
-                Ok(l) => l,
-                Err(_) => tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
-                    .await
-                    .map_err(|e| Error::Transport(format!("bind port {port}: {e}")))?,
-            };
+        // Every IPv4 interface (the grid's URLs are IPv4 or names in practice); for IPv6 or
+        // a specific address, bind a listener of your own and call `serve`.
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+            .await
+            .map_err(|e| Error::Transport(format!("bind port {port}: {e}")))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Transport(e.to_string()))?;
