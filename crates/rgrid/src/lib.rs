@@ -140,7 +140,10 @@
 //!   caller and `grid.serve` on the handler's node, with the remote host, the handler, the
 //!   route (`service/method` for named methods) and the mux id, and one event inside it that
 //!   says how the call ended (`call answered` / `call failed`, `handler answered` / `handler
-//!   failed`). Disabled spans cost a static check: `RUST_LOG=rgrid=debug` turns them on.
+//!   failed`). Streams likewise: `grid.stream` on the caller (events `stream opened`,
+//!   `stream released`) and `grid.serve_stream` on the handler's node (`handler ended the
+//!   stream`, `handler failed the stream`, `stream cancelled`). Disabled spans cost a
+//!   static check: `RUST_LOG=rgrid=debug` turns them on.
 //! * **Metrics** (feature `metrics`), through the `metrics` facade, so any exporter works
 //!   (`rgrid serve --metrics ADDR` serves them as Prometheus text): `rgrid_calls_total`
 //!   (counter; labels `side` = `call` or `serve`, `route` = `service/method` or the
@@ -319,6 +322,11 @@ mod util;
 
 pub use rgrid_proto as proto;
 pub use rgrid_proto::{HandlerId, SubrouteId};
+/// The crates whose types rgrid's API hands out, re-exported so that an app uses the same
+/// versions: payloads are [`bytes::Bytes`], streams implement
+/// [`futures_util::Stream`](futures_util::stream::Stream), and a handler's context gives a
+/// [`CancellationToken`](tokio_util::sync::CancellationToken).
+pub use {bytes, futures_util, tokio_util};
 
 pub use auth::{
     GridJwt, HttpAuthFn, MAX_TOKEN_LEN, MinioJwt, PeerInfo, StaticToken, TokenSource,

@@ -56,7 +56,9 @@ fn snapshot() -> (u64, u64) {
     (ALLOCS.with(Cell::get), BYTES.with(Cell::get))
 }
 
-static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST);
+/// Inline, like the benchmark's handlers: the library's fast path (a handler in a task of
+/// its own adds the task's allocations, see the benchmark's `rgrid bytes spawned`).
+static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST).inline();
 static ECHO: StreamHandler<TestRequest, TestRequest, TestRequest> =
     StreamHandler::new(HandlerId::TEST);
 
@@ -73,7 +75,7 @@ async fn steady_state_allocations_per_call_and_per_message() {
             })
         })
         .unwrap();
-        m.register_single(HandlerId::TEST2, |p: Bytes| async move {
+        m.register_single_inline(HandlerId::TEST2, None, |_, p: Bytes| async move {
             Ok::<_, RemoteError>(p)
         })
         .unwrap();
@@ -142,7 +144,9 @@ async fn steady_state_allocations_per_call_and_per_message() {
          typed stream round trip (one message each way) {per_message:.2}",
         (b1 - b0) as f64 / CALLS as f64
     );
-    assert!(typed <= 8.0, "typed call: {typed} allocations");
+    // Issue 14's bounds (bytes <= 3, typed <= 7 per call, both ends).
+    assert!(typed <= 7.0, "typed call: {typed} allocations");
+    assert!(raw <= 3.0, "raw call: {raw} allocations");
     assert!(per_message <= 8.0, "typed stream message: {per_message}");
     assert_no_active(&g).await;
     g.shutdown().await;

@@ -12,6 +12,7 @@ use futures_util::FutureExt;
 use rgrid_proto::conn::{CallError, ServeMsg};
 use rgrid_proto::{HandlerId, SubrouteId};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::Session;
 use crate::error::Error;
@@ -53,13 +54,18 @@ impl Session {
         });
         let input = (h.in_capacity > 0).then(|| StreamIn::new(handle.clone()));
         let output = StreamOut::new(handle.clone());
+        let span = tracing::debug_span!("grid.serve_stream", remote = %conn.remote,
+            handler = %handler, route = entry.route.as_deref(), mux);
         let run = AssertUnwindSafe((h.f)(ctx, payload, input, output)).catch_unwind();
-        conn.ctx.tracker.spawn(async move {
+        let task = async move {
             let res = tokio::select! {
                 // Cancelled (by the caller, the deadline, the watchdog or a lost connection).
                 () = cancel.cancelled() => None,
                 res = run => Some(res),
             };
+            if res.is_none() {
+                tracing::debug!("stream cancelled");
+            }
             if let Some(res) = res {
                 let end = match res {
                     Ok(Ok(())) => Ok(()),
@@ -70,6 +76,10 @@ impl Session {
                         Err(format!("handler panic: {what}"))
                     }
                 };
+                match &end {
+                    Ok(()) => tracing::debug!("handler ended the stream"),
+                    Err(e) => tracing::debug!(error = %e, "handler failed the stream"),
+                }
                 // The end takes a credit like every message (MinIO does the same), so a
                 // caller never holds more than its window.
                 let _ = send(&*handle, ServeMsg::End(end)).await;
@@ -77,7 +87,8 @@ impl Session {
             let session = handle.session.clone();
             session.with_core(|core| core.serve_done(mux));
             session.lock().forget_served(mux);
-        });
+        };
+        conn.ctx.tracker.spawn(task.instrument(span));
     }
 }
 

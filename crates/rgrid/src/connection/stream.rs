@@ -30,6 +30,8 @@ pub(crate) struct ClientMux {
     handler: HandlerId,
     /// The subroute asked for, named in a refusal.
     route: Option<Arc<str>>,
+    /// The stream's `grid.stream` span (debug level).
+    span: tracing::Span,
 }
 
 impl ClientMux {
@@ -52,6 +54,7 @@ impl ClientMux {
 impl Drop for ClientMux {
     fn drop(&mut self) {
         let id = self.id;
+        self.span.in_scope(|| tracing::debug!("stream released"));
         self.session.with_core(|core| core.stream_release(id));
     }
 }
@@ -150,11 +153,15 @@ async fn open_inner(
     let id = session
         .with_core(|core| core.open_stream(now(), handler, subroute, payload, deadline, route))
         .map_err(|e| session.error(e))?;
+    let span = tracing::debug_span!("grid.stream", remote = %conn.remote, handler = %handler,
+        route = route_name.as_deref(), mux = id);
+    span.in_scope(|| tracing::debug!(in_capacity, out_capacity, "stream opened"));
     let mux = Arc::new(ClientMux {
         session,
         id,
         handler,
         route: route_name,
+        span,
     });
     let responses = Responses { mux: mux.clone() };
     let sender = (in_capacity > 0).then(|| StreamSender { mux, closed: false });

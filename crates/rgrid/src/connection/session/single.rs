@@ -32,6 +32,13 @@ fn answer(mux: u64, res: Outcome) -> Result<Bytes, String> {
     }
 }
 
+/// The metrics' route label: the subroute's name, else the handler's.
+fn label(route: &Option<Arc<str>>, handler: HandlerId) -> &str {
+    route
+        .as_deref()
+        .unwrap_or_else(|| handler.name().unwrap_or("unknown"))
+}
+
 /// The debug event that ends a served call's span, and its metrics.
 fn served(answer: &Result<Bytes, String>, route: &str, started: tokio::time::Instant) {
     match answer {
@@ -72,11 +79,10 @@ impl Session {
         let span = tracing::debug_span!("grid.serve", remote = %conn.remote, handler = %handler,
             route = entry.route.as_deref(), mux);
         let started = tokio::time::Instant::now();
-        let label: Arc<str> = entry
-            .route
-            .clone()
-            .unwrap_or_else(|| Arc::from(handler.name().unwrap_or("unknown")));
-        let in_flight = crate::metrics::InFlight::new(crate::metrics::Side::Serve, &label);
+        // The metrics' route label: the subroute's name, else the handler's (no allocation).
+        let route = entry.route.clone();
+        let in_flight =
+            crate::metrics::InFlight::new(crate::metrics::Side::Serve, label(&route, handler));
         let mut run = AssertUnwindSafe((entry.f)(ctx, payload)).catch_unwind();
         if entry.inline && conn.ctx.options.inline_handlers {
             // First poll right here: most handlers answer without waiting, and then cost no
@@ -87,7 +93,7 @@ impl Session {
             if let Poll::Ready(res) = polled {
                 let answer = answer(mux, res);
                 drop(in_flight);
-                span.in_scope(|| served(&answer, &label, started));
+                span.in_scope(|| served(&answer, label(&route, handler), started));
                 return Some(answer);
             }
         }
@@ -108,7 +114,7 @@ impl Session {
             let res = res.map(|r| answer(mux, r));
             drop(in_flight);
             span.in_scope(|| match &res {
-                Some(a) => served(a, &label, started),
+                Some(a) => served(a, label(&route, handler), started),
                 None => tracing::debug!("handler past the caller's deadline: dropped"),
             });
             let at = now();
