@@ -64,7 +64,12 @@ async fn every_call_has_a_span_on_both_ends() {
     assert!(!bounded(INLINE.call(&conn, &"x".to_owned())).await.unwrap());
     let mut got = Vec::new();
     let s = bounded(WATCH.call(&conn, &7)).await.unwrap();
-    bounded(s.results(|n| Ok(got.push(n)))).await.unwrap();
+    bounded(s.results(|n| {
+        got.push(n);
+        Ok(())
+    }))
+    .await
+    .unwrap();
     assert_eq!(got, [7]);
     common::assert_no_active(&g).await;
     g.shutdown().await;
