@@ -290,38 +290,25 @@ async fn run_requests(
                 }
             }
             for (n, grid) in &grids {
-                jobs.push(Job {
-                    system: RGRID_BYTES.to_owned(),
-                    group: Group::Requests,
-                    servers: Some(*n),
-                    window: None,
-                    concurrency: c,
-                    msgs_per_op: 2.0,
-                    once: Box::new(move || {
-                        Box::pin(async move {
-                            Ok(
-                                requests::bytes_point(grid, HandlerId::TEST, c, payload, once)
-                                    .await,
-                            )
-                        })
-                    }),
-                });
-                jobs.push(Job {
-                    system: RGRID_BYTES_SPAWNED.to_owned(),
-                    group: Group::Requests,
-                    servers: Some(*n),
-                    window: None,
-                    concurrency: c,
-                    msgs_per_op: 2.0,
-                    once: Box::new(move || {
-                        Box::pin(async move {
-                            Ok(
-                                requests::bytes_point(grid, requests::SPAWNED, c, payload, once)
-                                    .await,
-                            )
-                        })
-                    }),
-                });
+                // The echo registered inline (the fast path) and the default way.
+                for (system, handler) in [
+                    (RGRID_BYTES, HandlerId::TEST),
+                    (RGRID_BYTES_SPAWNED, requests::SPAWNED),
+                ] {
+                    jobs.push(Job {
+                        system: system.to_owned(),
+                        group: Group::Requests,
+                        servers: Some(*n),
+                        window: None,
+                        concurrency: c,
+                        msgs_per_op: 2.0,
+                        once: Box::new(move || {
+                            Box::pin(async move {
+                                Ok(requests::bytes_point(grid, handler, c, payload, once).await)
+                            })
+                        }),
+                    });
+                }
                 jobs.push(Job {
                     system: RGRID_RPC.to_owned(),
                     group: Group::Requests,

@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::bounded;
 use common::raw::{Node, handshake, node_with};
+use common::{Captured, bounded};
 use hmac::{Hmac, KeyInit, Mac};
 use rgrid::{
     GridJwt, HandlerId, Manager, ManagerBuilder, MinioJwt, Options, RemoteError, State,
@@ -246,27 +244,6 @@ async fn refused_tokens_name_the_reason_and_never_connect() {
     assert!(resp.accepted, "{}", resp.rejected_reason);
     bounded(conn.wait_for_connect()).await.unwrap();
     bounded(n.manager.shutdown()).await;
-}
-
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Captures every event (all levels) of the process. A global subscriber, not a

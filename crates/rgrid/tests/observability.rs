@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{bounded, mem_grid_with};
+use common::{Captured, bounded, mem_grid_with};
 use rgrid::Options;
 use rgrid::typed::{Service, ServiceMethod, ServiceStream};
 
@@ -19,19 +16,6 @@ const LOCKS: Service = Service::new("locks");
 static LOCK: ServiceMethod<String, bool> = LOCKS.method("lock");
 static INLINE: ServiceMethod<String, bool> = LOCKS.method("peek").inline();
 static WATCH: ServiceStream<u8, (), u8> = LOCKS.stream("watch").with_in_capacity(0);
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn every_call_has_a_span_on_both_ends() {
@@ -74,7 +58,7 @@ async fn every_call_has_a_span_on_both_ends() {
     common::assert_no_active(&g).await;
     g.shutdown().await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     for route in ["locks/lock", "locks/peek"] {
         let call = format!(

@@ -18,6 +18,28 @@ use rgrid::test_util::LocalGrid;
 use rgrid::{HandlerId, Manager, Options, StreamHandler, StreamIn, StreamOut};
 use tokio::sync::mpsc;
 
+/// Log output captured in memory: the writer of a `tracing_subscriber::fmt` subscriber.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Awaits `f` for at most 10 s, so a hang fails the test instead of blocking CI.
 pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), f)
