@@ -124,7 +124,7 @@
 //! * **Scheduling.** The writer sends control first, then data by [`Priority`]: single
 //!   requests and their answers ([`Priority::Latency`]) before streams
 //!   ([`Priority::Normal`]) before bulk transfers ([`Priority::Bulk`], opt-in with
-//!   [`StreamHandler::priority`] or [`CallOptions::priority`]), round-robin among the calls
+//!   [`RawStreamHandler::priority`] or [`CallOptions::priority`]), round-robin among the calls
 //!   of a class, one message per turn; a lower class still gets one message after 32 of
 //!   higher classes. A small call therefore waits for at most one message of each busier
 //!   class; `TCP_NOTSENT_LOWAT` (128 KiB, Linux) keeps the kernel's unsent buffer short so
@@ -166,16 +166,16 @@
 //!
 //! # Streams: credits, cancellation, deadlines, liveness
 //!
-//! [`Manager::register_stream`] registers a [`StreamHandler`] with an input window
+//! [`Manager::register_stream`] registers a [`RawStreamHandler`] with an input window
 //! (`in_capacity`, 0 = no input) and an output window (`out_capacity`, at least 1);
-//! [`Connection::open_stream`] opens a [`Stream`]. Every message needs a credit: the caller
+//! [`Connection::open_stream`] opens a [`CallStream`]. Every message needs a credit: the caller
 //! sends at most `in_capacity` messages the handler has not taken yet, the handler at most
 //! `out_capacity` the consumer has not taken yet, so a slow side slows its peer down instead
 //! of filling memory or blocking other calls on the connection. A peer that sends beyond its
 //! credits fails that stream with a protocol error. Control messages of a stream (credits,
 //! pings, cancels) overtake other calls' data but never the stream's own messages.
 //!
-//! Dropping the stream (or its [`Responses`] half), [`Stream::cancel`], or the stream's
+//! Dropping the stream (or its [`Responses`] half), [`CallStream::cancel`], or the stream's
 //! deadline cancels it on both sides; the handler's future is dropped. A lost connection
 //! fails every stream on it with [`Error::Disconnected`] and cancels every handler. The
 //! caller pings streams every 15 s ([`Options::stream_ping_interval`]) and fails one whose
@@ -226,7 +226,7 @@
 //! | [`Options::out_queue`] / [`Options::out_queue_bytes`] | 65535 messages / 64 MiB | calls and stream messages wait for room (back-pressure) |
 //! | [`Options::max_pending_replies`] | 4096 | a peer that sends requests but does not read the answers is disconnected |
 //! | [`Options::max_pings_per_interval`] | 1024 | a ping flood closes the connection |
-//! | [`typed::max_depth`] | 64 levels | a typed payload nested deeper fails to decode ([`Error::Decode`] or a remote error) |
+//! | [`Options::max_depth`] | 64 levels | a typed payload nested deeper fails to decode ([`Error::Decode`] or a remote error) |
 //!
 //! Other defaults: 4 s write timeout (a stuck write drops the connection), 10 s connection
 //! pings (a peer silent for 20 s is dropped), 15 s stream pings, 5 minutes maximum clock skew,
@@ -287,12 +287,12 @@
 //! * `transport/dial.rs` and `transport/tls.rs` (inside the public [`transport`]): the
 //!   dialer trait [`ConnDialer`], [`WebSocket`] and its byte stream, host URL parsing; the
 //!   [`TlsConfig`].
-//! * `handlers`: [`HandlerCtx`], the handler function types, [`StreamHandler`], the handles a
+//! * `handlers`: [`HandlerCtx`], the handler function types, [`RawStreamHandler`], the handles a
 //!   stream handler gets ([`StreamIn`], [`StreamOut`], over a trait the connection
 //!   implements) and the registry a connection dispatches through.
 //! * `ctx`: `ManagerCtx`, what the connections of a manager share: options, registry,
 //!   shutdown signal and task tracker, identity, token source and validator, dialer, TLS.
-//! * `connection`: [`Connection`], [`Subroute`], [`State`], [`ConnStats`] and the test
+//! * `connection`: [`Connection`], [`CallOptions`], [`Route`], [`State`], [`ConnStats`] and the test
 //!   hooks; `session/` drives one websocket (reader, writer, timers, single requests),
 //!   `stream.rs` is the caller's side of a stream, `serve_stream.rs` the handler's side
 //!   (its task, and what its handles do through the session).
@@ -307,6 +307,7 @@
 #![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
 
 mod auth;
+pub mod codec;
 mod connection;
 mod ctx;
 mod error;
@@ -333,14 +334,14 @@ pub use auth::{
     TokenValidator,
 };
 pub use connection::{
-    CallOptions, ConnFailure, ConnStats, Connection, Responses, State, Stream, StreamSender,
-    Subroute,
+    CallOptions, CallStream, ConnFailure, ConnStats, Connection, Responses, Route, State,
+    StreamSender,
 };
 #[cfg(feature = "test-util")]
 pub use connection::{InboundBlock, OutboundBlock};
-pub use error::{Error, PeerDown, PeersDown, RemoteError};
+pub use error::{Cause, Error, PeerDown, PeersDown, RemoteError};
 pub use handlers::{
-    BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn, StreamIn,
+    BoxFuture, HandlerCtx, Priority, RawStreamHandler, SingleHandlerFn, StreamHandlerFn, StreamIn,
     StreamOut,
 };
 pub use manager::{Manager, ManagerBuilder};
