@@ -161,8 +161,10 @@
 //! 60 s, [`Options::default_deadline`]) travels with the request; the handler is dropped when
 //! it passes (its answer could not be used) and the caller gets [`Error::DeadlineExceeded`].
 //! A call made while the connection is down fails at once with [`Error::Disconnected`].
-//! Dropping the call's future cancels it locally at once and frees its state; a response
-//! that arrives later is discarded. Like MinIO, single requests send no cancel message.
+//! Dropping the call's future cancels it at once and frees its state; a response that
+//! arrives later is discarded. A request that already left also tells the handler side
+//! (`OpDisconnectServerMux`, which MinIO never sends for a single request and a Go peer
+//! ignores): an rgrid handler's context is cancelled and its future dropped.
 //!
 //! # Streams: credits, cancellation, deadlines, liveness
 //!
