@@ -1,6 +1,28 @@
 //! rgrid: fast two-way RPC between the servers of a cluster over one persistent websocket per
 //! pair of servers, byte-compatible with MinIO's internode grid (protocol v1).
 //!
+//! # Examples
+//!
+//! The crate's `examples/` folder holds small programs, each a tutorial that runs by itself
+//! on loopback and checks what it shows (`cargo run -p rgrid --example hello`);
+//! `tests/examples.rs` runs them in CI. In reading order:
+//!
+//! * `hello.rs`: two nodes, one call with raw bytes.
+//! * `typed_service.rs`: your own [`typed::Service`] with typed methods; a remote error, an
+//!   unknown method, a fan-out to every node.
+//! * `streams.rs`: a server stream, a two-way stream, how a stream ends, cancellation.
+//! * `axum_mount.rs`: the grid mounted on an existing axum router ([`Manager::service`]).
+//! * `tls_jwt.rs` (feature `tls`): TLS and JWT authentication, and why a node with a wrong
+//!   secret is refused ([`Connection::last_error`]).
+//! * `lock_grid.rs`: MinIO's separate lock grid ([`LOCK_ROUTE_PATH`]) next to the main grid.
+//! * `custom_transport.rs`: your own transport ([`ConnDialer`], [`serve_connection`]).
+//! * `testing.rs` (feature `test-util`): testing handlers against a local grid, with a
+//!   killed connection.
+//! * `quorum_lock.rs`: a dsync-style lock service with a quorum, one process per node
+//!   (`tests/example_quorum_lock.rs` runs three).
+//!
+//! The README's "Layout" section says where everything else lives.
+//!
 //! # Example: your own service on two nodes, a typed call and a typed stream
 //!
 //! An app declares its calls by name: a [`typed::Service`] and its methods, each one static
