@@ -81,7 +81,7 @@ impl ConnDialer for MemDialer {
             "ws://{}{DEFAULT_ROUTE_PATH}",
             remote.trim_start_matches("http://")
         );
-        Box::pin(async move {
+        let attempt = async move {
             let accept = accept.ok_or_else(|| Error::Transport("nobody listens there".into()))?;
             let (client, server) = tokio::io::duplex(64 * 1024);
             accept
@@ -95,6 +95,12 @@ impl ConnDialer for MemDialer {
             // The token is checked in the grid handshake that follows, not here.
             let (websocket, _response) = upgrade.connect_on(io).await?;
             Ok(websocket)
+        };
+        // A dialer bounds its own attempt: the manager waits for it as long as it takes.
+        Box::pin(async move {
+            tokio::time::timeout(Duration::from_secs(2), attempt)
+                .await
+                .map_err(|_| Error::Transport("dial timed out".into()))?
         })
     }
 }
