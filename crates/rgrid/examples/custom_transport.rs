@@ -24,12 +24,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rgrid::transport::tokio_websockets::ClientBuilder;
 use rgrid::transport::{BoxedIo, DialFuture};
 use rgrid::typed::{Service, ServiceMethod};
 use rgrid::{ConnDialer, DEFAULT_ROUTE_PATH, Error, Manager, serve_connection};
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
-use tokio_websockets::ClientBuilder;
 
 const NODES: Service = Service::new("nodes");
 static HELLO: ServiceMethod<(), String> = NODES.method("hello");

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use rgrid::bytes::Bytes;
-use rgrid::{HandlerId, Manager, RemoteError, serve};
+use rgrid::{CallOptions, HandlerId, Manager, RemoteError, serve};
 use tokio::net::TcpListener;
 
 /// The name of our call. A named call is the grid's service handler ([`HandlerId::SERVICE`])
@@ -61,8 +61,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .connection(&hosts[1])
         .ok_or("B is not in A's grid")?;
     let reply = to_b
-        .subroute(HELLO)
-        .request(HandlerId::SERVICE, "world")
+        .request_with(
+            HandlerId::SERVICE,
+            "world",
+            &CallOptions::new().subroute(HELLO),
+        )
         .await?;
     let text = std::str::from_utf8(&reply)?;
     println!("{} answered: {text}", to_b.remote());
