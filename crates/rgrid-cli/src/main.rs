@@ -12,6 +12,7 @@
 mod call;
 mod conformance;
 mod demo;
+mod metrics;
 mod node;
 mod serve;
 
