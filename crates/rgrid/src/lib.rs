@@ -274,6 +274,8 @@
 //! * `test-util`: `test_util::LocalGrid` (local n-node grids, on loopback or in memory for
 //!   tests on paused time) and fault hooks on [`Connection`] (`kill`, `block_inbound`). Not
 //!   a stable API.
+//! * `metrics`: counters, latency histograms and in-flight gauges of every call through the
+//!   `metrics` facade (see Observability above); it adds no public items.
 //!
 //! # Layout
 //!
@@ -305,6 +307,8 @@
 
 // The TLS items the docs link to exist only with the `tls` feature.
 #![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
+// docs.rs (all features, `--cfg docsrs`) marks every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
 mod connection;
@@ -315,6 +319,7 @@ mod manager;
 mod metrics;
 mod options;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
 pub mod transport;
 pub mod typed;
@@ -337,6 +342,7 @@ pub use connection::{
     Subroute,
 };
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use connection::{InboundBlock, OutboundBlock};
 pub use error::{Error, PeerDown, PeersDown, RemoteError};
 pub use handlers::{
@@ -350,4 +356,5 @@ pub use options::{
 };
 pub use transport::{ConnDialer, WebSocket, connect_ws, serve, serve_connection};
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use transport::{TlsConfig, TlsConfigBuilder};
