@@ -3,7 +3,8 @@
 //! The counters are striped: each thread adds to a cache-line-sized slot of its own (chosen
 //! once per thread), so the worker threads of the benchmark never contend on one counter.
 //! A [`Snapshot`] sums the slots. Counting costs one uncontended relaxed atomic add per
-//! allocation, cheap enough for a binary (like the `rgrid` CLI) to install it permanently.
+//! allocation. The `rgrid-bench` binary installs it, and so does `rgrid` when built with its
+//! `bench` feature (the default `rgrid` keeps the system allocator).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

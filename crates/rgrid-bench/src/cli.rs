@@ -1,4 +1,5 @@
-//! Command-line arguments of the benchmark (`rgrid-bench ...` or `rgrid bench ...`).
+//! Command-line arguments of the benchmark (`rgrid-bench ...`, or `rgrid bench ...` in an
+//! `rgrid` built with rgrid-cli's `bench` feature).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +8,8 @@ use crate::measure::Timing;
 
 /// The usage text printed by `--help` and after a bad argument.
 pub const USAGE: &str = "\
-usage: rgrid-bench [OPTIONS]        (also: rgrid bench [OPTIONS])
+usage: rgrid-bench [OPTIONS]
+       rgrid bench [OPTIONS]      (an rgrid built with `--features bench`)
 
 Runs MinIO's grid benchmark matrix on rgrid (single requests bytes/rpc, streams
 request/responses/twoway, 512-byte payloads) and, in the same run, its baselines: a raw

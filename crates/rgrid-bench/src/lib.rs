@@ -11,7 +11,10 @@
 //! [`alloc::CountingAlloc`], which the binary installs as its global allocator (without it
 //! the allocation columns read 0).
 //!
-//! The entry point is [`run`]: the `rgrid-bench` binary and `rgrid bench` both call it.
+//! The entry point is [`run`]: the `rgrid-bench` binary and `rgrid bench` both call it. The
+//! `rgrid` command has it only when built with its cargo feature `bench` (off by default, so
+//! that `cargo install` does not build the baselines):
+//! `cargo run --release -p rgrid-cli --features bench -- bench [ARGS]`.
 
 use std::time::Duration;
 

@@ -5,21 +5,37 @@
 //! - `rgrid serve`: a real node (optionally with the conformance handlers);
 //! - `rgrid call`: join a grid, make one call or open one stream, print the answer
 //!   (exit code 3 for a remote error, 2 for a local one);
-//! - `rgrid bench`: the benchmark matrix against the baselines (`rgrid-bench`).
+//! - `rgrid bench`: the benchmark matrix against the baselines (`rgrid-bench`), only in a
+//!   binary built with the cargo feature `bench` (off by default, so that `cargo install`
+//!   does not build tonic and the other baselines); without it, the command says how to get
+//!   it and exits with code 2.
 //!
 //! Logs go to stderr through `tracing`; `RUST_LOG` sets the filter.
 
 mod call;
 mod conformance;
 mod demo;
+mod metrics;
 mod node;
 mod serve;
 
 use std::process::ExitCode;
 
-/// Counts allocations for `rgrid bench` (relaxed per-thread counters: no effect elsewhere).
+/// Counts allocations for `rgrid bench` (relaxed per-thread counters). Only in a binary
+/// built with the `bench` feature; the default build keeps the system allocator.
+#[cfg(feature = "bench")]
 #[global_allocator]
 static GLOBAL: rgrid_bench::alloc::CountingAlloc = rgrid_bench::alloc::CountingAlloc;
+
+/// How to get a binary with `rgrid bench`, printed when this one was built without it.
+#[cfg(not(feature = "bench"))]
+const NO_BENCH: &str = "\
+rgrid: this rgrid was built without the `bench` feature, which `rgrid bench` needs
+(it keeps the benchmark's baselines, tonic and its HTTP/2 stack, out of the installed binary).
+From a checkout of rgrid, run the benchmark with:
+    cargo run --release -p rgrid-cli --features bench -- bench [ARGS]
+or install a binary that has it with:
+    cargo install --path crates/rgrid-cli --features bench";
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -45,6 +61,7 @@ enum Command {
     /// Join a grid, make one call (or open one stream) and print each response on its own line.
     Call(call::CallArgs),
     /// Run the benchmark matrix (rgrid against the websocket floor and tonic); see `rgrid bench --help`.
+    /// Needs a binary built with `--features bench`.
     #[command(disable_help_flag = true)]
     Bench {
         /// Arguments of the benchmark program.
@@ -87,14 +104,27 @@ pub(crate) async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// `rgrid bench ARGS`: the benchmark program's exit code.
+#[cfg(feature = "bench")]
+fn bench(args: Vec<String>) -> ExitCode {
+    let code = rgrid_bench::run(args);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `rgrid bench` in a binary built without the benchmark: how to get it, exit code 2.
+#[cfg(not(feature = "bench"))]
+fn bench(_args: Vec<String>) -> ExitCode {
+    eprintln!("{NO_BENCH}");
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli
         .command
         .unwrap_or_else(|| Command::Demo(demo::DemoArgs::default()));
     if let Command::Bench { args } = command {
-        let code = rgrid_bench::run(args);
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        return bench(args);
     }
     init_logging(match command {
         Command::Serve(_) => "info",

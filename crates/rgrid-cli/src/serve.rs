@@ -27,10 +27,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let conformance = args.conformance;
     if let Some(addr) = args.metrics {
         // Before the node starts, so that every call is counted.
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .map_err(|e| Failure::Local(format!("--metrics {addr}: {e}")))?;
+        crate::metrics::serve(addr).await?;
         tracing::info!(%addr, "serving Prometheus metrics");
     }
     let manager = args

@@ -298,6 +298,8 @@
 //! * `test-util`: `test_util::LocalGrid` (local n-node grids, on loopback or in memory for
 //!   tests on paused time) and fault hooks on [`Connection`] (`kill`, `block_inbound`). Not
 //!   a stable API.
+//! * `metrics`: counters, latency histograms and in-flight gauges of every call through the
+//!   `metrics` facade (see Observability above); it adds no public items.
 //!
 //! # Layout
 //!
@@ -329,6 +331,8 @@
 
 // The TLS items the docs link to exist only with the `tls` feature.
 #![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
+// docs.rs (all features, `--cfg docsrs`) marks every feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
 pub mod codec;
@@ -340,6 +344,7 @@ mod manager;
 mod metrics;
 mod options;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
 pub mod transport;
 pub mod typed;
@@ -362,6 +367,7 @@ pub use connection::{
     StreamSender,
 };
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use connection::{InboundBlock, OutboundBlock};
 pub use error::{Cause, Error, PeerDown, PeersDown, RemoteError};
 pub use handlers::{
@@ -375,4 +381,5 @@ pub use options::{
 };
 pub use transport::{ConnDialer, WebSocket, connect_ws, serve, serve_connection};
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use transport::{TlsConfig, TlsConfigBuilder};

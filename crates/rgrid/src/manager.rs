@@ -152,6 +152,7 @@ impl ManagerBuilder {
     /// with a TLS config. Without a TLS config, [`build`](Self::build) refuses `https://`
     /// remotes (unless a custom dialer is set): there is no plaintext fallback.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
     pub fn tls(mut self, config: TlsConfig) -> Self {
         self.tls = Some(config);

@@ -4,8 +4,10 @@
 //!
 //! The killed connection is drained first (no new calls start on it, those in flight finish),
 //! so the report can show a reconnect and still zero errors: that is how an operator takes
-//! a link down on purpose. Calls on every other pair keep running meanwhile.
+//! a link down on purpose. Calls on every other pair keep running meanwhile. The kill cuts
+//! the TCP socket under the websocket ([`grid::DemoGrid::cut`]), as a failed network would.
 
+mod grid;
 mod report;
 mod workload;
 
@@ -19,9 +21,9 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rgrid::Manager;
-use rgrid::test_util::LocalGrid;
 use tokio::time::Instant;
 
+use self::grid::DemoGrid;
 use self::report::{KillReport, KindReport, Report, print_report, thousands};
 use self::workload::{Kind, one_call, register};
 use crate::node::Failure;
@@ -73,7 +75,7 @@ impl Victim {
 
 /// What all workers share.
 struct Shared {
-    grid: LocalGrid,
+    grid: DemoGrid,
     counters: Vec<Counters>,
     victim: Victim,
     first_errors: Mutex<Vec<String>>,
@@ -91,7 +93,7 @@ impl Shared {
     /// A random ordered pair of distinct nodes whose connection is usable now; registers
     /// the call on the victim pair so the drain can wait for it.
     fn pick_pair(&self) -> (usize, usize, bool) {
-        let n = self.grid.managers.len();
+        let n = self.grid.len();
         loop {
             let from = fastrand::usize(..n);
             let to = (from + 1 + fastrand::usize(..n - 1)) % n;
@@ -167,7 +169,10 @@ async fn kill_and_restore(shared: &Shared, started: Instant) -> Result<KillRepor
     let (ab, ba) = (shared.grid.conn(v.a, v.b), shared.grid.conn(v.b, v.a));
     let before = (ab.stats().reconnects, ba.stats().reconnects);
     let killed = Instant::now();
-    ab.kill();
+    if !shared.grid.cut(v.a, v.b) {
+        v.draining.store(false, Ordering::SeqCst);
+        return Err("the victim connection had no socket to cut".into());
+    }
     let back = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             let up = ab.stats().reconnects > before.0
@@ -215,22 +220,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
         );
     }
 
-    let registration = Mutex::new(Ok(()));
-    let grid = LocalGrid::start(nodes, |i, m| {
-        if let Err(e) = register(i, m) {
-            *registration
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Err(e);
-        }
-    })
-    .await?;
-    if let Err(e) = registration
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-    {
-        grid.shutdown().await;
-        return Err(e.into());
-    }
+    let grid = DemoGrid::start(nodes, |i, m| register(i, m).map_err(Failure::from)).await?;
     let started = Instant::now();
     let shared = Arc::new(Shared {
         grid,
@@ -366,7 +356,7 @@ fn first_errors_push(shared: &Shared, e: String) {
 }
 
 /// Reconnects of every pair (counted once, on the dialing side).
-fn reconnects(grid: &LocalGrid) -> u64 {
+fn reconnects(grid: &DemoGrid) -> u64 {
     grid.managers
         .iter()
         .flat_map(Manager::connections)

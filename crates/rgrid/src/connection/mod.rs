@@ -633,6 +633,7 @@ impl Connection {
     /// `debugKillInbound`). In-flight calls fail with [`Error::Disconnected`]; the dialing side
     /// reconnects by itself.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn kill(&self) {
         if let Some(s) = self.inner.session() {
             s.close(Error::Disconnected);
@@ -644,6 +645,7 @@ impl Connection {
     /// woken with a connection ping (which may or may not go out) so that it stops at once;
     /// [`OutboundBlock::parked`] tells when it has.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn block_outbound(&self) -> OutboundBlock {
         self.inner
             .faults
@@ -660,6 +662,7 @@ impl Connection {
     /// Test hook: stops processing inbound messages until the returned guard is dropped
     /// (MinIO's `debugBlockInboundMessages`). Pongs and responses from the remote stay unread.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn block_inbound(&self) -> InboundBlock {
         self.inner
             .faults
@@ -673,6 +676,7 @@ impl Connection {
 
 /// Releases an outbound block when dropped.
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 #[derive(Debug)]
 pub struct OutboundBlock {
     conn: Arc<ConnShared>,
@@ -707,6 +711,7 @@ impl Drop for OutboundBlock {
 
 /// Releases an inbound block when dropped.
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 #[derive(Debug)]
 pub struct InboundBlock {
     conn: Arc<ConnShared>,

@@ -28,6 +28,7 @@ pub(crate) mod ws;
 pub use self::dial::{BoxedIo, ConnDialer, DialFuture, Io, WebSocket};
 pub use self::http::{GridService, serve, serve_connection};
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use self::tls::{TlsConfig, TlsConfigBuilder};
 pub use self::ws::{WsDialer, connect_ws};
 /// The websocket crate of [`WebSocket`], for custom dialers and servers.

@@ -51,6 +51,7 @@ use crate::error::Error;
 ///     .build()?;
 /// # let _ = manager; Ok(()) }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 #[derive(Clone)]
 pub struct TlsConfig {
     connector: TlsConnector,
@@ -142,6 +143,7 @@ pub(crate) fn is_tls_io_error(e: &std::io::Error) -> bool {
 
 /// Builds a [`TlsConfig`] from PEM data. Errors (unreadable files, bad PEM) are reported by
 /// [`TlsConfigBuilder::build`].
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 #[derive(Default)]
 pub struct TlsConfigBuilder {
     roots: Vec<CertificateDer<'static>>,

@@ -71,6 +71,7 @@ impl WsDialer {
 
     /// Dials `https://` hosts through TLS with `config` (feature `tls`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
     pub fn tls(mut self, config: super::TlsConfig) -> Self {
         self.tls = Some(config);
