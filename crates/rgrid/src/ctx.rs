@@ -24,6 +24,8 @@ pub(crate) struct ManagerCtx {
     pub(crate) tracker: TaskTracker,
     pub(crate) id: [u8; 16],
     pub(crate) local: String,
+    /// This node is a client participant.
+    pub(crate) client: bool,
     pub(crate) token: Arc<dyn TokenSource>,
     pub(crate) validator: Arc<dyn TokenValidator>,
     pub(crate) dialer: Arc<dyn ConnDialer>,

@@ -233,6 +233,16 @@
 //! constant time, as static tokens are compared. Neither tokens nor secrets are logged or
 //! shown by `Debug`; refusal reasons never quote them.
 //!
+//! # Client participants
+//!
+//! A process that only calls (an admin tool, `rgrid call`) need not be a host of the grid:
+//! [`Manager::client_builder`] makes a client that dials every server, listens nowhere, and
+//! is authenticated like any peer. Servers accept up to [`Options::max_clients`] of them
+//! (default 0: refused with MinIO's `unknown incoming host`, which is also what a MinIO node
+//! answers, as it never accepts clients). A server never dials a client, finds it with
+//! [`Manager::connection`] by its name or in [`Manager::clients`] (to call it back; fan-out
+//! is over the hosts only), and forgets it when it leaves. The wire is grid v1.
+//!
 //! # Limits and defaults
 //!
 //! MinIO's grid has no message size limit, no concurrency limit and no handshake timeout;
@@ -245,6 +255,7 @@
 //! | frame size | max message + [`FRAME_SLACK`] | refused by the websocket layer before it is buffered; connection closed |
 //! | [`MAX_HANDSHAKE_MESSAGE_SIZE`] | 64 KiB | until the handshake is done, bigger frames close the socket |
 //! | [`Options::handshake_timeout`] | 10 s | TLS handshake plus upgrade request, then the connect message: slow or silent peers are dropped |
+//! | [`Options::max_clients`] | 0 | client participants beyond it are refused (`too many clients`) |
 //! | [`Options::max_preauth_conns`] | 64 | further sockets are closed at once (503 on a mounted service); established peers are unaffected |
 //! | [`Options::max_incoming_muxes`] | 16384 | further requests and streams are refused with a mux connect error naming the limit; the connection lives |
 //! | [`Options::out_queue`] / [`Options::out_queue_bytes`] | 65535 messages / 64 MiB | calls and stream messages wait for room (back-pressure) |

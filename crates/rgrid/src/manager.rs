@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{
     GridJwt, HttpAuthFn, MinioJwt, PeerInfo, StaticToken, TokenSource, TokenValidator,
 };
-use crate::connection::{ConnShared, Connection, State};
+use crate::connection::{ConnShared, Connection, Session, State};
 use crate::ctx::ManagerCtx;
 use crate::error::{Error, PeerDown, PeersDown, RemoteError};
 use crate::handlers::{HandlerCtx, RawStreamHandler, Registry, single_ctx_fn, single_fn};
@@ -45,6 +45,8 @@ pub struct ManagerBuilder {
     http_auth: Option<HttpAuthFn>,
     /// A bad authentication setting, reported by `build`.
     auth_error: Option<String>,
+    /// A client participant ([`Manager::client_builder`]).
+    client: bool,
     #[cfg(feature = "tls")]
     tls: Option<TlsConfig>,
 }
@@ -187,7 +189,11 @@ impl ManagerBuilder {
         // One spelling per host (see `normalize_host`): `HTTP://A:1/` and `http://a:1` are
         // the same host; two spellings of one host in the list are refused.
         let given_local = std::mem::take(&mut self.local);
-        self.local = normalize_host(&given_local)?;
+        self.local = if self.client {
+            client_name(&given_local)?
+        } else {
+            normalize_host(&given_local)?
+        };
         let mut seen: HashMap<String, String> = HashMap::new();
         for h in std::mem::take(&mut self.hosts) {
             let n = normalize_host(&h)?;
@@ -210,7 +216,12 @@ impl ManagerBuilder {
             seen.insert(n.clone(), h);
             self.hosts.push(n);
         }
-        if !seen.contains_key(&self.local) {
+        if self.client && seen.contains_key(&self.local) {
+            return Err(Error::Config(format!(
+                "client name {given_local} is one of the servers' hosts"
+            )));
+        }
+        if !self.client && !seen.contains_key(&self.local) {
             return Err(Error::Config(format!(
                 "local host {given_local} is not in the host list"
             )));
@@ -259,6 +270,7 @@ impl ManagerBuilder {
             tracker: TaskTracker::new(),
             id: *uuid::Uuid::new_v4().as_bytes(),
             local: self.local.clone(),
+            client: self.client,
             token,
             validator,
             dialer,
@@ -273,8 +285,14 @@ impl ManagerBuilder {
             .iter()
             .filter(|h| **h != self.local)
             .map(|h| {
+                let shared = if self.client {
+                    // A client dials every server, whatever the who-dials rule says.
+                    ConnShared::with_role(ctx.clone(), &self.local, h, true)
+                } else {
+                    ConnShared::new(ctx.clone(), &self.local, h)
+                };
                 let conn = Connection {
-                    inner: Arc::new(ConnShared::new(ctx.clone(), &self.local, h)),
+                    inner: Arc::new(shared),
                 };
                 (h.clone(), conn)
             })
@@ -283,6 +301,8 @@ impl ManagerBuilder {
             inner: Arc::new(ManagerInner {
                 ctx,
                 conns,
+                client: self.client,
+                clients: Mutex::new(HashMap::new()),
                 started: AtomicBool::new(false),
             }),
         })
@@ -292,10 +312,51 @@ impl ManagerBuilder {
 /// The refusal of a handshake from a host not in the host list (MinIO's text).
 const UNKNOWN_HOST: &str = "unknown incoming host";
 
+/// Longest client name.
+const MAX_CLIENT_NAME: usize = 256;
+
+/// A client participant's name: any short printable text without spaces (a URL-like
+/// `client://admin-1` reads best); an `http(s)://` URL is normalized like a host.
+fn client_name(name: &str) -> Result<String, Error> {
+    if name.is_empty()
+        || name.len() > MAX_CLIENT_NAME
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::Config(format!(
+            "client name {name:?}: 1 to {MAX_CLIENT_NAME} printable characters without spaces"
+        )));
+    }
+    let scheme = name.get(..8).unwrap_or(name).to_ascii_lowercase();
+    if scheme.starts_with("http://") || scheme.starts_with("https://") {
+        normalize_host(name)
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
 struct ManagerInner {
     ctx: Arc<ManagerCtx>,
+    /// The host list's remotes (the servers, for a client).
     conns: HashMap<String, Connection>,
+    /// This node is a client participant.
+    client: bool,
+    /// Client participants connected here, by name (see [`Options::max_clients`]).
+    clients: Mutex<HashMap<String, Connection>>,
     started: AtomicBool,
+}
+
+impl ManagerInner {
+    /// Forgets a client whose session `ended`, unless it reconnected meanwhile (its
+    /// connection then has another session).
+    fn forget_client(&self, name: &str, conn: &Arc<ConnShared>, ended: &Arc<Session>) {
+        let mut clients = lock(&self.clients);
+        if clients.get(name).is_some_and(|c| {
+            Arc::ptr_eq(&c.inner, conn) && c.inner.session().is_none_or(|s| Arc::ptr_eq(&s, ended))
+        }) {
+            clients.remove(name);
+            tracing::info!(client = %name, "grid: client left");
+        }
+    }
 }
 
 /// One node's view of the grid. Cheap to clone.
@@ -350,8 +411,31 @@ impl Manager {
             dialer: None,
             http_auth: None,
             auth_error: None,
+            client: false,
             #[cfg(feature = "tls")]
             tls: None,
+        }
+    }
+
+    /// Starts building a client participant named `name` that joins the grid of `servers`
+    /// (every host of the grid) without being one of its hosts: it dials every server
+    /// (whatever the who-dials rule says), listens nowhere, and may call and be called back
+    /// over those connections. The servers must accept clients
+    /// ([`Options::max_clients`]); they authenticate it like any peer and forget it when it
+    /// leaves. Use it for admin tools and one-shot callers (`rgrid call` joins this way).
+    ///
+    /// `name` identifies the client in the handshake and in the servers' logs and tokens:
+    /// printable text without spaces, such as `client://backup-7`; make it unique per
+    /// process (a second client of the same name replaces the first's connection). On the
+    /// wire this is grid v1: a MinIO Go node refuses it as an `unknown incoming host`.
+    pub fn client_builder<I, S>(name: impl Into<String>, servers: I) -> ManagerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ManagerBuilder {
+            client: true,
+            ..Manager::builder(name, servers)
         }
     }
 
@@ -360,6 +444,11 @@ impl Manager {
     /// app need not parse its own URL. The port must be in the URL; for another address or
     /// a listener of your own, call [`crate::serve`].
     pub async fn serve_local(&self) -> Result<std::net::SocketAddr, Error> {
+        if self.inner.client {
+            return Err(Error::Config(
+                "a client participant listens nowhere: it only dials".to_owned(),
+            ));
+        }
         let (_, authority) = split_host(self.host())?;
         let port = authority
             .rsplit_once(':')
@@ -439,9 +528,24 @@ impl Manager {
         self.inner.conns.keys().map(String::as_str)
     }
 
-    /// The connection to `host`, or `None` if it is not a remote of this grid.
+    /// The connection to `host`, or `None` if it is not a remote of this grid. A client
+    /// participant connected here is found by its name too (see [`Manager::clients`]).
     pub fn connection(&self, host: &str) -> Option<Connection> {
-        self.find_conn(host).cloned()
+        self.find_conn(host)
+            .cloned()
+            .or_else(|| lock(&self.inner.clients).get(host).cloned())
+    }
+
+    /// The client participants connected here now ([`Options::max_clients`]), to call them
+    /// back. They are not in [`Manager::connections`]: fan-out and quorums are over the
+    /// grid's hosts only.
+    pub fn clients(&self) -> Vec<Connection> {
+        lock(&self.inner.clients).values().cloned().collect()
+    }
+
+    /// Whether this node is a client participant ([`Manager::client_builder`]).
+    pub fn is_client(&self) -> bool {
+        self.inner.client
     }
 
     /// The connection to `host` in any spelling of it (see [`ManagerBuilder::build`]).
@@ -674,7 +778,7 @@ impl Manager {
             .and_then(|r| r)
             .map_err(|e| (None, e.to_string()))
             .and_then(|frame| self.check_connect(&frame));
-        let (conn, remote_id) = match outcome {
+        let (conn, remote_id, client) = match outcome {
             Ok(ok) => ok,
             Err((remote, reason)) => {
                 self.log_rejection(remote.as_deref(), &reason);
@@ -701,14 +805,25 @@ impl Manager {
             .set_max_payload_len(Some(ctx.options.frame_limit()));
         // Authenticated: the slot is free again before the connection counts as up.
         drop(slot);
-        if conn.attach(ws, remote_id).is_none() {
-            tracing::debug!(remote = %conn.remote, "grid: connection refused during shutdown");
+        match conn.attach(ws, remote_id) {
+            None => {
+                tracing::debug!(remote = %conn.remote, "grid: connection refused during shutdown")
+            }
+            Some(session) if client => {
+                // A client is forgotten once it leaves (unless it reconnected meanwhile).
+                let inner = self.inner.clone();
+                self.inner.ctx.tracker.spawn(async move {
+                    session.closed().await;
+                    inner.forget_client(&conn.remote, &conn, &session);
+                });
+            }
+            Some(_) => {}
         }
     }
 
     /// The accepting side's checks, in MinIO's order. On failure returns the remote (if known)
     /// and the reason sent back.
-    fn check_connect(&self, frame: &Bytes) -> Result<(Arc<ConnShared>, [u8; 16]), Rejection> {
+    fn check_connect(&self, frame: &Bytes) -> Result<(Arc<ConnShared>, [u8; 16], bool), Rejection> {
         let ctx = &self.inner.ctx;
         let limits = DecodeLimits::new(ctx.options.max_message_size);
         let msg = Message::decode(frame, &limits).map_err(|e| (None, e.to_string()))?;
@@ -717,9 +832,16 @@ impl Manager {
         }
         let req = ConnectRequest::decode(msg.payload_bytes()).map_err(|e| (None, e.to_string()))?;
         let remote = Some(req.host.to_owned());
-        let Some(conn) = self.find_conn(req.host) else {
+        if self.inner.client {
+            return Err((
+                remote,
+                "this node is a client: it accepts no connections".to_owned(),
+            ));
+        }
+        let known = self.find_conn(req.host);
+        if known.is_none() && ctx.options.max_clients == 0 {
             return Err((remote, UNKNOWN_HOST.to_owned()));
-        };
+        }
         let now = GridTime::from_system_time(SystemTime::now());
         if now.abs_diff(req.time) > ctx.options.max_clock_skew {
             return Err((
@@ -733,13 +855,43 @@ impl Manager {
         {
             return Err((remote, format!("auth token: {e}")));
         }
+        let Some(conn) = known else {
+            // Authenticated, not a host of the grid: a client participant.
+            return self
+                .admit_client(req.host)
+                .map(|c| (c, req.id, true))
+                .map_err(|why| (remote, why));
+        };
         if conn.inner.dials {
             return Err((
                 remote,
                 "grid: expected to be client side, not server side".to_owned(),
             ));
         }
-        Ok((conn.inner.clone(), req.id))
+        Ok((conn.inner.clone(), req.id, false))
+    }
+
+    /// The connection of the authenticated client `name`: its current one (a reconnect
+    /// replaces the session), or a new one if fewer than [`Options::max_clients`] are here.
+    fn admit_client(&self, name: &str) -> Result<Arc<ConnShared>, String> {
+        let ctx = &self.inner.ctx;
+        let mut clients = lock(&self.inner.clients);
+        if let Some(c) = clients.get(name) {
+            return Ok(c.inner.clone());
+        }
+        let max = ctx.options.max_clients;
+        if clients.len() >= max {
+            return Err(format!("too many clients (limit {max})"));
+        }
+        let shared = Arc::new(ConnShared::with_role(ctx.clone(), &ctx.local, name, false));
+        clients.insert(
+            name.to_owned(),
+            Connection {
+                inner: shared.clone(),
+            },
+        );
+        tracing::info!(client = %name, "grid: client joined");
+        Ok(shared)
     }
 
     fn log_rejection(&self, remote: Option<&str>, reason: &str) {
@@ -773,6 +925,9 @@ impl Manager {
     pub async fn shutdown(&self) {
         self.inner.ctx.shutdown.cancel();
         for conn in self.inner.conns.values() {
+            conn.inner.shutdown();
+        }
+        for conn in self.clients() {
             conn.inner.shutdown();
         }
         self.inner.ctx.tracker.close();
@@ -878,7 +1033,7 @@ async fn dial_loop(conn: Arc<ConnShared>) {
 }
 
 /// One dial attempt: websocket, connect message, answer, then attach.
-async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<crate::connection::Session>, Error> {
+async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<Session>, Error> {
     let ctx = &conn.ctx;
     let mut ws = ctx.dialer.dial(&conn.remote).await?;
     ws.limits_mut()
@@ -903,7 +1058,14 @@ async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<crate::connection::S
     }
     let resp = ConnectResponse::decode(msg.payload_bytes())?;
     if !resp.accepted {
-        return Err(Error::Rejected(resp.rejected_reason.into_owned()));
+        let mut why = resp.rejected_reason.into_owned();
+        if ctx.client && why == UNKNOWN_HOST {
+            why.push_str(
+                " (this node joined as a client: the server must accept clients, \
+                 Options::max_clients; a MinIO node never does)",
+            );
+        }
+        return Err(Error::Rejected(why));
     }
     ws.limits_mut()
         .set_max_payload_len(Some(ctx.options.frame_limit()));

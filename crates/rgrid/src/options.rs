@@ -95,6 +95,12 @@ pub struct Options {
     /// message at a time. Default 64. Others are dropped at once; each is also bounded by
     /// `handshake_timeout`.
     pub max_preauth_conns: usize,
+    /// Client participants this node accepts at once: nodes that join only to dial (an admin
+    /// tool, `rgrid call`, see [`crate::Manager::client_builder`]), not in this node's host
+    /// list. They authenticate like any peer, get the same per-connection limits, are never
+    /// dialed back and are forgotten when they leave. Default 0: a host not in the list is
+    /// refused with MinIO's "unknown incoming host" (a MinIO node always refuses clients).
+    pub max_clients: usize,
     /// Largest accepted clock difference in the handshake. Default 5 minutes.
     pub max_clock_skew: Duration,
     /// Deadline of a single request made without one. Default 60 s.
@@ -129,6 +135,7 @@ impl Default for Options {
             max_pending_replies: 4096,
             max_pings_per_interval: 1024,
             max_preauth_conns: 64,
+            max_clients: 0,
             max_clock_skew: Duration::from_secs(5 * 60),
             default_deadline: Duration::from_secs(60),
             inline_handlers: true,

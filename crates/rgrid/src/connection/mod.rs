@@ -256,6 +256,12 @@ async fn wait_unblocked(blocked: &AtomicBool, unblocked: &Notify, session: &Sess
 
 impl ConnShared {
     pub(crate) fn new(ctx: Arc<ManagerCtx>, local: &str, remote: &str) -> Self {
+        let dials = rgrid_proto::should_dial(local, remote);
+        Self::with_role(ctx, local, remote, dials)
+    }
+
+    /// A connection whose dialing side is fixed (client participants: the client dials).
+    pub(crate) fn with_role(ctx: Arc<ManagerCtx>, local: &str, remote: &str, dials: bool) -> Self {
         let tls = |h: &str| h.starts_with("https://") || h.starts_with("wss://");
         let base_flags = if tls(local) && tls(remote) {
             Flags::NONE
@@ -265,7 +271,7 @@ impl ConnShared {
         ConnShared {
             local: local.to_owned(),
             remote: Arc::from(remote),
-            dials: rgrid_proto::should_dial(local, remote),
+            dials,
             base_flags,
             ctx,
             state: watch::Sender::new(State::Unconnected),
