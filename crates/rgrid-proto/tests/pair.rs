@@ -1086,20 +1086,56 @@ fn connection_pings_every_interval() {
     assert_eq!(p.a().stats().last_rtt, Some(Duration::from_millis(30)));
 }
 
+/// A peer that sends nothing at all for `dead_after` (20 s here, MinIO's two ping intervals)
+/// is presumed dead: the connection closes, and every call on it fails.
 #[test]
-fn no_pong_for_two_intervals_closes_the_connection() {
+fn a_silent_peer_closes_the_connection() {
     let mut p = pair();
-    p.drop_from[B] = Some(Box::new(|m| m.op == Op::PONG && m.mux_id == 0));
     let s = open_acked(&mut p, 78);
-    p.advance_to(Duration::from_millis(19_999), true);
+    p.drop_from[B] = Some(Box::new(|_| true));
+    let t0 = p.elapsed();
+    p.advance_to(t0 + Duration::from_millis(19_999), true);
     assert_eq!(p.a().close_reason(), None);
     p.step();
-    assert_eq!(p.elapsed(), secs(20));
+    assert_eq!(p.elapsed(), t0 + secs(20));
     assert_eq!(
         p.a().close_reason(),
         Some(&CloseReason::PongTimeout { silent: secs(20) })
     );
     assert_eq!(p.recv(A, s), failed(CallError::ConnectionClosed));
+}
+
+/// Anything the peer sends shows it is alive: with its pongs lost, its own pings keep the
+/// connection up (a busy peer's data would too).
+#[test]
+fn any_frame_from_the_peer_keeps_the_connection_alive() {
+    let mut p = pair();
+    p.drop_from[B] = Some(Box::new(|m| m.op == Op::PONG && m.mux_id == 0));
+    p.advance_to(secs(100), true);
+    assert_eq!(p.a().close_reason(), None);
+    assert_eq!(p.b().close_reason(), None);
+}
+
+/// `dead_after` is the shell's policy: rgrid's default finds a silent peer in 2.5 s.
+#[test]
+fn a_short_dead_after_finds_a_silent_peer_in_seconds() {
+    let cfg = Config {
+        ping_interval: Duration::from_secs(1),
+        dead_after: Duration::from_millis(2500),
+        ..Config::default()
+    };
+    let mut p = Pair::with(cfg.clone(), cfg, routes(), routes());
+    p.advance_to(secs(10), true);
+    assert_eq!(p.a().close_reason(), None, "live peers answer every ping");
+    p.drop_from[B] = Some(Box::new(|_| true));
+    p.advance_to(secs(12), true);
+    assert_eq!(p.a().close_reason(), None);
+    p.advance_to(Duration::from_millis(12_600), true);
+    assert!(
+        matches!(p.a().close_reason(), Some(CloseReason::PongTimeout { silent }) if *silent < secs(3)),
+        "{:?}",
+        p.a().close_reason()
+    );
 }
 
 #[test]

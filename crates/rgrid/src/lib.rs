@@ -152,9 +152,12 @@
 //!   class; `TCP_NOTSENT_LOWAT` (128 KiB, Linux) keeps the kernel's unsent buffer short so
 //!   the scheduler, not the socket, decides the order. Priority is local: the wire has no
 //!   field for it, and Go peers are unaffected.
-//! * Connection pings flow both ways every 10 s; a connection with no pong for 20 s is
-//!   dropped, every call in flight on it fails with [`Error::Disconnected`], and the grid
-//!   reconnects by itself.
+//! * Each side pings the connection every second ([`Options::ping_interval`]); a peer
+//!   heard nothing from (no pong, no data) for 2.5 s ([`Options::dead_after`]) is presumed
+//!   dead: the connection is dropped, every call in flight on it fails with
+//!   [`Error::Disconnected`], and the grid reconnects by itself. A partitioned, frozen or
+//!   powered-off peer is found in under 3 s (MinIO's Go grid: 20 s), while a 1 s stall of a
+//!   live peer is not a drop. A Go peer answers the pings as they come.
 //!
 //! # Observability
 //!
@@ -263,8 +266,8 @@
 //! | [`Options::max_pings_per_interval`] | 1024 | a ping flood closes the connection |
 //! | [`Options::max_depth`] | 64 levels | a typed payload nested deeper fails to decode ([`Error::Decode`] or a remote error) |
 //!
-//! Other defaults: 4 s write timeout (a stuck write drops the connection), 10 s connection
-//! pings (a peer silent for 20 s is dropped), 15 s stream pings, 5 minutes maximum clock skew,
+//! Other defaults: 4 s write timeout (a stuck write drops the connection), 1 s connection
+//! pings (a peer silent for 2.5 s is dropped), 15 s stream pings, 5 minutes maximum clock skew,
 //! 60 s default deadline. Rapid open-and-cancel costs only the streams alive at one time
 //! (bounded by `max_incoming_muxes`): a cancelled handler's future is dropped at once.
 //! Control messages owed to a peer (credits, pongs, cancels) have no queue of their own: they

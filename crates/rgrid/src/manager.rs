@@ -231,6 +231,13 @@ impl ManagerBuilder {
                 "ping interval and dial timeout must be positive".to_owned(),
             ));
         }
+        if self.options.dead_after <= self.options.ping_interval {
+            return Err(Error::Config(format!(
+                "dead_after ({:?}) must exceed the ping interval ({:?}), or live peers are \
+                 dropped between two pings",
+                self.options.dead_after, self.options.ping_interval
+            )));
+        }
         #[cfg(feature = "tls")]
         let tls = self.tls;
         #[cfg(not(feature = "tls"))]

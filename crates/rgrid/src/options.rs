@@ -53,9 +53,17 @@ pub struct Options {
     /// How long one websocket write may take before the connection is dropped. Default 4 s
     /// (MinIO: 3 s + 1 s).
     pub write_timeout: Duration,
-    /// Interval of connection pings, sent by both sides. A connection without a pong for twice
-    /// this long is dropped. Default 10 s.
+    /// Interval of connection pings sent by this side. Default 1 s (MinIO pings every 10 s;
+    /// a Go peer answers every ping, whatever the interval). Also the period of a peer's
+    /// ping allowance ([`Options::max_pings_per_interval`]).
     pub ping_interval: Duration,
+    /// Silence from the peer (nothing received: no pong, no data) after which the connection
+    /// is presumed dead and dropped: every call and stream on it fails with
+    /// [`crate::Error::Disconnected`] and the dialing side redials. Default 2.5 s, so a
+    /// partitioned, frozen or powered-off peer is found within 2.5 s, while a live one
+    /// answers a ping every [`Options::ping_interval`]. Must exceed the ping interval; raise
+    /// both on links with long stalls (MinIO's Go grid waits 20 s).
+    pub dead_after: Duration,
     /// Largest payload sent or accepted. Default 16 MiB ([`DEFAULT_MAX_MESSAGE_SIZE`]); the
     /// grid is meant for small messages (MinIO has no limit). A call or stream message above
     /// it fails with [`crate::Error::MessageTooLarge`] before it is sent, a handler's answer
@@ -126,7 +134,8 @@ impl Default for Options {
             dial_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(4),
-            ping_interval: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(1),
+            dead_after: Duration::from_millis(2500),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_depth: crate::typed::MAX_DEPTH,
             out_queue: 65_535,

@@ -18,6 +18,7 @@ async fn silence_right_after_a_pong_is_detected_within_the_bound() {
     let ping = Duration::from_secs(1);
     let options = Options {
         ping_interval: ping,
+        dead_after: ping * 2,
         write_timeout: Duration::from_millis(400),
         ..Options::default()
     };

@@ -294,6 +294,7 @@ async fn ping_flood_limit() {
         max_pings_per_interval: MAX,
         // No interval boundary (which resets the count) during the test.
         ping_interval: Duration::from_secs(120),
+        dead_after: Duration::from_secs(120) * 2,
         ..Options::default()
     };
     let node = limited_node(opts).await;
@@ -593,6 +594,7 @@ async fn pending_replies_limit() {
         out_queue: QUEUE,
         max_pending_replies: MAX,
         ping_interval: Duration::from_secs(120),
+        dead_after: Duration::from_secs(120) * 2,
         ..Options::default()
     };
     let node = limited_node(opts).await;
@@ -656,6 +658,7 @@ async fn outbound_queue_limits_in_messages_and_bytes() {
             out_queue: queue,
             out_queue_bytes: budget,
             ping_interval: Duration::from_secs(120),
+            dead_after: Duration::from_secs(120) * 2,
             ..Options::default()
         };
         let g = common::mem_grid_with(opts, |_, m| register_sized(m)).await;

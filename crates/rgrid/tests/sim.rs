@@ -76,6 +76,7 @@ const CI_SEEDS: std::ops::Range<u64> = 0..24;
 fn options() -> Options {
     Options {
         ping_interval: Duration::from_millis(1000),
+        dead_after: Duration::from_millis(1000) * 2,
         write_timeout: Duration::from_millis(400),
         dial_timeout: Duration::from_millis(1000),
         handshake_timeout: Duration::from_millis(2000),

@@ -193,6 +193,7 @@ async fn soak() {
     let every = Duration::from_secs((secs / 40).clamp(2, 15));
     let options = Options {
         ping_interval: Duration::from_secs(1),
+        dead_after: Duration::from_secs(1) * 2,
         ..Options::default()
     };
     let g = Arc::new(

@@ -471,6 +471,7 @@ async fn stream_without_pongs_fails_and_cancels_the_handler() {
         // which drops a connection silent for 2 × 10 s with the defaults) end the stream.
         let options = Options {
             ping_interval: PING * 4,
+            dead_after: PING * 4 * 2,
             ..Options::default()
         };
         let g = mem_grid_with(options, move |_, m| register_waiting(m, in_cap, tx.clone())).await;

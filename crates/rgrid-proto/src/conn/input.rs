@@ -20,6 +20,7 @@ impl Core {
             Ok(f) => f,
             Err(e) => return Err(self.fail_decode(e)),
         };
+        self.last_heard = now;
         match decoded {
             Frame::Message(m) => {
                 self.handle_message(now, &m, frame, routes);

@@ -113,8 +113,12 @@ pub struct Config {
     /// the peer sends requests faster than it reads the answers, and the connection is
     /// closed.
     pub max_pending_answers: usize,
-    /// Connection ping interval; two intervals without a pong close the connection.
+    /// Connection ping interval.
     pub ping_interval: Duration,
+    /// Silence (no frame at all received: no pong, no data) that closes the connection as
+    /// dead. Longer than `ping_interval`, so an idle live peer is heard from (its pong) in
+    /// every window.
+    pub dead_after: Duration,
     /// Stream ping interval (callers ping, handlers watch).
     pub stream_ping_interval: Duration,
 }
@@ -131,6 +135,7 @@ impl Default for Config {
             out_queue: (64 << 20, 65535),
             max_pending_answers: 4096,
             ping_interval: Duration::from_secs(10),
+            dead_after: Duration::from_secs(20),
             stream_ping_interval: Duration::from_secs(15),
         }
     }
@@ -196,7 +201,7 @@ pub enum CloseReason {
     },
     /// No pong for this long (two ping intervals).
     PongTimeout {
-        /// Time since the last pong.
+        /// Time since anything was last received.
         silent: Duration,
     },
     /// Closed by the local side (I/O error, shutdown, replaced).
@@ -216,7 +221,10 @@ impl fmt::Display for CloseReason {
                 "peer does not read its answers: {limit} answers waiting (limit max_pending_replies)"
             ),
             CloseReason::PongTimeout { silent } => {
-                write!(f, "last pong too old ({silent:?} without one)")
+                write!(
+                    f,
+                    "peer silent for {silent:?} (pings unanswered): presumed dead"
+                )
             }
             CloseReason::Local(t) => f.write_str(t),
         }
@@ -337,6 +345,8 @@ pub struct Core {
     next_ping: Instant,
     next_stream_tick: Instant,
     last_pong: Instant,
+    /// When a frame was last received (any frame: the peer is alive).
+    last_heard: Instant,
     pings: u32,
     /// The highest mux id the peer opened a stream with (served or refused).
     max_opened: u64,
@@ -407,6 +417,7 @@ impl Core {
             answered: VecDeque::new(),
             deadlines: BTreeSet::new(),
             last_pong: now,
+            last_heard: now,
             pings: 0,
             max_opened: 0,
             last_ping_sent: None,

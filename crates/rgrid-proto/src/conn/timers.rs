@@ -8,7 +8,7 @@ impl Core {
         if self.closed.is_some() {
             return None;
         }
-        let dead = self.last_pong + 2 * self.cfg.ping_interval;
+        let dead = self.last_heard + self.cfg.dead_after;
         let mut t = self.next_ping.min(dead).min(self.next_stream_tick);
         if let Some((at, _)) = self.deadlines.first() {
             t = t.min(*at);
@@ -22,8 +22,8 @@ impl Core {
             return;
         }
         self.wall = wall;
-        let silent = now.saturating_duration_since(self.last_pong);
-        if silent >= 2 * self.cfg.ping_interval {
+        let silent = now.saturating_duration_since(self.last_heard);
+        if silent >= self.cfg.dead_after {
             return self.close(CloseReason::PongTimeout { silent });
         }
         if now >= self.next_ping {

@@ -65,7 +65,7 @@ pub struct ConnFailure {
     ///   timeout, an untrusted certificate).
     /// * [`Error::Protocol`]: the peer broke the protocol in the handshake.
     /// * [`Error::Lost`]: an established connection ended, with why (the peer closed it,
-    ///   no pong for two ping intervals, a protocol violation, ...).
+    ///   nothing heard for `Options::dead_after`, a protocol violation, ...).
     pub error: Error,
     /// This node refused the peer's handshake (the peer claimed this host's name but failed
     /// authentication): the fix is on one of the two nodes' credentials. Such a claim is not

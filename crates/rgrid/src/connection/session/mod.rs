@@ -217,6 +217,7 @@ impl Session {
             out_queue: (opts.out_queue_bytes, opts.out_queue),
             max_pending_answers: opts.max_pending_replies,
             ping_interval: opts.ping_interval,
+            dead_after: opts.dead_after,
             stream_ping_interval: opts.stream_ping_interval,
         };
         let (sink, stream) = ws.split();
