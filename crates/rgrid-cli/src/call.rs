@@ -41,6 +41,7 @@ pub(crate) struct CallArgs {
 
 /// Makes the call; prints every response on its own line on stdout.
 pub(crate) async fn run(args: CallArgs) -> Result<(), Failure> {
+    let auth = args.node.auth.resolve()?;
     let handler = HandlerId(args.handler);
     if !handler.is_valid() {
         return Err(Failure::Local(format!(
@@ -81,7 +82,7 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), Failure> {
 
     let manager = args
         .node
-        .start(|m| register_caller_side(m, &args, handler))
+        .start(&auth, |m| register_caller_side(m, &args, handler))
         .await?;
     let result = call(&manager, &args, handler, payload, timeout).await;
     manager.shutdown().await;
