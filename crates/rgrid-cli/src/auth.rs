@@ -36,7 +36,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// How clap makes one from a flag or variable (never fails, so clap never quotes a value).
+/// How clap makes one from a flag or variable (never fails, so clap never quotes a value;
+/// the flags also take values that start with `-`, which clap would otherwise report as an
+/// unknown flag, quoting it).
 impl From<String> for Secret {
     fn from(s: String) -> Self {
         Secret(s.into_bytes())
@@ -102,6 +104,7 @@ pub(crate) struct AuthArgs {
         value_name = "SECRET",
         env = "RGRID_JWT_SECRET",
         hide_env_values = true,
+        allow_hyphen_values = true,
         conflicts_with_all = [
             "jwt_secret_file",
             "minio_access_key",
@@ -136,6 +139,7 @@ pub(crate) struct AuthArgs {
         value_name = "SECRET",
         env = "RGRID_MINIO_SECRET_KEY",
         hide_env_values = true,
+        allow_hyphen_values = true,
         conflicts_with = "minio_secret_key_file"
     )]
     pub(crate) minio_secret_key: Option<Secret>,
@@ -150,6 +154,7 @@ pub(crate) struct AuthArgs {
         value_name = "T",
         env = "RGRID_TOKEN",
         hide_env_values = true,
+        allow_hyphen_values = true,
         conflicts_with_all = [
             "jwt_secret",
             "jwt_secret_file",
@@ -267,6 +272,37 @@ mod tests {
         let shown = format!("{args:?} {:?} {:?}", Auth::Jwt(s.clone()), Auth::Token(s));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    /// The authentication flags alone.
+    #[derive(clap::Parser, Debug)]
+    struct Flags {
+        #[command(flatten)]
+        auth: AuthArgs,
+    }
+
+    #[test]
+    fn secrets_may_start_with_a_hyphen() {
+        use clap::Parser;
+        // Otherwise clap reports them as unknown flags, quoting them.
+        let secret = |args: &[&str]| {
+            let flags = Flags::try_parse_from(std::iter::once("rgrid").chain(args.iter().copied()));
+            match flags.unwrap().auth.resolve().unwrap() {
+                Auth::Jwt(s) | Auth::Token(s) | Auth::Minio { secret_key: s, .. } => s,
+            }
+        };
+        let want = Secret::from("--secret-with-hyphens".to_owned());
+        assert_eq!(secret(&["--jwt-secret", "--secret-with-hyphens"]), want);
+        assert_eq!(secret(&["--token", "--secret-with-hyphens"]), want);
+        assert_eq!(
+            secret(&[
+                "--minio-secret-key",
+                "--secret-with-hyphens",
+                "--minio-access-key",
+                "k"
+            ]),
+            want
+        );
     }
 
     #[test]
