@@ -6,7 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Args;
 use futures_util::StreamExt;
-use rgrid::{CallOptions, CallStream, Connection, HandlerId, RawStreamHandler, RemoteError};
+use rgrid::{
+    CallOptions, CallStream, ConnFailure, Connection, HandlerId, RawStreamHandler, RemoteError,
+    State,
+};
 
 use crate::conformance;
 use crate::node::{Failure, NodeArgs};
@@ -41,6 +44,7 @@ pub(crate) struct CallArgs {
 
 /// Makes the call; prints every response on its own line on stdout.
 pub(crate) async fn run(args: CallArgs) -> Result<(), Failure> {
+    let auth = args.node.auth.resolve()?;
     let handler = HandlerId(args.handler);
     if !handler.is_valid() {
         return Err(Failure::Local(format!(
@@ -81,7 +85,7 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), Failure> {
 
     let manager = args
         .node
-        .start(|m| register_caller_side(m, &args, handler))
+        .start(&auth, |m| register_caller_side(m, &args, handler))
         .await?;
     let result = call(&manager, &args, handler, payload, timeout).await;
     manager.shutdown().await;
@@ -138,13 +142,35 @@ async fn call(
 async fn wait_connected(conn: &Connection, timeout: Duration) -> Result<(), Failure> {
     match tokio::time::timeout(timeout, conn.wait_for_connect()).await {
         Ok(res) => res.map_err(Failure::from),
-        Err(_) => Err(Failure::Local(format!(
-            "no connection to {} within {:.1} s (state {})",
+        Err(_) => Err(Failure::Local(not_connected(
             conn.remote(),
-            timeout.as_secs_f64(),
-            conn.state()
+            timeout,
+            conn.state(),
+            conn.last_error().as_ref(),
         ))),
     }
+}
+
+/// The error line of a call that got no connection: the state and, once an attempt failed,
+/// why (as [`rgrid::PeersDown`] says it): the peer's refusal with its reason (`connection
+/// rejected: auth token: ...`), this node's refusal of the peer (`refused here: ...`), or the
+/// dial error.
+fn not_connected(
+    remote: &str,
+    timeout: Duration,
+    state: State,
+    last_error: Option<&ConnFailure>,
+) -> String {
+    let mut line = format!(
+        "no connection to {remote} within {:.1} s (state {state})",
+        timeout.as_secs_f64()
+    );
+    match last_error {
+        Some(f) if f.refused_here => line.push_str(&format!(": refused here: {}", f.error)),
+        Some(f) => line.push_str(&format!(": {}", f.error)),
+        None => {}
+    }
+    line
 }
 
 /// Sends `send` (then closes the input) while printing the responses as they come; the

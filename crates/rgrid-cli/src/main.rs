@@ -10,8 +10,12 @@
 //!   does not build tonic and the other baselines); without it, the command says how to get
 //!   it and exits with code 2.
 //!
+//! `serve` and `call` take exactly one source of credentials (`--jwt-secret`, the MinIO root
+//! credentials or `--token`; see `auth.rs`), never printed.
+//!
 //! Logs go to stderr through `tracing`; `RUST_LOG` sets the filter.
 
+mod auth;
 mod call;
 mod conformance;
 mod demo;
@@ -118,8 +122,30 @@ fn bench(_args: Vec<String>) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Parses the command line. When clap refuses two authentication sources, the error also
+/// names the authentication variables set in the environment (they count as their flags).
+fn parse() -> Result<Cli, clap::Error> {
+    Cli::try_parse().map_err(|mut e| {
+        if e.kind() == clap::error::ErrorKind::ArgumentConflict {
+            let tips = auth::env_tips();
+            if !tips.is_empty() {
+                e.insert(
+                    clap::error::ContextKind::Suggested,
+                    clap::error::ContextValue::StyledStrs(
+                        tips.into_iter().map(Into::into).collect(),
+                    ),
+                );
+            }
+        }
+        e
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let command = cli
         .command
         .unwrap_or_else(|| Command::Demo(demo::DemoArgs::default()));
@@ -156,5 +182,83 @@ fn main() -> ExitCode {
             eprintln!("{f}");
             ExitCode::from(f.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    const CALL: [&str; 10] = [
+        "rgrid",
+        "call",
+        "--local",
+        "http://127.0.0.1:1",
+        "--hosts",
+        "http://127.0.0.1:2",
+        "--to",
+        "http://127.0.0.1:2",
+        "--handler",
+        "78",
+    ];
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(CALL.iter().chain(extra))
+    }
+
+    #[test]
+    fn two_authentication_sources_are_refused() {
+        for extra in [
+            &["--jwt-secret", "a", "--token", "b"][..],
+            &["--jwt-secret", "a", "--jwt-secret-file", "f"],
+            &["--jwt-secret-file", "f", "--token", "b"],
+            &["--jwt-secret", "a", "--minio-access-key", "k"],
+            &["--jwt-secret-file", "f", "--minio-secret-key", "s"],
+            &["--token", "b", "--minio-secret-key-file", "f"],
+            &[
+                "--minio-access-key",
+                "k",
+                "--minio-secret-key",
+                "s",
+                "--minio-secret-key-file",
+                "f",
+            ],
+        ] {
+            let e = parse(extra).expect_err("conflict");
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{extra:?}: {e}");
+            let text = e.to_string();
+            assert!(text.contains("cannot be used with"), "{text}");
+        }
+        // One source of each kind parses.
+        for extra in [
+            &["--jwt-secret", "a"][..],
+            &["--jwt-secret-file", "f"],
+            &["--minio-access-key", "k", "--minio-secret-key", "s"],
+            &["--minio-access-key", "k", "--minio-secret-key-file", "f"],
+            &["--token", "b"],
+        ] {
+            assert!(parse(extra).is_ok(), "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn parsed_arguments_do_not_show_secrets() {
+        let cli = parse(&[
+            "--minio-access-key",
+            "k",
+            "--minio-secret-key",
+            "minio-root-password",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("minio-root-password"), "{shown}");
+        let cli = parse(&["--jwt-secret", "the-jwt-secret"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("the-jwt-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

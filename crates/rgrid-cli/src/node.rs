@@ -8,6 +8,8 @@ use clap::Args;
 use rgrid::{DEFAULT_ROUTE_PATH, Manager, Options};
 use tokio::net::TcpListener;
 
+use crate::auth::{Auth, AuthArgs};
+
 /// Why a command failed; decides the exit code.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -59,9 +61,9 @@ pub(crate) struct NodeArgs {
         required = true
     )]
     pub(crate) hosts: Vec<String>,
-    /// The shared secret: sent when dialing, required of every incoming connection.
-    #[arg(long, value_name = "T", env = "RGRID_TOKEN", hide_env_values = true)]
-    pub(crate) token: String,
+    /// The credentials (exactly one source).
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
     /// HTTP path of the websocket upgrade.
     #[arg(long, value_name = "P", default_value = DEFAULT_ROUTE_PATH)]
     pub(crate) route_path: String,
@@ -74,7 +76,7 @@ pub(crate) struct NodeArgs {
     pub(crate) tls_key: Option<PathBuf>,
     /// CA bundle (PEM) that https:// peers' certificates must chain to; required when any
     /// host is https://. Peers are checked against the host name or IP of their URL. Client
-    /// certificates are not required: incoming peers are judged by the token.
+    /// certificates are not required: incoming peers are judged by their credentials.
     #[arg(long, value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
 }
@@ -99,10 +101,12 @@ impl NodeArgs {
         hosts
     }
 
-    /// Builds the manager, lets `register` add handlers, listens on the local URL's port and
-    /// starts dialing. The caller shuts the manager down.
+    /// Builds the manager with `auth` (from [`AuthArgs::resolve`]), lets `register` add
+    /// handlers, listens on the local URL's port and starts dialing. The caller shuts the
+    /// manager down.
     pub(crate) async fn start(
         &self,
+        auth: &Auth,
         register: impl FnOnce(&Manager) -> Result<(), rgrid::Error>,
     ) -> Result<Manager, Failure> {
         let addr = listen_address(&self.local)?;
@@ -113,12 +117,12 @@ impl NodeArgs {
             )));
         }
         let tls = self.tls_config(&hosts)?;
-        let mut builder = Manager::builder(self.local.clone(), hosts)
-            .options(Options {
+        let mut builder = auth.apply(Manager::builder(self.local.clone(), hosts).options(
+            Options {
                 route_path: self.route_path.clone(),
                 ..Options::default()
-            })
-            .token(self.token.clone());
+            },
+        ));
         if let Some(tls) = tls {
             builder = builder.tls(tls);
         }
@@ -247,7 +251,7 @@ mod tests {
                 " http://127.0.0.1:1".into(),
                 String::new(),
             ],
-            token: "t".into(),
+            auth: AuthArgs::default(),
             route_path: DEFAULT_ROUTE_PATH.into(),
             tls_cert: None,
             tls_key: None,
@@ -263,7 +267,7 @@ mod tests {
         NodeArgs {
             local: local.into(),
             hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
-            token: "t".into(),
+            auth: AuthArgs::default(),
             route_path: DEFAULT_ROUTE_PATH.into(),
             tls_cert: None,
             tls_key: None,

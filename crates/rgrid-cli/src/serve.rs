@@ -25,6 +25,7 @@ pub(crate) struct ServeArgs {
 /// Runs the node until a shutdown signal, then shuts it down cleanly.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let conformance = args.conformance;
+    let auth = args.node.auth.resolve()?;
     if let Some(addr) = args.metrics {
         // Before the node starts, so that every call is counted.
         crate::metrics::serve(addr).await?;
@@ -32,7 +33,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     let manager = args
         .node
-        .start(|m| {
+        .start(&auth, |m| {
             if conformance {
                 conformance::register(m)?;
             }
@@ -50,6 +51,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     tracing::info!(
         local = manager.host(),
         remotes = manager.remotes().count(),
+        auth = auth.kind(),
         conformance,
         "serving"
     );

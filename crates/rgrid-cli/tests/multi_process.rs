@@ -6,6 +6,11 @@
 //! into a temporary directory): the round trip works, and a caller with the wrong CA or
 //! without one is refused.
 //!
+//! Authentication: servers on `--jwt-secret` (the flag, the variable, a file) and on MinIO's
+//! root credentials answer callers with the same credentials; a caller with the wrong ones
+//! exits 2 with the server's reason on its last line; no secret appears in any output (logs
+//! at debug level); two sources of credentials, or none, are refused.
+//!
 //! Every wait is bounded: a process that does not answer in time is killed and the test fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,6 +28,60 @@ use rgrid::proto::should_dial;
 const TOKEN: &str = "multi-process-secret";
 const BIN: &str = env!("CARGO_BIN_EXE_rgrid");
 
+/// The variables that set authentication flags: removed from every process started here
+/// (each test says what it sets), so that the environment of the test run cannot add a
+/// second source.
+const AUTH_ENV: [&str; 4] = [
+    "RGRID_JWT_SECRET",
+    "RGRID_MINIO_ACCESS_KEY",
+    "RGRID_MINIO_SECRET_KEY",
+    "RGRID_TOKEN",
+];
+
+/// `rgrid ARGS` with no authentication variables but `env`; stdin closed.
+fn rgrid(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    for var in AUTH_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// Runs `cmd` to its end, killing it (and failing) after 30 s: (exit code, stdout, stderr).
+fn run_bounded(mut cmd: Command) -> (i32, Vec<u8>, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{cmd:?} did not finish within 30 s");
+        }
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The last non-empty line of `text`.
+fn last_line(text: &str) -> &str {
+    text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("")
+}
+
 /// A free loopback port (released again; the next bind takes it almost surely).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -39,6 +98,8 @@ struct Grid {
     logs: PathBuf,
     /// TLS flags given to every process (empty for http).
     tls: Vec<String>,
+    /// Authentication flags of the servers (`--token TOKEN` unless a test sets others).
+    auth: Vec<String>,
 }
 
 impl Grid {
@@ -68,6 +129,7 @@ impl Grid {
             caller,
             logs,
             tls,
+            auth: ["--token", TOKEN].map(str::to_owned).to_vec(),
         }
     }
 
@@ -78,18 +140,31 @@ impl Grid {
 
     /// Starts server `i` with `extra` flags and waits for its `ready <url>` line.
     fn serve_with(&self, i: usize, generation: usize, extra: &[&str]) -> Server {
+        self.serve_env(i, generation, extra, &[("RUST_LOG", "info")])
+    }
+
+    /// Starts server `i` with `extra` flags and the variables `env` (and the grid's
+    /// authentication flags) and waits for its `ready <url>` line.
+    fn serve_env(
+        &self,
+        i: usize,
+        generation: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = self.logs.join(format!("server{i}-{generation}.log"));
-        let mut child = Command::new(BIN)
-            .args(["serve", "--local", &self.servers[i], "--hosts", &self.hosts])
-            .args(["--token", TOKEN, "--conformance"])
-            .args(&self.tls)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut child = rgrid(
+            &["serve", "--local", &self.servers[i], "--hosts", &self.hosts],
+            env,
+        )
+        .args(&self.auth)
+        .arg("--conformance")
+        .args(&self.tls)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -133,35 +208,21 @@ impl Grid {
         tls: &[String],
         extra: &[&str],
     ) -> (i32, Vec<u8>, String) {
-        let child = Command::new(BIN)
-            .args(["call", "--local", &self.caller, "--hosts", &self.hosts])
-            .args(["--token", token, "--to", to])
-            .args(tls)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let pid = child.id();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        let out = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(out) => out.unwrap(),
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                panic!("rgrid call {extra:?} did not finish within 30 s");
-            }
-        };
-        (
-            out.status.code().unwrap_or(-1),
-            out.stdout,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut args = vec!["--token", token, "--to", to];
+        args.extend(tls.iter().map(String::as_str));
+        args.extend(extra);
+        self.call_env(&args, &[])
+    }
+
+    /// Runs `rgrid call --local <caller> --hosts <hosts> ARGS` (no flag added) with the
+    /// variables `env`.
+    fn call_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
+        let mut cmd = rgrid(
+            &["call", "--local", &self.caller, "--hosts", &self.hosts],
+            env,
+        );
+        cmd.args(args);
+        run_bounded(cmd)
     }
 }
 
@@ -544,4 +605,257 @@ fn serve_exports_prometheus_metrics() {
     );
     assert!(body.contains("rgrid_call_seconds"), "{body}");
     assert_eq!(server.terminate(), 0);
+}
+
+const JWT_SECRET: &str = "jwt-secret-of-the-test-grid-5f2c";
+const WRONG_SECRET: &str = "not-the-grid-secret-9a41";
+
+/// Waits (up to 20 s) until server `s`'s log contains every one of `parts`; returns the log.
+fn wait_logged(s: &Server, parts: &[&str]) -> String {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = s.log();
+        if parts.iter().all(|p| log.contains(p)) {
+            return log;
+        }
+        assert!(Instant::now() < end, "no {parts:?} in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fails if a secret shows in `output` (named `what`).
+fn assert_no_secret(what: &str, output: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!output.contains(secret), "{what} shows a secret:\n{output}");
+    }
+}
+
+/// Two servers on `--jwt-secret`, one through the flag and one through `RGRID_JWT_SECRET`,
+/// connect to each other; a caller with the secret in a file gets answers. A caller with
+/// another secret is refused: exit code 2 and the server's reason on its last line, which the
+/// server logs too. Every process logs at debug level, and no secret shows in any output.
+#[test]
+fn jwt_secret_nodes_interoperate_and_a_wrong_secret_is_refused_with_the_reason() {
+    let mut grid = Grid::with("http", 2, "jwt", Vec::new());
+    grid.auth = Vec::new();
+    let debug = ("RUST_LOG", "debug");
+    let s0 = grid.serve_env(0, 0, &["--jwt-secret", JWT_SECRET], &[debug]);
+    let s1 = grid.serve_env(1, 0, &[], &[debug, ("RGRID_JWT_SECRET", JWT_SECRET)]);
+    let servers = [s0, s1];
+    wait_connected_logged(&servers, 0, &grid.servers[1], 1);
+    wait_connected_logged(&servers, 1, &grid.servers[0], 1);
+
+    let secret_file = grid.logs.join("jwt-secret");
+    std::fs::write(&secret_file, format!("{JWT_SECRET}\n")).unwrap();
+    let secret_file = secret_file.to_string_lossy().into_owned();
+    let mut outputs = Vec::new();
+    for to in &grid.servers {
+        let (code, out, err) = grid.call_env(
+            &[
+                "--jwt-secret-file",
+                &secret_file,
+                "--to",
+                to,
+                "--handler",
+                "78",
+                "--payload",
+                "signed",
+            ],
+            &[debug],
+        );
+        assert_eq!((code, out.as_slice()), (0, &b"signed\n"[..]), "{err}");
+        outputs.push(err);
+    }
+    let (code, out, err) = grid.call_env(
+        &[
+            "--to",
+            &grid.servers[1],
+            "--handler",
+            "78",
+            "--timeout",
+            "2",
+        ],
+        &[debug, ("RGRID_JWT_SECRET", JWT_SECRET)],
+    );
+    assert_eq!((code, out.as_slice()), (0, &b"\n"[..]), "{err}");
+    outputs.push(err);
+
+    // The wrong secret: refused in the handshake, and the caller's last line says why.
+    let (code, out, err) = grid.call_env(
+        &[
+            "--jwt-secret",
+            WRONG_SECRET,
+            "--to",
+            &grid.servers[0],
+            "--handler",
+            "78",
+            "--timeout",
+            "2",
+        ],
+        &[debug],
+    );
+    assert_eq!((code, out.len()), (2, 0), "{err}");
+    let last = last_line(&err);
+    assert!(
+        last.starts_with(&format!("rgrid: no connection to {}", grid.servers[0])),
+        "{err}"
+    );
+    assert!(
+        last.ends_with("connection rejected: auth token: invalid token signature"),
+        "the last line gives the server's reason: {err}"
+    );
+    outputs.push(err);
+    wait_logged(
+        &servers[0],
+        &["rejected incoming connection", "invalid token signature"],
+    );
+
+    for s in servers {
+        let log = s.log();
+        assert_eq!(s.terminate(), 0, "clean exit on SIGTERM");
+        assert_no_secret("a server's log", &log, &[JWT_SECRET, WRONG_SECRET]);
+    }
+    for err in outputs {
+        assert_no_secret("a caller's stderr", &err, &[JWT_SECRET, WRONG_SECRET]);
+    }
+}
+
+/// A server on MinIO's root credentials (from the variables) answers a caller with the same
+/// credentials (flags, the secret key in a file) and refuses one with another secret key.
+#[test]
+fn minio_credentials_authenticate_and_a_wrong_secret_key_is_refused() {
+    const ACCESS: &str = "minio-root-user";
+    const SECRET: &str = "minio-root-password-77c1";
+    let mut grid = Grid::with("http", 1, "minio", Vec::new());
+    grid.auth = Vec::new();
+    let server = grid.serve_env(
+        0,
+        0,
+        &[],
+        &[
+            ("RUST_LOG", "debug"),
+            ("RGRID_MINIO_ACCESS_KEY", ACCESS),
+            ("RGRID_MINIO_SECRET_KEY", SECRET),
+        ],
+    );
+    let key_file = grid.logs.join("minio-secret");
+    std::fs::write(&key_file, SECRET).unwrap();
+    let key_file = key_file.to_string_lossy().into_owned();
+    let call = |secret_flag: &str, secret: &str| {
+        grid.call_env(
+            &[
+                "--minio-access-key",
+                ACCESS,
+                secret_flag,
+                secret,
+                "--to",
+                &grid.servers[0],
+                "--handler",
+                "78",
+                "--payload",
+                "minio",
+                "--timeout",
+                "2",
+            ],
+            &[("RUST_LOG", "debug")],
+        )
+    };
+    let (code, out, ok_err) = call("--minio-secret-key-file", &key_file);
+    assert_eq!((code, out.as_slice()), (0, &b"minio\n"[..]), "{ok_err}");
+    let (code, out, err) = call("--minio-secret-key", WRONG_SECRET);
+    assert_eq!((code, out.len()), (2, 0), "{err}");
+    assert!(
+        last_line(&err).ends_with("connection rejected: auth token: invalid token signature"),
+        "{err}"
+    );
+    let log = server.log();
+    assert_eq!(server.terminate(), 0);
+    for output in [&log, &ok_err, &err] {
+        assert_no_secret("an output", output, &[SECRET, WRONG_SECRET]);
+    }
+}
+
+/// Two sources of credentials are refused before anything starts (a variable counts as its
+/// flag, and the error names it), as is none; `--help` names the variables, not their values.
+#[test]
+fn conflicting_or_missing_credentials_are_refused() {
+    let node = [
+        "--local",
+        "http://127.0.0.1:1",
+        "--hosts",
+        "http://127.0.0.1:2",
+    ];
+    let call_args = |auth: &[&'static str]| {
+        let mut a = vec!["call"];
+        a.extend(node);
+        a.extend(["--to", "http://127.0.0.1:2", "--handler", "78"]);
+        a.extend(auth);
+        a
+    };
+    let (code, _, err) = run_bounded(rgrid(
+        &call_args(&["--jwt-secret", JWT_SECRET, "--token", TOKEN]),
+        &[],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("'--jwt-secret <SECRET>' cannot be used with '--token <T>'"),
+        "{err}"
+    );
+    assert_no_secret("the conflict error", &err, &[JWT_SECRET, TOKEN]);
+
+    let (code, _, err) = run_bounded(rgrid(
+        &call_args(&["--minio-secret-key", WRONG_SECRET, "--jwt-secret-file", "f"]),
+        &[("RGRID_MINIO_ACCESS_KEY", "root")],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(
+        err.contains("RGRID_MINIO_ACCESS_KEY is set in the environment"),
+        "{err}"
+    );
+    assert_no_secret("the conflict error", &err, &[WRONG_SECRET]);
+
+    // A variable of one source and a flag of another.
+    let mut serve = vec!["serve"];
+    serve.extend(node);
+    let mut with_flag = serve.clone();
+    with_flag.extend(["--jwt-secret", JWT_SECRET]);
+    let (code, _, err) = run_bounded(rgrid(&with_flag, &[("RGRID_TOKEN", TOKEN)]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(
+        err.contains("RGRID_TOKEN is set in the environment and counts as --token"),
+        "{err}"
+    );
+    assert_no_secret("the conflict error", &err, &[JWT_SECRET, TOKEN]);
+
+    // None at all: the message names the options (and nothing listens).
+    let (code, _, err) = run_bounded(rgrid(&serve, &[]));
+    assert_eq!(code, 2, "{err}");
+    let last = last_line(&err);
+    assert!(last.starts_with("rgrid: no authentication"), "{err}");
+    for option in ["--jwt-secret", "--minio-access-key", "--token"] {
+        assert!(last.contains(option), "{err}");
+    }
+    let (code, _, err) = run_bounded(rgrid(&call_args(&["--minio-access-key", "root"]), &[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        last_line(&err).contains("needs --minio-secret-key"),
+        "{err}"
+    );
+
+    let (code, out, err) = run_bounded(rgrid(
+        &["serve", "--help"],
+        &[
+            ("RGRID_JWT_SECRET", JWT_SECRET),
+            ("RGRID_MINIO_SECRET_KEY", WRONG_SECRET),
+            ("RGRID_TOKEN", TOKEN),
+        ],
+    ));
+    let help = String::from_utf8_lossy(&out);
+    assert_eq!(code, 0, "{err}");
+    for var in AUTH_ENV {
+        assert!(help.contains(var), "{help}");
+    }
+    assert_no_secret("--help", &help, &[JWT_SECRET, WRONG_SECRET, TOKEN]);
 }
