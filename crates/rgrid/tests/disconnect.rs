@@ -195,7 +195,7 @@ async fn a_one_second_pause_is_not_a_dead_peer() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     for (a, b) in [(0, 1), (1, 0)] {
         let c = g.conn(a, b);
-        assert_eq!(c.state(), rgrid::State::Connected);
+        assert_eq!(c.state(), State::Connected);
         assert_eq!(c.stats().reconnects, before, "{a} -> {b} reconnected");
     }
     g.shutdown().await;
