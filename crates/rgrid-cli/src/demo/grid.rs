@@ -32,7 +32,9 @@ fn lock(dialed: &Dialed) -> MutexGuard<'_, HashMap<String, std::net::TcpStream>>
     dialed.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Dials `ws://` on loopback like the library's websocket dialer, and remembers each socket.
+/// Dials `ws://` on loopback like the library's websocket dialer (TCP_NODELAY, the bearer
+/// token header, a bounded attempt; not its `TCP_NOTSENT_LOWAT` tuning, which matters only
+/// next to bulk transfers), and remembers each socket.
 #[derive(Clone, Debug)]
 struct CuttableDialer {
     route_path: String,
