@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{Connection, HandlerId, Priority, RemoteError, Stream, StreamHandler};
+use rgrid::{
+    CallOptions, CallStream, Connection, HandlerId, Priority, RawStreamHandler, RemoteError,
+};
 
 use crate::measure::{self, Point, Timing};
 use crate::requests;
@@ -43,7 +45,7 @@ pub const DEFAULT_WINDOWS: [usize; 2] = [1, 4];
 // form the API takes); nothing else in the scenario changes:
 //
 // * per handler: in `bulk_handler`, on the handler it returns, e.g.
-//       StreamHandler::new(0, window, ...).priority(Priority::Bulk)
+//       RawStreamHandler::new(0, window, ...).priority(Priority::Bulk)
 // * per call: in `open_bulk`, on the open call, e.g.
 //       route.open_stream_with(HandlerId::TEST2, Bytes::new(), Priority::Bulk)
 //
@@ -52,7 +54,7 @@ pub const DEFAULT_WINDOWS: [usize; 2] = [1, 4];
 
 /// The bulk stream's handler with an output window of `window` messages: until the caller
 /// goes away, it sends `bulk` again and again, each send waiting for a credit.
-fn bulk_handler(window: usize, bulk: Bytes) -> StreamHandler {
+fn bulk_handler(window: usize, bulk: Bytes) -> RawStreamHandler {
     // BULK PRIORITY (per handler): the handler's output is in the bulk class, so small calls
     // on the connection wait for at most one of its messages. `RGRID_BENCH_NO_BULK=1` leaves
     // it in the normal class, to measure what the class buys.
@@ -61,7 +63,7 @@ fn bulk_handler(window: usize, bulk: Bytes) -> StreamHandler {
     } else {
         Priority::Bulk
     };
-    StreamHandler::new(0, window, move |_, _, _, out| {
+    RawStreamHandler::new(0, window, move |_, _, _, out| {
         let bulk = bulk.clone();
         async move {
             while out.send(bulk.clone()).await.is_ok() {}
@@ -72,10 +74,11 @@ fn bulk_handler(window: usize, bulk: Bytes) -> StreamHandler {
 }
 
 /// Opens the bulk stream of window `window` from the node of `conn` to its peer.
-async fn open_bulk(conn: &Connection, window: usize) -> Result<Stream, rgrid::Error> {
-    let route = conn.subroute(&bulk_subroute(window));
+async fn open_bulk(conn: &Connection, window: usize) -> Result<CallStream, rgrid::Error> {
+    let route = CallOptions::new().subroute(bulk_subroute(window).as_str());
     // BULK PRIORITY (per call): opt the open call into the bulk class on this line.
-    route.open_stream(HandlerId::TEST2, Bytes::new()).await
+    conn.open_stream_with(HandlerId::TEST2, Bytes::new(), &route)
+        .await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ pub async fn rpc_point(grid: &LocalGrid, concurrency: usize, timing: Timing) -> 
     });
     closed_loop(Arc::new(pairs(grid)), concurrency, timing, move |conn| {
         let req = req.clone();
-        async move { matches!(RPC.call(&*conn, &*req).await, Ok(resp) if resp.org_num == 1) }
+        async move { matches!(RPC.call(&conn, &req).await, Ok(resp) if resp.org_num == 1) }
     })
     .await
 }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
 use rgrid::{
-    Error, HandlerCtx, HandlerId, RemoteError, StreamHandler, StreamIn, StreamOut, Subroute,
+    CallOptions, Connection, Error, HandlerCtx, HandlerId, RawStreamHandler, RemoteError, StreamIn,
+    StreamOut,
 };
 
 use crate::measure::{Point, Timing, closed_loop};
@@ -68,14 +69,16 @@ impl Shape {
         }
     }
 
-    fn handler(self, window: usize, payload: Bytes) -> StreamHandler {
+    fn handler(self, window: usize, payload: Bytes) -> RawStreamHandler {
         let (cap_in, cap_out) = self.capacities(window);
         match self {
-            Shape::Request => StreamHandler::new(cap_in, cap_out, request_handler),
-            Shape::Responses => StreamHandler::new(cap_in, cap_out, move |ctx, p, input, out| {
-                responses_handler(ctx, p, input, out, payload.clone())
-            }),
-            Shape::TwoWay => StreamHandler::new(cap_in, cap_out, twoway_handler),
+            Shape::Request => RawStreamHandler::new(cap_in, cap_out, request_handler),
+            Shape::Responses => {
+                RawStreamHandler::new(cap_in, cap_out, move |ctx, p, input, out| {
+                    responses_handler(ctx, p, input, out, payload.clone())
+                })
+            }
+            Shape::TwoWay => RawStreamHandler::new(cap_in, cap_out, twoway_handler),
         }
     }
 }
@@ -151,13 +154,14 @@ pub async fn stream_grid(
 }
 
 /// Every ordered pair (src, dst) of distinct nodes, as subroute handles.
-fn pairs(grid: &LocalGrid) -> Vec<Arc<Subroute>> {
+fn pairs(grid: &LocalGrid) -> Vec<Arc<(Connection, CallOptions)>> {
     let n = grid.hosts.len();
     let mut out = Vec::new();
     for a in 0..n {
         for b in 0..n {
             if a != b {
-                out.push(Arc::new(grid.conn(a, b).subroute(SUBROUTE)));
+                let route = CallOptions::new().subroute(SUBROUTE);
+                out.push(Arc::new((grid.conn(a, b), route)));
             }
         }
     }
@@ -165,8 +169,14 @@ fn pairs(grid: &LocalGrid) -> Vec<Arc<Subroute>> {
 }
 
 /// Runs one stream of `shape`; returns whether it completed as MinIO's benchmark expects.
-async fn one_stream(route: &Subroute, shape: Shape, payload: &Bytes) -> Result<(), Error> {
-    let mut st = route.open_stream(HandlerId::TEST, payload.clone()).await?;
+async fn one_stream(
+    (conn, route): &(Connection, CallOptions),
+    shape: Shape,
+    payload: &Bytes,
+) -> Result<(), Error> {
+    let mut st = conn
+        .open_stream_with(HandlerId::TEST, payload.clone(), route)
+        .await?;
     match shape {
         Shape::Request => {
             for _ in 0..MESSAGES {

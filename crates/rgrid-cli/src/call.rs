@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Args;
 use futures_util::StreamExt;
-use rgrid::{Connection, HandlerId, RemoteError, Stream, StreamHandler};
+use rgrid::{CallOptions, CallStream, Connection, HandlerId, RawStreamHandler, RemoteError};
 
 use crate::conformance;
 use crate::node::{Failure, NodeArgs};
@@ -102,7 +102,7 @@ fn register_caller_side(
         m.register_stream(
             handler,
             args.subroute.as_deref(),
-            StreamHandler::new(in_capacity, 1, |_, _, _, _| async {
+            RawStreamHandler::new(in_capacity, 1, |_, _, _, _| async {
                 Err(RemoteError::new("this node only makes calls"))
             }),
         )?;
@@ -121,22 +121,16 @@ async fn call(
         .connection(&args.to)
         .ok_or_else(|| Failure::Local(format!("{} is not a remote of this node", args.to)))?;
     wait_connected(&conn, timeout).await?;
-    let sub = args.subroute.as_deref().map(|s| conn.subroute(s));
+    let mut options = CallOptions::new().deadline(timeout);
+    if let Some(s) = args.subroute.as_deref() {
+        options = options.subroute(s);
+    }
     let mut out = std::io::stdout().lock();
     if !args.stream {
-        let response = match &sub {
-            Some(s) => s.request_with_deadline(handler, payload, timeout).await,
-            None => conn.request_with_deadline(handler, payload, timeout).await,
-        }?;
+        let response = conn.request_with(handler, payload, &options).await?;
         return print_line(&mut out, &response);
     }
-    let stream = match &sub {
-        Some(s) => s.open_stream_with_deadline(handler, payload, timeout).await,
-        None => {
-            conn.open_stream_with_deadline(handler, payload, timeout)
-                .await
-        }
-    }?;
+    let stream = conn.open_stream_with(handler, payload, &options).await?;
     drop(out);
     run_stream(stream, &args.send).await
 }
@@ -155,7 +149,7 @@ async fn wait_connected(conn: &Connection, timeout: Duration) -> Result<(), Fail
 
 /// Sends `send` (then closes the input) while printing the responses as they come; the
 /// stream's own error wins over a send failure it caused.
-async fn run_stream(stream: Stream, send: &[String]) -> Result<(), Failure> {
+async fn run_stream(stream: CallStream, send: &[String]) -> Result<(), Failure> {
     let (sender, mut responses) = stream.split();
     let messages: Vec<Bytes> = send.iter().map(|s| Bytes::from(s.clone())).collect();
     let sending = async move {
@@ -168,7 +162,7 @@ async fn run_stream(stream: Stream, send: &[String]) -> Result<(), Failure> {
                 Ok(())
             }
             None if messages.is_empty() => Ok(()),
-            None => Err(rgrid::Error::Protocol(
+            None => Err(rgrid::Error::Usage(
                 "this stream takes no input, but --send was given".into(),
             )),
         }

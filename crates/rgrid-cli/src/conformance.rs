@@ -3,7 +3,7 @@
 //! windows from its own registration of the handler.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use rgrid::{HandlerId, Manager, RemoteError, StreamHandler, StreamIn, StreamOut};
+use rgrid::{HandlerId, Manager, RawStreamHandler, RemoteError, StreamIn, StreamOut};
 
 /// Single 78 echoes; stream 78 has the subroutes `echo` and `count`.
 pub(crate) const ECHO: HandlerId = HandlerId::TEST;
@@ -18,12 +18,12 @@ fn text(payload: &[u8]) -> String {
 }
 
 /// The stream handlers of the conformance set, by (handler, subroute).
-pub(crate) fn streams() -> [(HandlerId, &'static str, StreamHandler); 3] {
+pub(crate) fn streams() -> [(HandlerId, &'static str, RawStreamHandler); 3] {
     [
         (
             ECHO,
             "echo",
-            StreamHandler::new(
+            RawStreamHandler::new(
                 1,
                 1,
                 |_, _, input: Option<StreamIn>, out: StreamOut| async move {
@@ -42,7 +42,7 @@ pub(crate) fn streams() -> [(HandlerId, &'static str, StreamHandler); 3] {
         (
             ECHO,
             "count",
-            StreamHandler::new(0, 1, |_, payload: Bytes, _, out: StreamOut| async move {
+            RawStreamHandler::new(0, 1, |_, payload: Bytes, _, out: StreamOut| async move {
                 for i in 0..COUNT_MESSAGES {
                     let mut msg = BytesMut::with_capacity(1 + payload.len());
                     msg.put_u8(i);
@@ -57,7 +57,7 @@ pub(crate) fn streams() -> [(HandlerId, &'static str, StreamHandler); 3] {
         (
             ERROR,
             "error",
-            StreamHandler::new(0, 1, |_, payload: Bytes, _, _| async move {
+            RawStreamHandler::new(0, 1, |_, payload: Bytes, _, _| async move {
                 Err(RemoteError::new(text(&payload)))
             }),
         ),
@@ -65,7 +65,7 @@ pub(crate) fn streams() -> [(HandlerId, &'static str, StreamHandler); 3] {
 }
 
 /// The conformance stream handler registered under `handler` and `subroute`, if any.
-pub(crate) fn stream(handler: HandlerId, subroute: Option<&str>) -> Option<StreamHandler> {
+pub(crate) fn stream(handler: HandlerId, subroute: Option<&str>) -> Option<RawStreamHandler> {
     streams()
         .into_iter()
         .find(|(id, sub, _)| *id == handler && Some(*sub) == subroute)
@@ -126,9 +126,13 @@ mod tests {
             other => panic!("want a remote error, got {other:?}"),
         }
 
-        let mut echo = bounded(conn.subroute("echo").open_stream(ECHO, Bytes::new()))
-            .await
-            .unwrap();
+        let mut echo = bounded(conn.open_stream_with(
+            ECHO,
+            Bytes::new(),
+            &rgrid::CallOptions::new().subroute("echo"),
+        ))
+        .await
+        .unwrap();
         bounded(echo.send(Bytes::from_static(b"a"))).await.unwrap();
         assert_eq!(
             bounded(echo.next()).await.unwrap().unwrap(),
@@ -137,10 +141,11 @@ mod tests {
         echo.close_send();
         assert!(bounded(echo.next()).await.is_none());
 
-        let count = bounded(
-            conn.subroute("count")
-                .open_stream(ECHO, Bytes::from_static(b"xy")),
-        )
+        let count = bounded(conn.open_stream_with(
+            ECHO,
+            Bytes::from_static(b"xy"),
+            &rgrid::CallOptions::new().subroute("count"),
+        ))
         .await
         .unwrap();
         let got: Vec<Bytes> = bounded(count.map(Result::unwrap).collect()).await;
@@ -149,10 +154,11 @@ mod tests {
             .collect();
         assert_eq!(got, want);
 
-        let mut failing = bounded(
-            conn.subroute("error")
-                .open_stream(ERROR, Bytes::from_static(b"bad")),
-        )
+        let mut failing = bounded(conn.open_stream_with(
+            ERROR,
+            Bytes::from_static(b"bad"),
+            &rgrid::CallOptions::new().subroute("error"),
+        ))
         .await
         .unwrap();
         match bounded(failing.next()).await {

@@ -32,7 +32,7 @@
 //! Decoding never panics and never allocates: payloads, strings and merged entries are
 //! sub-slices of the input. Every length is checked against the bytes present (and payload
 //! lengths against [`DecodeLimits::max_message_size`], default
-//! [`DEFAULT_MAX_MESSAGE_SIZE`]) before it is used, unknown map fields are skipped without
+//! [`DEFAULT_MAX_FRAME_SIZE`]) before it is used, unknown map fields are skipped without
 //! recursion, and every malformed input maps to a [`DecodeError`] variant. Where the Go
 //! implementation is lenient in a way that can hide corruption, this crate is strict: a frame
 //! must be exactly the array plus the trailer its flags announce.
@@ -83,7 +83,7 @@ pub use ids::{HandlerId, MuxId};
 pub use merged::{
     Frame, Merged, MergedIter, RawEntries, encode_merged, put_merged_entry, put_merged_header,
 };
-pub use message::{CRC_LEN, DEFAULT_MAX_MESSAGE_SIZE, DecodeLimits, Message, checksum};
+pub use message::{CRC_LEN, DEFAULT_MAX_FRAME_SIZE, DecodeLimits, Message, checksum};
 pub use mux::{CreditOverflow, Credits, RecvSeq, SendSeq, SeqMismatch, Window, WindowExceeded};
 pub use op::{Flags, Op};
 pub use subroute::{RouteHash, SubrouteId, join_route};

@@ -26,7 +26,7 @@ use crate::subroute::SubrouteId;
 
 /// Default maximum size of one received frame: 64 MiB, the default message limit of the
 /// websocket layers in common use. MinIO's Go grid has no limit at all (spec §14.9).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 << 20;
 
 /// Length of the checksum trailer.
 pub const CRC_LEN: usize = 4;
@@ -81,7 +81,7 @@ impl DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_MESSAGE_SIZE)
+        Self::new(DEFAULT_MAX_FRAME_SIZE)
     }
 }
 
@@ -412,7 +412,7 @@ mod tests {
             Message::decode(&hostile, &DecodeLimits::default()),
             Err(DecodeError::TooLarge {
                 size: u32::MAX as usize,
-                limit: DEFAULT_MAX_MESSAGE_SIZE
+                limit: DEFAULT_MAX_FRAME_SIZE
             })
         );
     }

@@ -296,14 +296,21 @@ fn an_abandoned_requests_late_answer_is_dropped() {
     let id = p.request(A, 78, b"slow");
     p.pump();
     let (mux, _) = expect_request(&mut p, B);
+    // The handler answers, but the caller gives up before the answer arrives.
+    p.respond(B, mux, Some(Ok(b"late")));
     p.a().abandon_request(id);
     assert_eq!(p.a().stats().outgoing_muxes, 0);
     p.clear_log();
-    p.respond(B, mux, Some(Ok(b"late")));
     p.pump();
     assert_eq!(p.ops_on(B, id), [Op::RESPONSE]);
+    assert_eq!(
+        p.ops_on(A, id),
+        [Op::DISCONNECT_SERVER_MUX],
+        "the caller's cancel crossed the answer"
+    );
+    assert_eq!(p.events(B), [], "an answered request has nothing to cancel");
     assert!(
-        p.sent_by(A).is_empty(),
+        p.sent_by(A).len() == 1,
         "nothing answers a dropped late answer"
     );
     // Abandoned before it left: nothing goes on the wire at all.
@@ -312,6 +319,57 @@ fn an_abandoned_requests_late_answer_is_dropped() {
     assert_eq!(p.a().queued(), (0, 0));
     assert_eq!(p.transmit_all(A), 0);
     assert_quiet_and_empty(&mut p);
+}
+
+/// A single request abandoned while its handler runs cancels that handler: the caller sends
+/// `OpDisconnectServerMux` (MinIO sends nothing, and a Go peer ignores it), the handler side
+/// forgets the mux and reports `Event::Cancel`, and the handler's answer is never sent.
+#[test]
+fn an_abandoned_request_cancels_its_handler() {
+    let mut p = pair();
+    let id = p.request(A, 78, b"hung");
+    p.pump();
+    let (mux, _) = expect_request(&mut p, B);
+    assert_eq!(p.b().stats().incoming_muxes, 1);
+    p.a().abandon_request(id);
+    p.a().abandon_request(id);
+    p.clear_log();
+    p.pump();
+    assert_eq!(
+        p.ops_on(A, id),
+        [Op::DISCONNECT_SERVER_MUX],
+        "one cancel, once"
+    );
+    assert_eq!(p.events(B), [Event::Cancel { mux }]);
+    assert_eq!(p.b().stats().incoming_muxes, 0);
+    p.clear_log();
+    p.respond(B, mux, Some(Ok(b"too late")));
+    p.pump();
+    assert!(
+        p.sent_by(B).is_empty(),
+        "a cancelled request's answer is dropped"
+    );
+    // A cancel for a request that is no longer served (or never was) is ignored.
+    p.inject(
+        B,
+        &[msg(Op::DISCONNECT_SERVER_MUX, mux, 1, Flags::NONE, None)],
+    )
+    .unwrap();
+    p.pump();
+    assert!(p.sent_by(B).is_empty());
+    assert_quiet_and_empty(&mut p);
+}
+
+/// A connection that closes while a cancel is owed forgets the request (nobody waits for it).
+#[test]
+fn a_cancelling_request_is_forgotten_when_the_connection_closes() {
+    let mut p = pair();
+    let id = p.request(A, 78, b"hung");
+    p.pump();
+    p.a().abandon_request(id);
+    p.a().close(CloseReason::Local("shutdown".to_owned()));
+    assert_eq!(p.transmit_all(A), 0);
+    tables_empty(p.a()).unwrap();
 }
 
 // =========================================================================================
@@ -1547,6 +1605,8 @@ fn connect_error_for_an_unsent_request_keeps_the_queue_count() {
     assert_eq!(p.a().queued(), (0, 0));
     let _ = p.response(A, r);
     p.a().abandon_request(r);
+    // The request left after all (the error was not its answer): its cancel goes out.
+    p.pump();
     tables_empty(p.a()).unwrap();
 }
 

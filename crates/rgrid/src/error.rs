@@ -1,6 +1,7 @@
 //! The error type of every rgrid call.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rgrid_proto::HandlerId;
 
@@ -9,9 +10,10 @@ use rgrid_proto::HandlerId;
 pub struct RemoteError(String);
 
 impl RemoteError {
-    /// An error with the given text.
-    pub fn new(text: impl Into<String>) -> Self {
-        RemoteError(text.into())
+    /// An error in the words of `text`: a string, or any error (`RemoteError::new(&e)`,
+    /// `.map_err(RemoteError::new)`), whose `Display` becomes the text the caller gets.
+    pub fn new(text: impl fmt::Display) -> Self {
+        RemoteError(text.to_string())
     }
 
     /// The text the handler returned.
@@ -102,23 +104,29 @@ pub enum Error {
     /// The peer refused the connection during the handshake.
     #[error("connection rejected: {0}")]
     Rejected(String),
-    /// The peer broke the protocol (malformed frame, bad handshake, ...).
+    /// The peer broke the protocol (malformed frame, bad handshake, ...). Never produced by
+    /// a mistake of this node's own code: that is [`Error::Usage`].
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// This node's code used the API wrongly (sent on a stream that takes no input, or after
+    /// closing its input, ...). Nothing was sent to the peer.
+    #[error("invalid use: {0}")]
+    Usage(String),
     /// An established connection ended, and why (the peer closed it, no pong for two ping
     /// intervals, a protocol violation, ...). Only in [`crate::Connection::last_error`]:
     /// calls in flight on it fail with [`Error::Disconnected`].
     #[error("connection lost: {0}")]
     Lost(String),
-    /// The transport (TCP, TLS, websocket) failed.
+    /// The transport (TCP, TLS, websocket) failed; [`std::error::Error::source`] leads to
+    /// the underlying error (an [`std::io::Error`], say) when there is one.
     #[error("transport error: {0}")]
-    Transport(String),
+    Transport(#[source] Cause),
     /// TLS failed while dialing: the handshake failed (untrusted, expired or wrong-name
     /// server certificate, a peer that does not speak TLS) or the server refused this
     /// node's client certificate. Only produced with the `tls` feature; a TLS failure is
     /// never retried in plaintext.
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(#[source] Cause),
     /// The manager was configured wrongly.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -159,13 +167,102 @@ impl From<rgrid_proto::DecodeError> for Error {
 
 impl From<tokio_websockets::Error> for Error {
     fn from(e: tokio_websockets::Error) -> Self {
-        Error::Transport(e.to_string())
+        Error::Transport(Cause::from_error(e))
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Transport(e.to_string())
+        Error::Transport(Cause::from_error(e))
+    }
+}
+
+/// What a transport or TLS failure said, and the error underneath when there is one (its
+/// [`source`](std::error::Error::source): an [`std::io::Error`] to match on its
+/// [`kind`](std::io::Error::kind), say). Two causes are equal when their words are.
+#[derive(Clone)]
+pub struct Cause {
+    text: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Cause {
+    /// A cause in words only.
+    pub fn new(text: impl Into<String>) -> Self {
+        Cause {
+            text: text.into(),
+            source: None,
+        }
+    }
+
+    /// A cause in `context`'s words followed by the source's own (`"context: source"`),
+    /// keeping the source.
+    pub fn with_source(
+        context: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Cause {
+            text: format!("{context}: {source}"),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// A cause in the source's own words, keeping the source.
+    pub fn from_error(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause {
+            text: source.to_string(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The words (which include the source's).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The underlying error as `E`, if it is one (`cause.downcast_ref::<std::io::Error>()`).
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.as_deref().and_then(|e| e.downcast_ref::<E>())
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cause").field(&self.text).finish()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Cause {}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Cause {
+    fn from(text: String) -> Self {
+        Cause::new(text)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(text: &str) -> Self {
+        Cause::new(text)
     }
 }
 

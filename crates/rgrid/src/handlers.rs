@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,7 +16,9 @@ pub use rgrid_proto::conn::Class as Priority;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::codec::{Codec, Msgpack, Raw};
 use crate::error::{Error, RemoteError};
+use crate::typed::Payload;
 
 /// A boxed future returned by type-erased handlers.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -139,6 +142,8 @@ pub(crate) trait ServedStream: Send + Sync + std::fmt::Debug {
     fn cancel_token(&self) -> &CancellationToken;
     /// The connection's [`crate::Options::max_message_size`].
     fn max_message_size(&self) -> usize;
+    /// The connection's [`crate::Options::max_depth`].
+    fn max_depth(&self) -> usize;
 }
 
 /// Sends one message of a served stream, or fails with [`Error::Cancelled`] once the stream
@@ -153,21 +158,38 @@ pub(crate) async fn send(served: &dyn ServedStream, msg: ServeMsg) -> Result<(),
 }
 
 /// A stream handler's input: the caller's messages, in order. Each message taken returns a
-/// credit to the caller.
-#[derive(Debug)]
-pub struct StreamIn {
-    served: Arc<dyn ServedStream>,
+/// credit to the caller. `C` is the [codec](crate::codec): [`Raw`] bytes (the default) or
+/// [`Msgpack`] values (typed handlers).
+pub struct StreamIn<C: Codec = Raw> {
+    /// `None` for a typed handler registered without input: it reads the end at once.
+    served: Option<Arc<dyn ServedStream>>,
+    _codec: PhantomData<fn() -> C>,
 }
 
-impl StreamIn {
+impl<C: Codec> std::fmt::Debug for StreamIn<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamIn").finish_non_exhaustive()
+    }
+}
+
+impl<C: Codec> StreamIn<C> {
     pub(crate) fn new(served: Arc<dyn ServedStream>) -> Self {
-        StreamIn { served }
+        StreamIn {
+            served: Some(served),
+            _codec: PhantomData,
+        }
     }
 
-    /// The next input message, or `None` once the caller closed its input (or the stream was
-    /// cancelled).
-    pub async fn recv(&mut self) -> Option<Bytes> {
-        let s = &*self.served;
+    /// The same input, read with another codec.
+    pub(crate) fn with_codec<D: Codec>(input: Option<StreamIn<D>>) -> Self {
+        StreamIn {
+            served: input.and_then(|i| i.served),
+            _codec: PhantomData,
+        }
+    }
+
+    async fn recv_bytes(&mut self) -> Option<Bytes> {
+        let s = &**self.served.as_ref()?;
         tokio::select! {
             biased;
             m = poll_fn(|cx| s.poll_recv(cx)) => m,
@@ -176,22 +198,64 @@ impl StreamIn {
     }
 }
 
-/// A stream handler's output. Each message waits for a credit from the caller, so a slow
-/// caller slows the handler down instead of filling memory.
-#[derive(Debug, Clone)]
-pub struct StreamOut {
-    served: Arc<dyn ServedStream>,
+impl StreamIn<Raw> {
+    /// The next input message, or `None` once the caller closed its input (or the stream was
+    /// cancelled).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.recv_bytes().await
+    }
 }
 
-impl StreamOut {
+impl<Req: Payload, Resp: Payload> StreamIn<Msgpack<Req, Resp>> {
+    /// The next request: `None` once the caller closed its side (or the stream ended), an
+    /// error for a request that does not decode (return it with `?` to fail the stream).
+    pub async fn recv(&mut self) -> Option<Result<Req, RemoteError>> {
+        let raw = self.recv_bytes().await?;
+        let depth = self.served.as_ref()?.max_depth();
+        Some(
+            crate::typed::decode_with_depth(&raw, depth)
+                .map_err(|e| RemoteError::new(format_args!("decode request: {e}"))),
+        )
+    }
+}
+
+/// A stream handler's output. Each message waits for a credit from the caller, so a slow
+/// caller slows the handler down instead of filling memory. `C` is the
+/// [codec](crate::codec), as for [`StreamIn`]. Cheap to clone.
+pub struct StreamOut<C: Codec = Raw> {
+    served: Arc<dyn ServedStream>,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl<C: Codec> Clone for StreamOut<C> {
+    fn clone(&self) -> Self {
+        StreamOut {
+            served: self.served.clone(),
+            _codec: PhantomData,
+        }
+    }
+}
+
+impl<C: Codec> std::fmt::Debug for StreamOut<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamOut").finish_non_exhaustive()
+    }
+}
+
+impl<C: Codec> StreamOut<C> {
     pub(crate) fn new(served: Arc<dyn ServedStream>) -> Self {
-        StreamOut { served }
+        StreamOut {
+            served,
+            _codec: PhantomData,
+        }
     }
 
-    /// Sends one message to the caller. Fails with [`Error::Cancelled`] once the stream is
-    /// cancelled (the caller went away, the deadline passed, or the connection dropped).
-    pub async fn send(&self, msg: impl Into<Bytes>) -> Result<(), Error> {
-        let payload = msg.into();
+    /// The same output, written with another codec.
+    pub(crate) fn with_codec<D: Codec>(out: StreamOut<D>) -> Self {
+        StreamOut::new(out.served)
+    }
+
+    async fn send_bytes(&self, payload: Bytes) -> Result<(), Error> {
         let limit = self.served.max_message_size();
         if payload.len() > limit {
             return Err(Error::MessageTooLarge {
@@ -205,6 +269,22 @@ impl StreamOut {
     /// Whether the stream was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.served.cancel_token().is_cancelled()
+    }
+}
+
+impl StreamOut<Raw> {
+    /// Sends one message to the caller. Fails with [`Error::Cancelled`] once the stream is
+    /// cancelled (the caller went away, the deadline passed, or the connection dropped).
+    pub async fn send(&self, msg: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_bytes(msg.into()).await
+    }
+}
+
+impl<Req: Payload, Resp: Payload> StreamOut<Msgpack<Req, Resp>> {
+    /// Sends one response, waiting for a credit from the caller. Fails with
+    /// [`Error::Cancelled`] once the stream is cancelled.
+    pub async fn send(&self, resp: &Resp) -> Result<(), Error> {
+        self.send_bytes(crate::typed::encode(resp)?).await
     }
 }
 
@@ -237,14 +317,14 @@ pub type StreamHandlerFn = Arc<
 
 /// A stream handler and its capacities, for [`crate::Manager::register_stream`].
 #[derive(Clone)]
-pub struct StreamHandler {
+pub struct RawStreamHandler {
     pub(crate) in_capacity: u32,
     pub(crate) out_capacity: u32,
     pub(crate) priority: Priority,
     pub(crate) f: StreamHandlerFn,
 }
 
-impl StreamHandler {
+impl RawStreamHandler {
     /// A handler with `in_capacity` input messages in flight (0 = the stream has no input)
     /// and `out_capacity` output messages in flight (at least 1). Both ends size their
     /// credit windows from these numbers, so they must be registered alike on every node.
@@ -253,7 +333,7 @@ impl StreamHandler {
         F: Fn(HandlerCtx, Bytes, Option<StreamIn>, StreamOut) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
     {
-        StreamHandler {
+        RawStreamHandler {
             in_capacity: u32::try_from(in_capacity).unwrap_or(u32::MAX),
             out_capacity: u32::try_from(out_capacity).unwrap_or(u32::MAX).max(1),
             priority: Priority::Normal,
@@ -284,9 +364,9 @@ impl StreamHandler {
     }
 }
 
-impl std::fmt::Debug for StreamHandler {
+impl std::fmt::Debug for RawStreamHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamHandler")
+        f.debug_struct("RawStreamHandler")
             .field("in_capacity", &self.in_capacity)
             .field("out_capacity", &self.out_capacity)
             .finish_non_exhaustive()
@@ -296,7 +376,7 @@ impl std::fmt::Debug for StreamHandler {
 /// A registered stream handler with the route it was registered under.
 #[derive(Clone, Debug)]
 pub(crate) struct StreamEntry {
-    pub(crate) handler: StreamHandler,
+    pub(crate) handler: RawStreamHandler,
     pub(crate) route: Option<Arc<str>>,
 }
 
@@ -360,7 +440,7 @@ impl Registry {
         &mut self,
         id: HandlerId,
         subroute: Option<&str>,
-        handler: StreamHandler,
+        handler: RawStreamHandler,
     ) -> Result<(), Error> {
         if !id.is_valid() {
             return Err(Error::UnknownHandler(id));

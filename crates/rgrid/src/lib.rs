@@ -1,6 +1,28 @@
 //! rgrid: fast two-way RPC between the servers of a cluster over one persistent websocket per
 //! pair of servers, byte-compatible with MinIO's internode grid (protocol v1).
 //!
+//! # Examples
+//!
+//! The crate's `examples/` folder holds small programs, each a tutorial that runs by itself
+//! on loopback and checks what it shows (`cargo run -p rgrid --example hello`);
+//! `tests/examples.rs` runs them in CI. In reading order:
+//!
+//! * `hello.rs`: two nodes, one call with raw bytes.
+//! * `typed_service.rs`: your own [`typed::Service`] with typed methods; a remote error, an
+//!   unknown method, a fan-out to every node.
+//! * `streams.rs`: a server stream, a two-way stream, how a stream ends, cancellation.
+//! * `axum_mount.rs`: the grid mounted on an existing axum router ([`Manager::service`]).
+//! * `tls_jwt.rs` (feature `tls`): TLS and JWT authentication, and why a node with a wrong
+//!   secret is refused ([`Connection::last_error`]).
+//! * `lock_grid.rs`: MinIO's separate lock grid ([`LOCK_ROUTE_PATH`]) next to the main grid.
+//! * `custom_transport.rs`: your own transport ([`ConnDialer`], [`serve_connection`]).
+//! * `testing.rs` (feature `test-util`): testing handlers against a local grid, with a
+//!   killed connection.
+//! * `quorum_lock.rs`: a dsync-style lock service with a quorum, one process per node
+//!   (`tests/example_quorum_lock.rs` runs three).
+//!
+//! The README's "Layout" section says where everything else lives.
+//!
 //! # Example: your own service on two nodes, a typed call and a typed stream
 //!
 //! An app declares its calls by name: a [`typed::Service`] and its methods, each one static
@@ -124,7 +146,7 @@
 //! * **Scheduling.** The writer sends control first, then data by [`Priority`]: single
 //!   requests and their answers ([`Priority::Latency`]) before streams
 //!   ([`Priority::Normal`]) before bulk transfers ([`Priority::Bulk`], opt-in with
-//!   [`StreamHandler::priority`] or [`CallOptions::priority`]), round-robin among the calls
+//!   [`RawStreamHandler::priority`] or [`CallOptions::priority`]), round-robin among the calls
 //!   of a class, one message per turn; a lower class still gets one message after 32 of
 //!   higher classes. A small call therefore waits for at most one message of each busier
 //!   class; `TCP_NOTSENT_LOWAT` (128 KiB, Linux) keeps the kernel's unsent buffer short so
@@ -161,21 +183,23 @@
 //! 60 s, [`Options::default_deadline`]) travels with the request; the handler is dropped when
 //! it passes (its answer could not be used) and the caller gets [`Error::DeadlineExceeded`].
 //! A call made while the connection is down fails at once with [`Error::Disconnected`].
-//! Dropping the call's future cancels it locally at once and frees its state; a response
-//! that arrives later is discarded. Like MinIO, single requests send no cancel message.
+//! Dropping the call's future cancels it at once and frees its state; a response that
+//! arrives later is discarded. A request that already left also tells the handler side
+//! (`OpDisconnectServerMux`, which MinIO never sends for a single request and a Go peer
+//! ignores): an rgrid handler's context is cancelled and its future dropped.
 //!
 //! # Streams: credits, cancellation, deadlines, liveness
 //!
-//! [`Manager::register_stream`] registers a [`StreamHandler`] with an input window
+//! [`Manager::register_stream`] registers a [`RawStreamHandler`] with an input window
 //! (`in_capacity`, 0 = no input) and an output window (`out_capacity`, at least 1);
-//! [`Connection::open_stream`] opens a [`Stream`]. Every message needs a credit: the caller
+//! [`Connection::open_stream`] opens a [`CallStream`]. Every message needs a credit: the caller
 //! sends at most `in_capacity` messages the handler has not taken yet, the handler at most
 //! `out_capacity` the consumer has not taken yet, so a slow side slows its peer down instead
 //! of filling memory or blocking other calls on the connection. A peer that sends beyond its
 //! credits fails that stream with a protocol error. Control messages of a stream (credits,
 //! pings, cancels) overtake other calls' data but never the stream's own messages.
 //!
-//! Dropping the stream (or its [`Responses`] half), [`Stream::cancel`], or the stream's
+//! Dropping the stream (or its [`Responses`] half), [`CallStream::cancel`], or the stream's
 //! deadline cancels it on both sides; the handler's future is dropped. A lost connection
 //! fails every stream on it with [`Error::Disconnected`] and cancels every handler. The
 //! caller pings streams every 15 s ([`Options::stream_ping_interval`]) and fails one whose
@@ -226,7 +250,7 @@
 //! | [`Options::out_queue`] / [`Options::out_queue_bytes`] | 65535 messages / 64 MiB | calls and stream messages wait for room (back-pressure) |
 //! | [`Options::max_pending_replies`] | 4096 | a peer that sends requests but does not read the answers is disconnected |
 //! | [`Options::max_pings_per_interval`] | 1024 | a ping flood closes the connection |
-//! | [`typed::max_depth`] | 64 levels | a typed payload nested deeper fails to decode ([`Error::Decode`] or a remote error) |
+//! | [`Options::max_depth`] | 64 levels | a typed payload nested deeper fails to decode ([`Error::Decode`] or a remote error) |
 //!
 //! Other defaults: 4 s write timeout (a stuck write drops the connection), 10 s connection
 //! pings (a peer silent for 20 s is dropped), 15 s stream pings, 5 minutes maximum clock skew,
@@ -289,12 +313,12 @@
 //! * `transport/dial.rs` and `transport/tls.rs` (inside the public [`transport`]): the
 //!   dialer trait [`ConnDialer`], [`WebSocket`] and its byte stream, host URL parsing; the
 //!   [`TlsConfig`].
-//! * `handlers`: [`HandlerCtx`], the handler function types, [`StreamHandler`], the handles a
+//! * `handlers`: [`HandlerCtx`], the handler function types, [`RawStreamHandler`], the handles a
 //!   stream handler gets ([`StreamIn`], [`StreamOut`], over a trait the connection
 //!   implements) and the registry a connection dispatches through.
 //! * `ctx`: `ManagerCtx`, what the connections of a manager share: options, registry,
 //!   shutdown signal and task tracker, identity, token source and validator, dialer, TLS.
-//! * `connection`: [`Connection`], [`Subroute`], [`State`], [`ConnStats`] and the test
+//! * `connection`: [`Connection`], [`CallOptions`], [`Route`], [`State`], [`ConnStats`] and the test
 //!   hooks; `session/` drives one websocket (reader, writer, timers, single requests),
 //!   `stream.rs` is the caller's side of a stream, `serve_stream.rs` the handler's side
 //!   (its task, and what its handles do through the session).
@@ -311,6 +335,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+pub mod codec;
 mod connection;
 mod ctx;
 mod error;
@@ -338,15 +363,15 @@ pub use auth::{
     TokenValidator,
 };
 pub use connection::{
-    CallOptions, ConnFailure, ConnStats, Connection, Responses, State, Stream, StreamSender,
-    Subroute,
+    CallOptions, CallStream, ConnFailure, ConnStats, Connection, Responses, Route, State,
+    StreamSender,
 };
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use connection::{InboundBlock, OutboundBlock};
-pub use error::{Error, PeerDown, PeersDown, RemoteError};
+pub use error::{Cause, Error, PeerDown, PeersDown, RemoteError};
 pub use handlers::{
-    BoxFuture, HandlerCtx, Priority, SingleHandlerFn, StreamHandler, StreamHandlerFn, StreamIn,
+    BoxFuture, HandlerCtx, Priority, RawStreamHandler, SingleHandlerFn, StreamHandlerFn, StreamIn,
     StreamOut,
 };
 pub use manager::{Manager, ManagerBuilder};

@@ -24,7 +24,7 @@ use crate::auth::{
 use crate::connection::{ConnShared, Connection, State};
 use crate::ctx::ManagerCtx;
 use crate::error::{Error, PeerDown, PeersDown, RemoteError};
-use crate::handlers::{HandlerCtx, Registry, StreamHandler, single_ctx_fn, single_fn};
+use crate::handlers::{HandlerCtx, RawStreamHandler, Registry, single_ctx_fn, single_fn};
 use crate::options::{MAX_HANDSHAKE_MESSAGE_SIZE, Options};
 use crate::transport::dial::{
     ConnDialer, WebSocket, default_port_twin, normalize_host, split_host,
@@ -372,10 +372,15 @@ impl Manager {
         // a specific address, bind a listener of your own and call `serve`.
         let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
             .await
-            .map_err(|e| Error::Transport(format!("bind port {port}: {e}")))?;
+            .map_err(|e| {
+                Error::Transport(crate::error::Cause::with_source(
+                    format_args!("bind port {port}"),
+                    e,
+                ))
+            })?;
         let addr = listener
             .local_addr()
-            .map_err(|e| Error::Transport(e.to_string()))?;
+            .map_err(|e| Error::Transport(crate::error::Cause::from_error(e)))?;
         self.inner
             .ctx
             .tracker
@@ -549,7 +554,7 @@ impl Manager {
         &self,
         id: HandlerId,
         subroute: Option<&str>,
-        handler: StreamHandler,
+        handler: RawStreamHandler,
     ) -> Result<(), Error> {
         self.registry_mut().add_stream(id, subroute, handler)
     }
@@ -814,7 +819,7 @@ where
     let send = ws.send(tokio_websockets::Message::binary(frame.freeze()));
     match tokio::time::timeout(ctx.options.write_timeout, send).await {
         Ok(res) => res.map_err(Error::from),
-        Err(_) => Err(Error::Transport("handshake write timed out".to_owned())),
+        Err(_) => Err(Error::Transport("handshake write timed out".into())),
     }
 }
 

@@ -63,6 +63,12 @@ pub struct Options {
     /// has its connection closed. Websocket frames are accepted up to this plus
     /// [`FRAME_SLACK`] (a merged frame).
     pub max_message_size: usize,
+    /// The deepest nesting of arrays and maps (and structs, which travel as maps) that a
+    /// typed payload received by this node may have. Default
+    /// [`typed::MAX_DEPTH`](crate::typed::MAX_DEPTH) (64). Each level costs the decoder stack
+    /// space, so a hostile payload nested without bound could overflow the stack; keep it
+    /// modest.
+    pub max_depth: usize,
     /// Capacity of a connection's outbound queue, in messages. Default 65535 (MinIO).
     pub out_queue: usize,
     /// Bound of a connection's outbound queue in payload bytes. Default 64 MiB. Calls and
@@ -116,6 +122,7 @@ impl Default for Options {
             write_timeout: Duration::from_secs(4),
             ping_interval: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_depth: crate::typed::MAX_DEPTH,
             out_queue: 65_535,
             out_queue_bytes: 64 << 20,
             max_incoming_muxes: 16_384,

@@ -12,8 +12,11 @@ use std::time::Duration;
 use common::bounded;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
+use rgrid::tokio_util::sync::CancellationToken;
 use rgrid::typed::{Service, ServiceMethod};
-use rgrid::{Error, Manager, Options, RemoteError};
+use rgrid::{Error, HandlerCtx, Manager, Options, RemoteError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 const LOCKS: Service = Service::new("locks");
@@ -22,13 +25,31 @@ static LOCK: ServiceMethod<String, String> = LOCKS.method("lock");
 /// Nodes 1 and 2 refuse it.
 static STRICT: ServiceMethod<String, String> = LOCKS.method("strict");
 
+/// What node 2's hung handler saw of each request: its payload, its context's token, and
+/// whether the handler (its future) was dropped.
+static HUNG: Mutex<Vec<(String, CancellationToken, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
+
+/// Sets its flag when the handler holding it is dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn register(i: usize, m: &Manager) {
     let me = m.host().to_owned();
-    LOCK.register(m, move |r: String| {
+    LOCK.register_with_ctx(m, move |ctx: HandlerCtx, r: String| {
         let me = me.clone();
         async move {
             if i == 2 {
+                let dropped = Arc::new(AtomicBool::new(false));
+                let flag = DropFlag(dropped.clone());
+                let token = ctx.cancellation_token().clone();
+                HUNG.lock().unwrap().push((r.clone(), token, dropped));
                 std::future::pending::<()>().await;
+                drop(flag);
             }
             Ok(format!("{me} locked {r}"))
         }
@@ -92,7 +113,7 @@ async fn a_quorum_does_not_wait_for_a_hung_peer() {
     let m = &g.managers[0];
     let deadline = Duration::from_secs(20);
     let t0 = Instant::now();
-    let got = bounded(LOCK.quorum(m, &"disk1".to_owned(), 2, deadline))
+    let got = bounded(LOCK.quorum(m, &"quorum-disk".to_owned(), 2, deadline))
         .await
         .unwrap();
     // In memory on paused time a round trip takes no virtual time: the quorum returned
@@ -112,6 +133,18 @@ async fn a_quorum_does_not_wait_for_a_hung_peer() {
         g.conn(0, 2).stats().outgoing_muxes == 0
     })
     .await;
+    // ... and its cancel reached node 2: the hung handler's context is cancelled, the
+    // handler dropped, the request forgotten there too, all long before the deadline.
+    let seen = || {
+        let hung = HUNG.lock().unwrap();
+        let (_, token, dropped) = hung.iter().find(|(r, _, _)| r == "quorum-disk").unwrap();
+        (token.is_cancelled(), dropped.load(Ordering::SeqCst))
+    };
+    common::eventually("the hung handler sees the cancel", || {
+        seen() == (true, true) && g.conn(2, 0).stats().incoming_muxes == 0
+    })
+    .await;
+    assert!(t0.elapsed() < deadline / 2, "{:?}", t0.elapsed());
 
     // Two of three refuse: the quorum fails at once, naming both.
     let t0 = Instant::now();

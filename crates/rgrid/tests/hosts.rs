@@ -96,10 +96,21 @@ async fn serve_local_binds_the_port_of_the_local_url() {
     }
     // The port is taken now: a second node on it cannot bind.
     let again = build(&a, &hosts).unwrap();
-    assert!(matches!(
-        again.serve_local().await,
-        Err(Error::Transport(_))
-    ));
+    match again.serve_local().await {
+        // The error keeps its source: the bind's own io::Error.
+        Err(Error::Transport(cause)) => {
+            let io = cause.downcast_ref::<std::io::Error>();
+            assert_eq!(
+                io.map(std::io::Error::kind),
+                Some(std::io::ErrorKind::AddrInUse),
+                "{cause:?}"
+            );
+            let e = Error::Transport(cause.clone());
+            let source = std::error::Error::source(&e).and_then(|c| c.source());
+            assert!(source.is_some_and(|s| s.is::<std::io::Error>()), "{e:?}");
+        }
+        other => panic!("want a transport error, got {other:?}"),
+    }
     let no_port = build("http://a", &["http://a", "http://b:1"]).unwrap();
     assert!(matches!(no_port.serve_local().await, Err(Error::Config(_))));
     bounded(node_a.shutdown()).await;

@@ -17,8 +17,8 @@ use futures_util::{SinkExt, StreamExt};
 use rgrid::proto::{ConnectRequest, Flags, GridTime, Message, MuxId, Op, PingMsg};
 use rgrid::transport::ConnDialer;
 use rgrid::{
-    DEFAULT_ROUTE_PATH, Error, HandlerId, MAX_HANDSHAKE_MESSAGE_SIZE, Options, RemoteError,
-    StaticToken, StreamHandler, StreamIn, StreamOut, connect_ws,
+    DEFAULT_ROUTE_PATH, Error, HandlerId, MAX_HANDSHAKE_MESSAGE_SIZE, Options, RawStreamHandler,
+    RemoteError, StaticToken, StreamIn, StreamOut, connect_ws,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,7 +41,7 @@ fn register_sized(m: &rgrid::Manager) {
     m.register_stream(
         HandlerId::TEST2,
         None,
-        StreamHandler::new(
+        RawStreamHandler::new(
             1,
             1,
             |_, p: Bytes, input: Option<StreamIn>, out: StreamOut| async move {
@@ -501,8 +501,12 @@ async fn outbound_byte_budget_holds_while_the_peer_does_not_read() {
     for _ in 0..400 {
         let c = c.clone();
         calls.push(tokio::spawn(async move {
-            c.request_with_deadline(HandlerId::TEST, vec![0u8; SIZE], Duration::from_secs(20))
-                .await
+            c.request_with(
+                HandlerId::TEST,
+                vec![0u8; SIZE],
+                &rgrid::CallOptions::new().deadline(Duration::from_secs(20)),
+            )
+            .await
         }));
     }
     let mut max_seen = 0;
@@ -540,21 +544,22 @@ fn nested(depth: usize) -> serde_json::Value {
 
 #[test]
 fn typed_nesting_depth_limit() {
-    use rgrid::typed::{Payload, max_depth, set_max_depth};
-    assert_eq!(max_depth(), rgrid::typed::MAX_DEPTH);
+    use rgrid::typed::{Payload, decode, decode_with_depth};
+    assert_eq!(Options::default().max_depth, rgrid::typed::MAX_DEPTH);
     for limit in [8, rgrid::typed::MAX_DEPTH] {
-        set_max_depth(limit);
         for (depth, ok) in [(limit - 1, true), (limit, true), (limit + 1, false)] {
             let mut buf = bytes::BytesMut::new();
             nested(depth).encode_to(&mut buf).unwrap();
-            let got = serde_json::Value::decode_from(&buf);
+            let got = decode_with_depth::<serde_json::Value>(&buf, limit);
             assert_eq!(got.is_ok(), ok, "limit {limit}, depth {depth}: {got:?}");
             if !ok {
                 assert!(matches!(got, Err(Error::Decode(_))));
             }
+            if limit == rgrid::typed::MAX_DEPTH {
+                assert_eq!(decode::<serde_json::Value>(&buf).is_ok(), ok);
+            }
         }
     }
-    set_max_depth(rgrid::typed::MAX_DEPTH);
 }
 
 /// Connects a raw peer to `node` and stops the node's writer towards it: from then on

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use common::{assert_no_active, grid_with};
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{HandlerId, Options, StreamHandler, StreamIn, StreamOut};
+use rgrid::{HandlerId, Options, RawStreamHandler, StreamIn, StreamOut};
 
 const STREAMS: u32 = 10_000;
 const MESSAGES: u32 = 10;
@@ -33,8 +33,8 @@ fn status_kib(_: &str) -> Option<u64> {
 }
 
 /// An echo stream handler (in and out capacity 1) that counts its runs in `runs`.
-fn counting_echo(runs: Arc<AtomicUsize>) -> StreamHandler {
-    StreamHandler::new(
+fn counting_echo(runs: Arc<AtomicUsize>) -> RawStreamHandler {
+    RawStreamHandler::new(
         1,
         1,
         move |_, _, input: Option<StreamIn>, out: StreamOut| {

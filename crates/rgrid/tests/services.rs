@@ -72,9 +72,13 @@ async fn methods_are_called_by_name_and_unknown_ones_are_named() {
     // Same method name, other service: its own handler answers.
     assert!(!bounded(OTHER_LOCK.call(&conn, &lock("me"))).await.unwrap());
     assert!(
-        bounded(LOCK.call_with_deadline(&conn, &lock("me"), Duration::from_secs(1)))
-            .await
-            .unwrap()
+        bounded(LOCK.call_with(
+            &conn,
+            &lock("me"),
+            &rgrid::CallOptions::new().deadline(Duration::from_secs(1))
+        ))
+        .await
+        .unwrap()
     );
 
     // A method the remote did not register: the error names it.

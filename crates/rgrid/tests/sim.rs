@@ -54,7 +54,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use rgrid::{
-    Error, HandlerCtx, HandlerId, Manager, Options, RemoteError, State, StreamHandler, StreamIn,
+    Error, HandlerCtx, HandlerId, Manager, Options, RawStreamHandler, RemoteError, State, StreamIn,
     StreamOut,
 };
 use sim_net::{SimDialer, serve_sim};
@@ -291,7 +291,7 @@ fn register(m: &Manager, shared: &Arc<Shared>) {
     m.register_stream(
         STREAM,
         None,
-        StreamHandler::new(
+        RawStreamHandler::new(
             2,
             2,
             move |_ctx: HandlerCtx, p: Bytes, input: Option<StreamIn>, out: StreamOut| {
@@ -368,7 +368,11 @@ async fn node(i: usize, shared: Arc<Shared>) -> turmoil::Result {
                 let t0 = tokio::time::Instant::now();
                 let res = tokio::time::timeout(
                     deadline + Duration::from_secs(5),
-                    conn.request_with_deadline(SINGLE, payload.clone(), deadline),
+                    conn.request_with(
+                        SINGLE,
+                        payload.clone(),
+                        &rgrid::CallOptions::new().deadline(deadline),
+                    ),
                 )
                 .await;
                 let outcome = match res {
@@ -402,7 +406,11 @@ async fn node(i: usize, shared: Arc<Shared>) -> turmoil::Result {
 /// A two-way echo stream: `count` numbered messages, each echo checked before the next send.
 async fn run_stream(conn: &rgrid::Connection, id: u64, count: u32, deadline: Duration) -> Outcome {
     let mut st = match conn
-        .open_stream_with_deadline(STREAM, stream_msg(id, u32::MAX), deadline)
+        .open_stream_with(
+            STREAM,
+            stream_msg(id, u32::MAX),
+            &rgrid::CallOptions::new().deadline(deadline),
+        )
         .await
     {
         Ok(st) => st,

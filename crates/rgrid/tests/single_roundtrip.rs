@@ -278,9 +278,13 @@ async fn deadline_and_cancellation() {
     // The deadline ends the call, on time, and frees its state.
     let deadline = Duration::from_millis(200);
     let t0 = Instant::now();
-    let err = bounded(conn.request_with_deadline(HandlerId::LOCK_LOCK, "x", deadline))
-        .await
-        .unwrap_err();
+    let err = bounded(conn.request_with(
+        HandlerId::LOCK_LOCK,
+        "x",
+        &rgrid::CallOptions::new().deadline(deadline),
+    ))
+    .await
+    .unwrap_err();
     let took = t0.elapsed();
     assert_eq!(err, Error::DeadlineExceeded);
     assert!(
@@ -341,9 +345,13 @@ async fn handler_sees_the_remaining_time_and_tight_deadlines_hold() {
     };
 
     let (host, left) = parse(
-        bounded(conn.request_with_deadline(HandlerId::TEST, "", Duration::from_secs(3)))
-            .await
-            .unwrap(),
+        bounded(conn.request_with(
+            HandlerId::TEST,
+            "",
+            &rgrid::CallOptions::new().deadline(Duration::from_secs(3)),
+        ))
+        .await
+        .unwrap(),
     );
     assert_eq!(host, g.hosts[0]);
     assert_eq!(left, 3000, "ms left of 3000");
@@ -355,9 +363,13 @@ async fn handler_sees_the_remaining_time_and_tight_deadlines_hold() {
     let deadline = Duration::from_millis(50);
     for _ in 0..5 {
         let t0 = Instant::now();
-        let err = bounded(conn.request_with_deadline(HandlerId::TEST2, "", deadline))
-            .await
-            .unwrap_err();
+        let err = bounded(conn.request_with(
+            HandlerId::TEST2,
+            "",
+            &rgrid::CallOptions::new().deadline(deadline),
+        ))
+        .await
+        .unwrap_err();
         let took = t0.elapsed();
         assert_eq!(err, Error::DeadlineExceeded);
         assert!(took >= deadline && took <= deadline + TICK, "{took:?}");
@@ -428,24 +440,26 @@ async fn subroutes_are_static_and_exact() {
     .await
     .unwrap();
     let conn = g.conn(0, 1);
-    let r1 = bounded(
-        conn.subroute("/mnt/disk1")
-            .request(HandlerId::DISK_INFO, ""),
-    )
+    let r1 = bounded(conn.request_with(
+        HandlerId::DISK_INFO,
+        "",
+        &rgrid::CallOptions::new().subroute("/mnt/disk1"),
+    ))
     .await
     .unwrap();
-    let r2 = bounded(
-        conn.subroute("/mnt/disk2")
-            .request(HandlerId::DISK_INFO, ""),
-    )
+    let r2 = bounded(conn.request_with(
+        HandlerId::DISK_INFO,
+        "",
+        &rgrid::CallOptions::new().subroute("/mnt/disk2"),
+    ))
     .await
     .unwrap();
     assert_eq!((&r1[..], &r2[..]), (&b"disk1"[..], &b"disk2"[..]));
-    let nested = bounded(
-        conn.subroute("a")
-            .subroute("b")
-            .request(HandlerId::DISK_INFO, ""),
-    )
+    let nested = bounded(conn.request_with(
+        HandlerId::DISK_INFO,
+        "",
+        &rgrid::CallOptions::new().subroute(rgrid::Route::new("a").join("b")),
+    ))
     .await;
     assert_eq!(&nested.unwrap()[..], b"a/b");
     // Without a subroute, or with another one, the handler is not found.
@@ -453,10 +467,11 @@ async fn subroutes_are_static_and_exact() {
         .await
         .unwrap_err();
     assert!(err.as_remote().is_some());
-    let err = bounded(
-        conn.subroute("/mnt/disk3")
-            .request(HandlerId::DISK_INFO, ""),
-    )
+    let err = bounded(conn.request_with(
+        HandlerId::DISK_INFO,
+        "",
+        &rgrid::CallOptions::new().subroute("/mnt/disk3"),
+    ))
     .await;
     assert!(err.unwrap_err().as_remote().is_some());
     g.shutdown().await;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{Error, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamOut};
+use rgrid::{Error, HandlerId, Manager, Options, RawStreamHandler, RemoteError, StreamOut};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -94,7 +94,7 @@ fn register(m: &Manager) {
     m.register_stream(
         STREAM,
         Some(PUSH_ROUTE),
-        StreamHandler::new(0, PUSH_CAP, |_, _, _, out: StreamOut| async move {
+        RawStreamHandler::new(0, PUSH_CAP, |_, _, _, out: StreamOut| async move {
             let msg = Bytes::from(vec![7u8; PUSH_MSG]);
             loop {
                 out.send(msg.clone()).await?;
@@ -111,14 +111,20 @@ async fn one_call(g: &LocalGrid, rng: &mut fastrand::Rng) -> Result<(), Error> {
     if rng.u8(0..10) < 7 {
         let payload = Bytes::from(vec![rng.u8(..); rng.usize(0..4096)]);
         let reply = conn
-            .request_with_deadline(SINGLE, payload.clone(), DEADLINE)
+            .request_with(
+                SINGLE,
+                payload.clone(),
+                &rgrid::CallOptions::new().deadline(DEADLINE),
+            )
             .await?;
         if reply != payload {
             return Err(Error::Protocol("echo differs".to_owned()));
         }
         Ok(())
     } else {
-        let mut st = conn.open_stream_with_deadline(STREAM, "", DEADLINE).await?;
+        let mut st = conn
+            .open_stream_with(STREAM, "", &rgrid::CallOptions::new().deadline(DEADLINE))
+            .await?;
         let n = rng.u32(1..8);
         for i in 0..n {
             st.send(Bytes::from(i.to_be_bytes().to_vec())).await?;
@@ -241,7 +247,10 @@ async fn soak() {
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let conn = g.conn(0, 1);
-                let Ok(mut st) = conn.subroute(PUSH_ROUTE).open_stream(STREAM, "").await else {
+                let Ok(mut st) = conn
+                    .open_stream_with(STREAM, "", &rgrid::CallOptions::new().subroute(PUSH_ROUTE))
+                    .await
+                else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };

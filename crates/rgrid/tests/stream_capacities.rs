@@ -11,7 +11,7 @@ use common::{assert_no_active, bounded, mem_grid_with};
 use futures_util::StreamExt;
 use rgrid::typed::{Service, ServiceStream};
 use rgrid::{
-    CallOptions, Error, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamOut,
+    CallOptions, Error, HandlerId, Manager, Options, RawStreamHandler, RemoteError, StreamOut,
 };
 
 const FILES: Service = Service::new("files");
@@ -23,8 +23,8 @@ static WALK: ServiceStream<String, (), String> = FILES
     .with_out_capacity(4);
 
 /// A raw stream sending `n` messages as fast as its 4 credits allow.
-fn burst(n: u8) -> StreamHandler {
-    StreamHandler::new(0, 4, move |_, _, _, out: StreamOut| async move {
+fn burst(n: u8) -> RawStreamHandler {
+    RawStreamHandler::new(0, 4, move |_, _, _, out: StreamOut| async move {
         for i in 0..n {
             out.send(Bytes::from(vec![i]))
                 .await
@@ -70,7 +70,7 @@ async fn a_caller_needs_no_registration_of_its_own() {
     let mut s = bounded(conn.open_stream_with(
         HandlerId::TEST,
         Bytes::new(),
-        CallOptions::new().capacities(0, 4),
+        &CallOptions::new().capacities(0, 4),
     ))
     .await
     .unwrap();
@@ -102,7 +102,7 @@ async fn windows_that_differ_between_nodes_name_the_cause() {
     let mut s = bounded(conn.open_stream_with(
         HandlerId::TEST,
         Bytes::new(),
-        CallOptions::new().capacities(0, 1),
+        &CallOptions::new().capacities(0, 1),
     ))
     .await
     .unwrap();

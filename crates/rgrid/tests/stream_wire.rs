@@ -278,7 +278,7 @@ async fn messages_for_unknown_muxes_get_the_right_answer_and_hurt_nothing() {
 
 /// The node opens a stream to the raw peer, which plays the handler: returns the stream
 /// and the mux id it arrived on, after acking it.
-async fn node_opens_stream(n: &Node, ws: &mut WebSocket) -> (rgrid::Stream, u64) {
+async fn node_opens_stream(n: &Node, ws: &mut WebSocket) -> (rgrid::CallStream, u64) {
     let conn = n.manager.connection(&n.peer).unwrap();
     let st = bounded(conn.open_stream(HandlerId::TEST, "hi"))
         .await
@@ -343,7 +343,7 @@ async fn a_not_found_pong_never_overtakes_the_finished_streams_last_messages() {
         m.register_stream(
             HandlerId::TEST,
             None,
-            rgrid::StreamHandler::new(0, 4, move |_, _, _, out: rgrid::StreamOut| {
+            rgrid::RawStreamHandler::new(0, 4, move |_, _, _, out: rgrid::StreamOut| {
                 let done = done.clone();
                 async move {
                     for i in 0..3u8 {

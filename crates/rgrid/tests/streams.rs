@@ -17,7 +17,8 @@ use common::{
 };
 use futures_util::StreamExt;
 use rgrid::{
-    Error, HandlerCtx, HandlerId, Manager, Options, RemoteError, StreamHandler, StreamIn, StreamOut,
+    Error, HandlerCtx, HandlerId, Manager, Options, RawStreamHandler, RemoteError, StreamIn,
+    StreamOut,
 };
 use tokio::sync::mpsc;
 
@@ -29,7 +30,7 @@ async fn stream_roundtrip() {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(
+            RawStreamHandler::new(
                 1,
                 1,
                 |_, payload: Bytes, input: Option<StreamIn>, out: StreamOut| async move {
@@ -126,10 +127,10 @@ async fn stream_deadline_unbuffered_and_buffered() {
         .await;
         let conn = g.conn(0, 1);
         let t0 = tokio::time::Instant::now();
-        let st = bounded(conn.open_stream_with_deadline(
+        let st = bounded(conn.open_stream_with(
             HandlerId::TEST,
             "x",
-            Duration::from_millis(50),
+            &rgrid::CallOptions::new().deadline(Duration::from_millis(50)),
         ))
         .await
         .unwrap();
@@ -165,7 +166,7 @@ async fn server_out_congestion_does_not_block_single_requests() {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(0, 1, move |_, _, _, out: StreamOut| {
+            RawStreamHandler::new(0, 1, move |_, _, _, out: StreamOut| {
                 let tx = tx.clone();
                 async move {
                     for i in 0..100u8 {
@@ -209,7 +210,7 @@ async fn server_in_congestion_does_not_block_single_requests() {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(
+            RawStreamHandler::new(
                 5,
                 5,
                 move |_, _, input: Option<StreamIn>, out: StreamOut| {
@@ -269,7 +270,7 @@ async fn cancel_works_while_the_consumer_is_blocked() {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(0, 1, move |_, _, _, out: StreamOut| {
+            RawStreamHandler::new(0, 1, move |_, _, _, out: StreamOut| {
                 let (tx, sent) = (tx.clone(), sent.clone());
                 async move {
                     let _guard = DropSignal(Some(tx.clone()));
@@ -398,7 +399,7 @@ async fn handler_errors_and_panics_end_the_stream_after_its_messages() {
         m.register_stream(
             HandlerId::TEST,
             Some("error"),
-            StreamHandler::new(
+            RawStreamHandler::new(
                 0,
                 4,
                 |ctx: HandlerCtx, p: Bytes, _, out: StreamOut| async move {
@@ -413,7 +414,7 @@ async fn handler_errors_and_panics_end_the_stream_after_its_messages() {
         m.register_stream(
             HandlerId::TEST,
             Some("panic"),
-            StreamHandler::new(0, 1, |_, _, _, _| async move {
+            RawStreamHandler::new(0, 1, |_, _, _, _| async move {
                 if true {
                     panic!("stream boom");
                 }
@@ -424,9 +425,13 @@ async fn handler_errors_and_panics_end_the_stream_after_its_messages() {
     })
     .await;
     let conn = g.conn(0, 1);
-    let st = bounded(conn.subroute("error").open_stream(HandlerId::TEST, TEXT))
-        .await
-        .unwrap();
+    let st = bounded(conn.open_stream_with(
+        HandlerId::TEST,
+        TEXT,
+        &rgrid::CallOptions::new().subroute("error"),
+    ))
+    .await
+    .unwrap();
     let items: Vec<_> = bounded(st.collect::<Vec<_>>()).await;
     assert_eq!(
         items,
@@ -436,9 +441,13 @@ async fn handler_errors_and_panics_end_the_stream_after_its_messages() {
             Err(Error::Remote(RemoteError::new(TEXT)))
         ]
     );
-    let st = bounded(conn.subroute("panic").open_stream(HandlerId::TEST, ""))
-        .await
-        .unwrap();
+    let st = bounded(conn.open_stream_with(
+        HandlerId::TEST,
+        "",
+        &rgrid::CallOptions::new().subroute("panic"),
+    ))
+    .await
+    .unwrap();
     let err = bounded(st.results(|_| Ok(()))).await.unwrap_err();
     assert!(
         err.as_remote().unwrap().text().contains("stream boom"),
@@ -516,7 +525,7 @@ async fn ping_running(in_cap: usize, block_resp: bool, block_req: bool) {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(in_cap, 1, move |ctx: HandlerCtx, _, _, out: StreamOut| {
+            RawStreamHandler::new(in_cap, 1, move |ctx: HandlerCtx, _, _, out: StreamOut| {
                 let tx = tx.clone();
                 async move {
                     let _guard = DropSignal(Some(tx.clone()));
@@ -590,7 +599,7 @@ async fn reconnect_with_a_full_queue_and_blocked_senders() {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(64, 1, |_, _, input: Option<StreamIn>, _| async move {
+            RawStreamHandler::new(64, 1, |_, _, input: Option<StreamIn>, _| async move {
                 let mut input = input.unwrap();
                 while input.recv().await.is_some() {}
                 Ok(())
@@ -662,7 +671,7 @@ async fn cancel_racing_eof_never_loses_messages_silently() {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(0, 8, |_, _, _, out: StreamOut| async move {
+            RawStreamHandler::new(0, 8, |_, _, _, out: StreamOut| async move {
                 for i in 0..8u8 {
                     out.send(vec![i]).await?;
                 }

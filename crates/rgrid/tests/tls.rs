@@ -104,7 +104,7 @@ fn register(m: &Manager) {
     m.register_stream(
         HandlerId::TEST2,
         None,
-        rgrid::StreamHandler::new(1, 1, |_, _, input, out| async move {
+        rgrid::RawStreamHandler::new(1, 1, |_, _, input, out| async move {
             let Some(mut input) = input else {
                 return Err(RemoteError::new("no input"));
             };
@@ -403,7 +403,7 @@ async fn dial_err(node: &TlsNode, dialer: &WsDialer) -> Error {
 
 fn assert_tls(e: &Error, want: &str) {
     match e {
-        Error::Tls(text) => assert!(text.contains(want), "{want:?} not in {text:?}"),
+        Error::Tls(text) => assert!(text.text().contains(want), "{want:?} not in {text:?}"),
         other => panic!("want a TLS error with {want:?}, got {other:?}"),
     }
     assert!(e.to_string().starts_with("tls: "), "{e}");
@@ -561,7 +561,7 @@ async fn mutual_tls_refuses_dialers_without_a_trusted_certificate() {
     // arrive during the upgrade, or the server's close may win the race as a reset).
     let refused = |e: Error| match e {
         Error::Tls(_) => {}
-        Error::Transport(t) if t.contains("reset") || t.contains("pipe") => {}
+        Error::Transport(t) if t.text().contains("reset") || t.text().contains("pipe") => {}
         other => panic!("want a TLS refusal, got {other:?}"),
     };
     refused(dial_err(&node, &dialer(client_only(&ca))).await);

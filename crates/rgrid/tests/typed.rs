@@ -154,7 +154,10 @@ async fn generics_stream_roundtrip_plain_and_subroute() {
         let conn = g.conn(0, 1);
         let st = match route {
             None => bounded(S1.call(&conn, &req(1, TEXT))).await,
-            Some(r) => bounded(S1.call(&conn.subroute(r), &req(1, TEXT))).await,
+            Some(r) => {
+                let on = rgrid::CallOptions::new().subroute(r);
+                bounded(S1.call_with(&conn, &req(1, TEXT), &on)).await
+            }
         }
         .unwrap();
         let (sender, responses) = st.split();

@@ -30,7 +30,7 @@ use rgrid::proto::{
     Flags, HandlerId, Message, MuxConnectError, MuxId, Op, PongMsg, SubrouteId, put_merged_entry,
     put_merged_header,
 };
-use rgrid::{Manager, Options, RemoteError, State, StreamHandler, StreamOut, WebSocket};
+use rgrid::{Manager, Options, RawStreamHandler, RemoteError, State, StreamOut, WebSocket};
 
 /// One message from the raw peer; `handler` and `subroute` as given (a Go caller's stream
 /// follow-ups carry handler 0).
@@ -566,7 +566,7 @@ async fn load_then_ping(pings: u32) {
         m.register_stream(
             HandlerId::TEST,
             None,
-            StreamHandler::new(0, OUT_CAP, move |_, _, _, out: StreamOut| async move {
+            RawStreamHandler::new(0, OUT_CAP, move |_, _, _, out: StreamOut| async move {
                 for i in 0..MESSAGES {
                     out.send(vec![i; SIZE])
                         .await

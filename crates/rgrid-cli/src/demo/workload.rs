@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::typed::SingleHandler;
-use rgrid::{Connection, HandlerId, Manager, RemoteError, StreamHandler, StreamIn, StreamOut};
+use rgrid::{Connection, HandlerId, Manager, RawStreamHandler, RemoteError, StreamIn, StreamOut};
 use serde::{Deserialize, Serialize};
 
 /// A disk-info query, like the small metadata calls between storage nodes.
@@ -115,7 +115,7 @@ pub(super) fn register(index: usize, m: &Manager) -> Result<(), rgrid::Error> {
             })
         }
     })?;
-    let request = StreamHandler::new(
+    let request = RawStreamHandler::new(
         1,
         1,
         |_, _, input: Option<StreamIn>, out: StreamOut| async move {
@@ -130,13 +130,14 @@ pub(super) fn register(index: usize, m: &Manager) -> Result<(), rgrid::Error> {
                 .map_err(send_err)
         },
     );
-    let responses = StreamHandler::new(0, 1, |_, payload: Bytes, _, out: StreamOut| async move {
-        for _ in 0..STREAM_MESSAGES {
-            out.send(payload.clone()).await.map_err(send_err)?;
-        }
-        Ok(())
-    });
-    let twoway = StreamHandler::new(
+    let responses =
+        RawStreamHandler::new(0, 1, |_, payload: Bytes, _, out: StreamOut| async move {
+            for _ in 0..STREAM_MESSAGES {
+                out.send(payload.clone()).await.map_err(send_err)?;
+            }
+            Ok(())
+        });
+    let twoway = RawStreamHandler::new(
         1,
         1,
         |_, _, input: Option<StreamIn>, out: StreamOut| async move {
@@ -163,7 +164,11 @@ pub(super) async fn one_call(kind: Kind, conn: &Connection, payload: &Bytes) -> 
     match kind {
         Kind::Single => {
             let got = conn
-                .request_with_deadline(ECHO, payload.clone(), CALL_DEADLINE)
+                .request_with(
+                    ECHO,
+                    payload.clone(),
+                    &rgrid::CallOptions::new().deadline(CALL_DEADLINE),
+                )
                 .await
                 .map_err(e)?;
             if got != *payload {
@@ -176,7 +181,11 @@ pub(super) async fn one_call(kind: Kind, conn: &Connection, payload: &Bytes) -> 
                 metrics: true,
             };
             let info = DISK_INFO
-                .call_with_deadline(conn, &req, CALL_DEADLINE)
+                .call_with(
+                    conn,
+                    &req,
+                    &rgrid::CallOptions::new().deadline(CALL_DEADLINE),
+                )
                 .await
                 .map_err(e)?;
             if info.disk != req.disk || info.endpoint != conn.remote() {
@@ -184,9 +193,11 @@ pub(super) async fn one_call(kind: Kind, conn: &Connection, payload: &Bytes) -> 
             }
         }
         Kind::StreamRequest | Kind::StreamResponses | Kind::StreamTwoway => {
-            let sub = conn.subroute(kind.subroute().unwrap_or_default());
-            let mut stream = sub
-                .open_stream_with_deadline(ECHO, payload.clone(), CALL_DEADLINE)
+            let options = rgrid::CallOptions::new()
+                .subroute(kind.subroute().unwrap_or_default())
+                .deadline(CALL_DEADLINE);
+            let mut stream = conn
+                .open_stream_with(ECHO, payload.clone(), &options)
                 .await
                 .map_err(e)?;
             let mut received = 0;

@@ -83,15 +83,33 @@ impl Core {
         }
     }
 
-    /// The caller gave up on a single request (dropped, or its deadline passed): it is
-    /// forgotten, and removed from the queue if it was not sent. Nothing is sent to the peer
-    /// (MinIO has no cancel for single requests); a late answer is dropped.
+    /// The caller gave up on a single request (dropped, cancelled, or its deadline passed).
+    /// One still queued is removed from the queue and never sent. One on the wire owes the
+    /// handler side an `OpDisconnectServerMux` (sent ahead of data), which cancels an rgrid
+    /// handler; a Go peer ignores it (MinIO has no cancel for single requests). Its late
+    /// answer is dropped.
     pub fn abandon_request(&mut self, mux: u64) {
-        if let Some(m) = self.clients.remove(&mux)
-            && let ClientKind::Request(RequestState::Queued { payload, .. }) = m.kind
-        {
-            self.queued_bytes -= payload.len();
-            self.queued_msgs -= 1;
+        let Some(m) = self.clients.get_mut(&mux) else {
+            return;
+        };
+        match &mut m.kind {
+            ClientKind::Request(st @ RequestState::Sent) if self.closed.is_none() => {
+                *st = RequestState::Cancelling;
+                m.rx_waker = None;
+                self.schedule_control(Key::client(mux));
+            }
+            ClientKind::Request(RequestState::Cancelling) => {}
+            ClientKind::Request(_) => {
+                if let Some(ClientMux {
+                    kind: ClientKind::Request(RequestState::Queued { payload, .. }),
+                    ..
+                }) = self.clients.remove(&mux)
+                {
+                    self.queued_bytes -= payload.len();
+                    self.queued_msgs -= 1;
+                }
+            }
+            ClientKind::Stream(_) => {}
         }
     }
 

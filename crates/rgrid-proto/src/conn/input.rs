@@ -90,12 +90,21 @@ impl Core {
                 }
             }
             Op::MUX_CLIENT_MSG | Op::UNBLOCK_SRV_MUX | Op::DISCONNECT_SERVER_MUX => {
-                if matches!(
-                    self.servers.get(&id).map(|s| &s.kind),
-                    Some(ServerKind::Stream(_))
-                ) {
-                    self.on_server_stream_msg(m, payload);
-                } else if m.op == Op::MUX_CLIENT_MSG {
+                match self.servers.get(&id).map(|s| &s.kind) {
+                    Some(ServerKind::Stream(_)) => return self.on_server_stream_msg(m, payload),
+                    Some(ServerKind::Request(r))
+                        if m.op == Op::DISCONNECT_SERVER_MUX && r.answer.is_none() =>
+                    {
+                        // The caller gave up on a single request (an rgrid caller says so;
+                        // MinIO's never does): its handler is told to stop, and its answer
+                        // will find no mux.
+                        self.servers.remove(&id);
+                        self.events.push_back(Event::Cancel { mux: id });
+                        return;
+                    }
+                    _ => {}
+                }
+                if m.op == Op::MUX_CLIENT_MSG {
                     let msg = OutMsg {
                         mux_id: id,
                         ..OutMsg::new(Op::DISCONNECT_CLIENT_MUX, self.cfg.base_flags)

@@ -273,7 +273,10 @@ pub enum Event {
         payload: Bytes,
     },
     /// A served stream must stop (its caller cancelled, its deadline passed, the watchdog
-    /// fired, or the peer broke its rules). Call [`Core::serve_done`] when the handler ends.
+    /// fired, or the peer broke its rules): call [`Core::serve_done`] when the handler ends.
+    /// Or a served single request's caller gave up (an rgrid caller's
+    /// `OpDisconnectServerMux`): its mux is already gone, so stop the handler; a later
+    /// [`Core::respond`] for it is ignored.
     Cancel {
         /// The mux.
         mux: u64,
@@ -443,7 +446,7 @@ impl Core {
                 .clients
                 .values()
                 .filter(|m| match &m.kind {
-                    ClientKind::Request(RequestState::Done(_)) => false,
+                    ClientKind::Request(RequestState::Done(_) | RequestState::Cancelling) => false,
                     ClientKind::Request(_) => true,
                     ClientKind::Stream(s) => !matches!(s.state, StreamState::Ended(_)),
                 })
@@ -545,7 +548,7 @@ impl Core {
         for mux in self.clients.values_mut() {
             match &mut mux.kind {
                 ClientKind::Request(st) => {
-                    if !matches!(st, RequestState::Done(_)) {
+                    if !matches!(st, RequestState::Done(_) | RequestState::Cancelling) {
                         *st = RequestState::Done(Err(CallError::ConnectionClosed));
                     }
                 }
@@ -570,7 +573,8 @@ impl Core {
         }
         self.clients.retain(|_, m| match &m.kind {
             ClientKind::Stream(s) => !s.released,
-            ClientKind::Request(_) => true,
+            // Nobody waits for a cancelling request, and its cancel will not be sent.
+            ClientKind::Request(st) => !matches!(st, RequestState::Cancelling),
         });
         for (&id, mux) in &mut self.servers {
             if let ServerKind::Stream(s) = &mut mux.kind {

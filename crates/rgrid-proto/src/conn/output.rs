@@ -74,13 +74,19 @@ impl Core {
         let Some(c) = self.clients.get_mut(&id) else {
             return (None, false);
         };
-        let ClientKind::Stream(s) = &mut c.kind else {
-            return (None, false);
-        };
         let follow = |op: Op, seq: u32, flags: Flags| OutMsg {
             mux_id: id,
             seq,
             ..OutMsg::new(op, base | flags)
+        };
+        let s = match &mut c.kind {
+            ClientKind::Stream(s) => s,
+            ClientKind::Request(RequestState::Cancelling) => {
+                let msg = follow(Op::DISCONNECT_SERVER_MUX, c.send_seq.advance(), Flags::NONE);
+                self.clients.remove(&id);
+                return (Some(msg), false);
+            }
+            ClientKind::Request(_) => return (None, false),
         };
         if s.connect.is_some() {
             // Nothing of a stream leaves before its open (which is data); its owed

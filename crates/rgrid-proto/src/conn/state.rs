@@ -24,10 +24,15 @@ use crate::{Credits, GridTime, HandlerId, RecvSeq, SendSeq, SubrouteId, Window};
 /// ```text
 ///   start_request ──> Queued ──(writer takes it)──> Sent ──(OpResponse / connect error)──> Done
 ///        │               │                            │                                    │
-///        └───────────────┴──── abandon / connection closed ──> (removed)   poll_response ──┘
+///        │               │                         abandon                   poll_response ──┘
+///        │               │                            v
+///        │               │                       Cancelling ──(writer sends OpDisconnectServerMux)──┐
+///        └───────────────┴──── abandon / connection closed ─────────────────────> (removed) <──────┘
 /// ```
-/// Nothing is sent when a request is abandoned (MinIO has no cancel for single requests):
-/// a late response finds no mux and is dropped.
+/// A request abandoned after it left owes the handler side an `OpDisconnectServerMux`, so an
+/// rgrid handler is cancelled. MinIO sends nothing here (single requests have no cancel) and
+/// a Go peer ignores a disconnect for a mux it does not stream, so this stays grid v1. A late
+/// response finds no mux (or a cancelling one) and is dropped.
 #[derive(Debug)]
 pub(crate) enum RequestState {
     /// Waiting for the writer: the request message itself.
@@ -38,6 +43,9 @@ pub(crate) enum RequestState {
     },
     /// On the wire; waiting for the answer.
     Sent,
+    /// Abandoned after it left: owes the handler side an `OpDisconnectServerMux` (control),
+    /// then is forgotten.
+    Cancelling,
     /// The outcome, until the caller polls it.
     Done(Result<Bytes, CallError>),
 }

@@ -117,6 +117,9 @@ struct Flow {
 struct CallWire {
     next: u32,
     ended: bool,
+    /// A single request: its only follow-up is one cancel (`OpDisconnectServerMux`, seq 1)
+    /// when its caller gives up after it left.
+    request: bool,
 }
 
 /// The wire checks (see the module docs), fed with every transmitted message.
@@ -145,6 +148,7 @@ impl Wire {
                     CallWire {
                         next: 1,
                         ended: m.op == Op::REQUEST,
+                        request: m.op == Op::REQUEST,
                     },
                 );
                 assert!(prev.is_none(), "node {from} reused mux id {id}");
@@ -152,6 +156,18 @@ impl Wire {
             Op::MUX_CLIENT_MSG | Op::UNBLOCK_SRV_MUX => self.follow(from, m),
             Op::PING if id != 0 => self.follow(from, m),
             // Seq 0: the answer to a message for a stream this side does not have.
+            Op::DISCONNECT_SERVER_MUX
+                if m.seq != 0
+                    && self
+                        .calls
+                        .get(&(from, id))
+                        .is_some_and(|c| c.request && c.next == 1) =>
+            {
+                assert_eq!((m.seq, m.handler), (1, HandlerId(0)), "{m:?}");
+                if let Some(c) = self.calls.get_mut(&(from, id)) {
+                    c.next = 2;
+                }
+            }
             Op::DISCONNECT_SERVER_MUX if m.seq != 0 => {
                 self.follow(from, m);
                 if let Some(c) = self.calls.get_mut(&(from, id)) {

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 pub(crate) use self::session::Session;
-pub use self::stream::{Responses, Stream, StreamSender};
+pub use self::stream::{CallStream, Responses, StreamSender};
 use crate::ctx::ManagerCtx;
 use crate::error::Error;
 use crate::handlers::Priority;
@@ -480,68 +480,50 @@ impl Connection {
         }
     }
 
-    /// A view of this connection bound to a static subroute.
-    pub fn subroute(&self, route: &str) -> Subroute {
-        Subroute {
-            conn: self.clone(),
-            route: Arc::from(route),
-            hash: RouteHash::new(route),
-        }
-    }
-
-    /// A subroute whose route string and hash were made before (named services cache
-    /// them), without allocating or hashing.
-    pub(crate) fn subroute_hashed(&self, route: &Arc<str>, hash: RouteHash) -> Subroute {
-        Subroute {
-            conn: self.clone(),
-            route: route.clone(),
-            hash,
-        }
-    }
-
     /// Makes a single request with the default deadline (60 s unless configured).
     ///
     /// Returns the handler's response, [`Error::Remote`] with the handler's error text, or a
-    /// local error. Dropping the returned future cancels the call locally at once and frees
-    /// its state; a response that arrives later is dropped.
+    /// local error. Dropping the returned future cancels the call at once and frees its state:
+    /// an rgrid handler is told to stop (its context is cancelled and its future dropped),
+    /// and a response that arrives later is dropped.
     pub async fn request(
         &self,
         handler: HandlerId,
         payload: impl Into<Bytes>,
     ) -> Result<Bytes, Error> {
-        let deadline = self.inner.ctx.options.default_deadline;
-        self.request_with_deadline(handler, payload, deadline).await
+        self.call(handler, payload.into(), &CallOptions::new())
+            .await
     }
 
-    /// Makes a single request that must complete within `deadline`. The remaining time is
-    /// sent to the remote, which drops a response it finishes too late.
-    pub async fn request_with_deadline(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-        deadline: Duration,
-    ) -> Result<Bytes, Error> {
-        let opts = CallOptions::new().deadline(deadline);
-        self.call(handler, None, payload.into(), opts).await
-    }
-
-    /// Makes a single request with [`CallOptions`] (deadline, priority).
+    /// Makes a single request with [`CallOptions`]: a subroute, a deadline (the remaining
+    /// time travels to the remote, which drops a response it finishes too late), a priority.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: rgrid::Connection) -> Result<(), rgrid::Error> {
+    /// use std::time::Duration;
+    /// use rgrid::{CallOptions, HandlerId, Route};
+    ///
+    /// static DISK: std::sync::LazyLock<Route> = std::sync::LazyLock::new(|| Route::new("disk1"));
+    /// let opts = CallOptions::new().subroute(&*DISK).deadline(Duration::from_secs(2));
+    /// let info = conn.request_with(HandlerId::DISK_INFO, "", &opts).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn request_with(
         &self,
         handler: HandlerId,
         payload: impl Into<Bytes>,
-        options: CallOptions,
+        options: &CallOptions,
     ) -> Result<Bytes, Error> {
-        self.call(handler, None, payload.into(), options).await
+        self.call(handler, payload.into(), options).await
     }
 
     async fn call(
         &self,
         handler: HandlerId,
-        subroute: Option<(SubrouteId, &str)>,
         payload: Bytes,
-        opts: CallOptions,
+        opts: &CallOptions,
     ) -> Result<Bytes, Error> {
+        let subroute = opts.subroute.as_ref().map(|r| (r.id(handler), r.as_str()));
         let deadline = opts
             .deadline
             .unwrap_or(self.inner.ctx.options.default_deadline);
@@ -613,39 +595,38 @@ impl Connection {
         &self,
         handler: HandlerId,
         payload: impl Into<Bytes>,
-    ) -> Result<Stream, Error> {
-        stream::open(
-            &self.inner,
-            handler,
-            None,
-            payload.into(),
-            CallOptions::new(),
-        )
-        .await
+    ) -> Result<CallStream, Error> {
+        stream::open(&self.inner, handler, payload.into(), &CallOptions::new()).await
     }
 
-    /// Opens a stream with [`CallOptions`]: a deadline, and the priority of this call's
-    /// messages (its input; the handler's output uses the handler's registration).
+    /// Opens a stream with [`CallOptions`]: a subroute, its windows, a deadline (which
+    /// travels to the handler, whose context is cancelled when it passes; the caller sees
+    /// [`Error::DeadlineExceeded`]), and the priority of this call's messages (its input; the
+    /// handler's output uses the handler's registration).
     pub async fn open_stream_with(
         &self,
         handler: HandlerId,
         payload: impl Into<Bytes>,
-        options: CallOptions,
-    ) -> Result<Stream, Error> {
-        stream::open(&self.inner, handler, None, payload.into(), options).await
+        options: &CallOptions,
+    ) -> Result<CallStream, Error> {
+        stream::open(&self.inner, handler, payload.into(), options).await
     }
 
-    /// Opens a stream that must end within `deadline`. The deadline travels to the handler,
-    /// whose context is cancelled when it passes; the caller sees
-    /// [`Error::DeadlineExceeded`].
-    pub async fn open_stream_with_deadline(
+    /// The manager's [`crate::Options::max_depth`] (typed answers decode with it).
+    pub(crate) fn max_depth(&self) -> usize {
+        self.inner.ctx.options.max_depth
+    }
+
+    /// [`Connection::open_stream_with`] for any codec (typed statics use [`Msgpack`]).
+    ///
+    /// [`Msgpack`]: crate::codec::Msgpack
+    pub(crate) async fn open_stream_codec<C: crate::codec::Codec>(
         &self,
         handler: HandlerId,
-        payload: impl Into<Bytes>,
-        deadline: Duration,
-    ) -> Result<Stream, Error> {
-        let opts = CallOptions::new().deadline(deadline);
-        stream::open(&self.inner, handler, None, payload.into(), opts).await
+        payload: Bytes,
+        options: &CallOptions,
+    ) -> Result<CallStream<C>, Error> {
+        stream::open(&self.inner, handler, payload, options).await
     }
 
     /// Test hook: drops the live websocket as if the network failed (MinIO's
@@ -747,13 +728,17 @@ impl Drop for InboundBlock {
     }
 }
 
-/// Options of one call: its deadline and its priority. `Default` leaves both to the
-/// connection's defaults ([`crate::Options::default_deadline`] for single requests, none for
-/// streams; [`Priority::Latency`] for single requests, the handler's registration for
-/// streams).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Options of one call: its subroute, deadline, priority and (streams) windows. `Default`
+/// leaves each to the connection's defaults: no subroute; [`crate::Options::default_deadline`]
+/// for single requests, none for streams; [`Priority::Latency`] for single requests, the
+/// handler's registration for streams; the windows of this node's registration.
+///
+/// Build one per call or keep one around (it is cheap to clone: the subroute is shared).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CallOptions {
+    /// The subroute of the handler (MinIO registers per-disk handlers this way).
+    pub subroute: Option<Route>,
     /// The call must complete within this; it travels to the handler.
     pub deadline: Option<Duration>,
     /// The scheduling class of this call's messages on this side's writer.
@@ -772,6 +757,13 @@ impl CallOptions {
     /// Defaults for everything.
     pub fn new() -> Self {
         CallOptions::default()
+    }
+
+    /// Sets the subroute: a [`Route`] made once (hashing a route is a SHA-256), or a `&str`
+    /// hashed here.
+    pub fn subroute(mut self, route: impl Into<Route>) -> Self {
+        self.subroute = Some(route.into());
+        self
     }
 
     /// Sets a stream's windows (see [`CallOptions::capacities`]).
@@ -794,119 +786,81 @@ impl CallOptions {
     }
 }
 
+/// A subroute: a static route string under which handlers register (MinIO's per-disk
+/// handlers, rgrid's `service/method` names), hashed once. On the wire a call carries the
+/// route's SHA-256 with the handler id in its first byte. Cheap to clone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Route {
+    text: Arc<str>,
+    hash: RouteHash,
+}
+
+impl Route {
+    /// The route `route` (matched exactly: no normalisation).
+    pub fn new(route: &str) -> Self {
+        Route {
+            text: Arc::from(route),
+            hash: RouteHash::new(route),
+        }
+    }
+
+    /// A route whose string and hash were made before (named services cache them).
+    pub(crate) fn from_parts(text: Arc<str>, hash: RouteHash) -> Self {
+        Route { text, hash }
+    }
+
+    /// A deeper route: the routes joined with `/` (MinIO's `Subroute("a").Subroute("b")`).
+    pub fn join(&self, route: &str) -> Route {
+        Route::new(&rgrid_proto::join_route(&[&self.text, route]))
+    }
+
+    /// The route string.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The subroute id a call to `handler` on this route carries.
+    pub fn id(&self, handler: HandlerId) -> SubrouteId {
+        SubrouteId::from_route_hash(self.hash, handler)
+    }
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Route({:?})", &*self.text)
+    }
+}
+
+impl From<&str> for Route {
+    fn from(route: &str) -> Self {
+        Route::new(route)
+    }
+}
+
+impl From<&Route> for Route {
+    fn from(route: &Route) -> Self {
+        route.clone()
+    }
+}
+
 /// Adds the route the caller asked for to a refusal for an unknown handler, which names the
 /// subroute only by its 32-byte id (as MinIO's text does).
 pub(crate) fn name_route(e: Error, handler: HandlerId, route: &str) -> Error {
     match e {
+        // A named method (an rgrid peer): the name says it all, without MinIO's 32 id bytes.
+        Error::Remote(r)
+            if r.text().starts_with("Invalid Handler") && handler == HandlerId::SERVICE =>
+        {
+            Error::Remote(crate::error::RemoteError::new(format_args!(
+                "the remote has no method {route:?}: not registered there"
+            )))
+        }
         Error::Remote(r) if r.text().starts_with("Invalid Handler") => {
-            let hint = if handler == HandlerId::SERVICE {
-                format!("the remote has no method {route:?}: not registered there")
-            } else {
-                format!("the remote has no handler {handler} for route {route:?}")
-            };
-            Error::Remote(crate::error::RemoteError::new(format!(
-                "{} ({hint})",
+            Error::Remote(crate::error::RemoteError::new(format_args!(
+                "{} (the remote has no handler {handler} for route {route:?})",
                 r.text()
             )))
         }
         other => other,
-    }
-}
-
-/// A connection bound to a static subroute. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Subroute {
-    conn: Connection,
-    route: Arc<str>,
-    hash: RouteHash,
-}
-
-impl Subroute {
-    /// The route string.
-    pub fn route(&self) -> &str {
-        &self.route
-    }
-
-    /// A deeper subroute: the routes are joined with `/`.
-    pub fn subroute(&self, route: &str) -> Subroute {
-        self.conn
-            .subroute(&rgrid_proto::join_route(&[&self.route, route]))
-    }
-
-    /// Makes a single request to the handler registered under this subroute.
-    pub async fn request(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-    ) -> Result<Bytes, Error> {
-        let deadline = self.conn.inner.ctx.options.default_deadline;
-        self.request_with_deadline(handler, payload, deadline).await
-    }
-
-    /// Makes a single request with a deadline to the handler registered under this subroute.
-    pub async fn request_with_deadline(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-        deadline: Duration,
-    ) -> Result<Bytes, Error> {
-        let opts = CallOptions::new().deadline(deadline);
-        self.request_with(handler, payload, opts).await
-    }
-
-    /// Makes a single request with [`CallOptions`] to the handler registered under this
-    /// subroute.
-    pub async fn request_with(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-        options: CallOptions,
-    ) -> Result<Bytes, Error> {
-        let sub = SubrouteId::from_route_hash(self.hash, handler);
-        self.conn
-            .call(handler, Some((sub, &self.route)), payload.into(), options)
-            .await
-    }
-
-    /// Opens a stream to the handler registered under this subroute (see
-    /// [`Connection::open_stream`]).
-    pub async fn open_stream(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-    ) -> Result<Stream, Error> {
-        self.open_stream_with(handler, payload, CallOptions::new())
-            .await
-    }
-
-    /// Opens a stream with [`CallOptions`] to the handler registered under this subroute.
-    pub async fn open_stream_with(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-        options: CallOptions,
-    ) -> Result<Stream, Error> {
-        let sub = SubrouteId::from_route_hash(self.hash, handler);
-        let route = self.route.clone();
-        stream::open_routed(
-            &self.conn.inner,
-            handler,
-            sub,
-            route,
-            payload.into(),
-            options,
-        )
-        .await
-    }
-
-    /// Opens a stream with a deadline to the handler registered under this subroute.
-    pub async fn open_stream_with_deadline(
-        &self,
-        handler: HandlerId,
-        payload: impl Into<Bytes>,
-        deadline: Duration,
-    ) -> Result<Stream, Error> {
-        let opts = CallOptions::new().deadline(deadline);
-        self.open_stream_with(handler, payload, opts).await
     }
 }

@@ -138,4 +138,8 @@ impl ServedStream for Served {
     fn max_message_size(&self) -> usize {
         self.session.conn.ctx.options.max_message_size
     }
+
+    fn max_depth(&self) -> usize {
+        self.session.conn.ctx.options.max_depth
+    }
 }

@@ -9,18 +9,21 @@
 //! growing the buffer.
 
 use std::future::poll_fn;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream as FuturesStream;
+use rgrid_proto::HandlerId;
 use rgrid_proto::conn::{CallError, StreamRoute};
-use rgrid_proto::{HandlerId, SubrouteId};
 
 use super::session::now;
 use super::{CallOptions, ConnShared, Session, State};
+use crate::codec::{Codec, Msgpack, Raw};
 use crate::error::Error;
+use crate::typed::{Payload, encode};
 
 /// One stream opened from this side, shared by its two handles.
 #[derive(Debug)]
@@ -61,39 +64,14 @@ impl Drop for ClientMux {
 
 /// Opens a stream: registers the mux with the core and queues `OpConnectMux`. Returns at
 /// once, without waiting for the handler's ack.
-pub(crate) async fn open(
+pub(crate) async fn open<C: Codec>(
     conn: &Arc<ConnShared>,
     handler: HandlerId,
-    subroute: Option<SubrouteId>,
     payload: Bytes,
-    opts: CallOptions,
-) -> Result<Stream, Error> {
-    open_inner(conn, handler, subroute.map(|s| (s, None)), payload, opts).await
-}
-
-/// Opens a stream to a subroute, whose name a refusal then carries.
-pub(crate) async fn open_routed(
-    conn: &Arc<ConnShared>,
-    handler: HandlerId,
-    subroute: SubrouteId,
-    route: Arc<str>,
-    payload: Bytes,
-    opts: CallOptions,
-) -> Result<Stream, Error> {
-    open_inner(conn, handler, Some((subroute, Some(route))), payload, opts).await
-}
-
-async fn open_inner(
-    conn: &Arc<ConnShared>,
-    handler: HandlerId,
-    subroute: Option<(SubrouteId, Option<Arc<str>>)>,
-    payload: Bytes,
-    opts: CallOptions,
-) -> Result<Stream, Error> {
-    let (subroute, route_name) = match subroute {
-        Some((s, r)) => (Some(s), r),
-        None => (None, None),
-    };
+    opts: &CallOptions,
+) -> Result<CallStream<C>, Error> {
+    let subroute = opts.subroute.as_ref().map(|r| r.id(handler));
+    let route_name = opts.subroute.as_ref().map(|r| r.text.clone());
     let deadline = opts.deadline;
     // The windows: given with the call (typed statics carry theirs), else, like MinIO, from
     // this node's own registration of the handler.
@@ -114,7 +92,7 @@ async fn open_inner(
     };
     let (in_capacity, out_capacity, class) = match (given, registered) {
         (Some((i, o)), reg) => (
-            // As `StreamHandler::new` stores them.
+            // As `RawStreamHandler::new` stores them.
             u32::try_from(i).unwrap_or(u32::MAX),
             u32::try_from(o).unwrap_or(u32::MAX).max(1),
             reg.map_or(crate::Priority::Normal, |r| r.2),
@@ -163,13 +141,21 @@ async fn open_inner(
         route: route_name,
         span,
     });
-    let responses = Responses { mux: mux.clone() };
-    let sender = (in_capacity > 0).then(|| StreamSender { mux, closed: false });
-    Ok(Stream { sender, responses })
+    let responses = Responses {
+        mux: mux.clone(),
+        _codec: PhantomData,
+    };
+    let sender = (in_capacity > 0).then(|| StreamSender {
+        mux,
+        closed: false,
+        _codec: PhantomData,
+    });
+    Ok(CallStream { sender, responses })
 }
 
 /// The caller's handle to an open stream: send input messages (with back-pressure), close the
-/// input, and receive the handler's messages as a [`futures_util::Stream`].
+/// input, and receive the handler's messages as a [`futures_util::Stream`]. `C` is the
+/// [codec](crate::codec): [`Raw`] bytes (the default) or [`Msgpack`] values (typed statics).
 ///
 /// Dropping the handle before the stream ended cancels it: the handler side is told to stop
 /// and its context is cancelled. After the last message, the stream yields `None` when the
@@ -177,18 +163,16 @@ async fn open_inner(
 /// `DeadlineExceeded`, `Cancelled`, ...) and then `None`. Messages that arrived before an
 /// error are delivered before it.
 #[derive(Debug)]
-pub struct Stream {
-    sender: Option<StreamSender>,
-    responses: Responses,
+pub struct CallStream<C: Codec = Raw> {
+    sender: Option<StreamSender<C>>,
+    responses: Responses<C>,
 }
 
-impl Stream {
-    /// Sends one input message, waiting for a credit if the handler is behind. Fails if the
-    /// handler takes no input, the input was closed, or the stream ended.
-    pub async fn send(&mut self, msg: impl Into<Bytes>) -> Result<(), Error> {
+impl<C: Codec> CallStream<C> {
+    async fn send_bytes(&mut self, msg: Result<Bytes, Error>) -> Result<(), Error> {
         match &mut self.sender {
-            Some(s) => s.send(msg).await,
-            None => Err(Error::Protocol("this stream takes no input".to_owned())),
+            Some(s) => s.send_bytes(msg?).await,
+            None => Err(Error::Usage("this stream takes no input".to_owned())),
         }
     }
 
@@ -202,7 +186,7 @@ impl Stream {
 
     /// Splits the handle so sending and receiving can happen in different tasks. The sender
     /// is `None` when the handler takes no input.
-    pub fn split(self) -> (Option<StreamSender>, Responses) {
+    pub fn split(self) -> (Option<StreamSender<C>>, Responses<C>) {
         (self.sender, self.responses)
     }
 
@@ -212,20 +196,36 @@ impl Stream {
         self.responses.cancel();
     }
 
-    /// Receives every message with `f`, until the stream ends. Returns `Ok(())` when the
-    /// handler finished without error, the stream's error otherwise, or `f`'s error (which
-    /// cancels the stream).
+    /// Closes the input and receives every message with `f`, until the stream ends. Returns
+    /// `Ok(())` when the handler finished without error, the stream's error otherwise, or
+    /// `f`'s error (which cancels the stream).
     pub async fn results<F>(mut self, f: F) -> Result<(), Error>
     where
-        F: FnMut(Bytes) -> Result<(), Error>,
+        F: FnMut(C::Resp) -> Result<(), Error>,
     {
         self.close_send();
         self.responses.results(f).await
     }
 }
 
-impl FuturesStream for Stream {
-    type Item = Result<Bytes, Error>;
+impl CallStream<Raw> {
+    /// Sends one input message, waiting for a credit if the handler is behind. Fails if the
+    /// handler takes no input, the input was closed, or the stream ended.
+    pub async fn send(&mut self, msg: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_bytes(Ok(msg.into())).await
+    }
+}
+
+impl<Req: Payload, Resp: Payload> CallStream<Msgpack<Req, Resp>> {
+    /// Sends one request, waiting for a credit if the handler is behind. Fails if the
+    /// handler takes no input, the input was closed, or the stream ended.
+    pub async fn send(&mut self, req: &Req) -> Result<(), Error> {
+        self.send_bytes(encode(req)).await
+    }
+}
+
+impl<C: Codec> FuturesStream for CallStream<C> {
+    type Item = Result<C::Resp, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.responses).poll_next(cx)
@@ -234,15 +234,14 @@ impl FuturesStream for Stream {
 
 /// The sending half of a stream. Dropping it closes the input (like [`StreamSender::close`]).
 #[derive(Debug)]
-pub struct StreamSender {
+pub struct StreamSender<C: Codec = Raw> {
     mux: Arc<ClientMux>,
     closed: bool,
+    _codec: PhantomData<fn() -> C>,
 }
 
-impl StreamSender {
-    /// Sends one input message, waiting for a credit if the handler is behind.
-    pub async fn send(&mut self, msg: impl Into<Bytes>) -> Result<(), Error> {
-        let payload = msg.into();
+impl<C: Codec> StreamSender<C> {
+    async fn send_bytes(&mut self, payload: Bytes) -> Result<(), Error> {
         let mux = &self.mux;
         let session = &mux.session;
         let limit = session.conn.ctx.options.max_message_size;
@@ -253,7 +252,7 @@ impl StreamSender {
             });
         }
         if self.closed {
-            return Err(Error::Protocol("stream input already closed".to_owned()));
+            return Err(Error::Usage("stream input already closed".to_owned()));
         }
         session.wait_room().await?;
         let mut payload = Some(payload);
@@ -284,7 +283,21 @@ impl StreamSender {
     }
 }
 
-impl Drop for StreamSender {
+impl StreamSender<Raw> {
+    /// Sends one input message, waiting for a credit if the handler is behind.
+    pub async fn send(&mut self, msg: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_bytes(msg.into()).await
+    }
+}
+
+impl<Req: Payload, Resp: Payload> StreamSender<Msgpack<Req, Resp>> {
+    /// Sends one request, waiting for a credit if the handler is behind.
+    pub async fn send(&mut self, req: &Req) -> Result<(), Error> {
+        self.send_bytes(encode(req)?).await
+    }
+}
+
+impl<C: Codec> Drop for StreamSender<C> {
     fn drop(&mut self) {
         self.close();
     }
@@ -292,20 +305,22 @@ impl Drop for StreamSender {
 
 /// The receiving half of a stream. Dropping it before the end cancels the stream.
 #[derive(Debug)]
-pub struct Responses {
+pub struct Responses<C: Codec = Raw> {
     mux: Arc<ClientMux>,
+    _codec: PhantomData<fn() -> C>,
 }
 
-impl Responses {
-    /// Cancels the stream (see [`Stream::cancel`]).
+impl<C: Codec> Responses<C> {
+    /// Cancels the stream (see [`CallStream::cancel`]).
     pub fn cancel(&self) {
         self.mux.cancel(CallError::Cancelled);
     }
 
-    /// Receives every message with `f` (see [`Stream::results`]).
+    /// Receives every message with `f` (see [`CallStream::results`]). A message that does
+    /// not decode, or an error from `f`, cancels the stream and is returned.
     pub async fn results<F>(mut self, mut f: F) -> Result<(), Error>
     where
-        F: FnMut(Bytes) -> Result<(), Error>,
+        F: FnMut(C::Resp) -> Result<(), Error>,
     {
         while let Some(item) = poll_fn(|cx| Pin::new(&mut self).poll_next(cx)).await {
             if let Err(e) = item.and_then(&mut f) {
@@ -322,8 +337,8 @@ impl Responses {
     }
 }
 
-impl FuturesStream for Responses {
-    type Item = Result<Bytes, Error>;
+impl<C: Codec> FuturesStream for Responses<C> {
+    type Item = Result<C::Resp, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mux = &self.mux;
@@ -336,6 +351,12 @@ impl FuturesStream for Responses {
             drop(g);
             session.act(done);
         }
-        r.map(|o| o.map(|res| res.map_err(|e| mux.error(e))))
+        let depth = session.conn.ctx.options.max_depth;
+        r.map(|o| {
+            o.map(|res| {
+                res.map_err(|e| mux.error(e))
+                    .and_then(|b| C::decode_resp(b, depth))
+            })
+        })
     }
 }

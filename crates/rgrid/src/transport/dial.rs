@@ -15,7 +15,12 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 /// A boxed byte stream.
 pub type BoxedIo = Box<dyn Io>;
 
-/// A websocket over any byte stream, as the grid uses it.
+/// A websocket over any byte stream, as the grid uses it: tokio-websockets'
+/// [`WebSocketStream`](tokio_websockets::WebSocketStream), re-exported as
+/// [`crate::transport::tokio_websockets`] so a custom dialer builds one with the same
+/// version (its client [`Builder`](tokio_websockets::ClientBuilder) upgrades any byte
+/// stream). The grid depends on tokio-websockets 0.13; a new major version of it is a new
+/// major version of rgrid.
 pub type WebSocket = tokio_websockets::WebSocketStream<BoxedIo>;
 
 /// The future a dialer returns.

@@ -31,6 +31,8 @@ pub use self::http::{GridService, serve, serve_connection};
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use self::tls::{TlsConfig, TlsConfigBuilder};
 pub use self::ws::{WsDialer, connect_ws};
+/// The websocket crate of [`WebSocket`], for custom dialers and servers.
+pub use tokio_websockets;
 
 /// Unsent bytes the kernel keeps queued on a grid socket (`TCP_NOTSENT_LOWAT`, Linux): past
 /// this the socket reports "full", so the connection's scheduler decides what goes next

@@ -112,10 +112,12 @@ impl TlsConfig {
         authority: &str,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
         let name = server_name(authority)?;
-        self.connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Error::Tls(format!("handshake with {authority} failed: {e}")))
+        self.connector.connect(name, tcp).await.map_err(|e| {
+            Error::Tls(crate::error::Cause::with_source(
+                format_args!("handshake with {authority} failed"),
+                e,
+            ))
+        })
     }
 }
 

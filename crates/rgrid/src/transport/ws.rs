@@ -48,7 +48,7 @@ pub fn connect_ws(route_path: &str, token: Arc<dyn TokenSource>) -> WsDialer {
         route_path: Arc::from(route_path),
         token,
         timeout: Duration::from_secs(2),
-        max_message_size: rgrid_proto::DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: rgrid_proto::DEFAULT_MAX_FRAME_SIZE,
         #[cfg(feature = "tls")]
         tls: None,
     }
@@ -145,7 +145,10 @@ fn upgrade_error(tls: bool, e: tokio_websockets::Error) -> Error {
     if let (true, tokio_websockets::Error::Io(io)) = (tls, &e)
         && super::tls::is_tls_io_error(io)
     {
-        return Error::Tls(format!("during the websocket upgrade: {io}"));
+        return Error::Tls(crate::error::Cause::with_source(
+            "during the websocket upgrade",
+            e,
+        ));
     }
     let _ = tls;
     e.into()
@@ -159,9 +162,9 @@ impl ConnDialer for WsDialer {
         Box::pin(async move {
             match tokio::time::timeout(timeout, this.dial_inner(remote)).await {
                 Ok(res) => res,
-                Err(_) => Err(Error::Transport(format!(
-                    "dial timed out after {timeout:?}"
-                ))),
+                Err(_) => Err(Error::Transport(
+                    format!("dial timed out after {timeout:?}").into(),
+                )),
             }
         })
     }

@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use rgrid_proto::RouteHash;
 
-use super::{Payload, SingleHandler, StreamHandler, TypedIn, TypedOut, TypedStream};
-use crate::connection::{Connection, Subroute};
+use super::{Payload, SingleHandler, StreamHandler};
+use crate::codec::Msgpack;
+use crate::connection::CallStream;
+use crate::connection::{CallOptions, Connection, Route};
 use crate::error::Error;
 use crate::handlers::HandlerCtx;
+use crate::handlers::{StreamIn, StreamOut};
 use crate::{HandlerId, Manager, RemoteError};
 
 /// A service: the name under which an app declares its methods.
@@ -64,7 +67,7 @@ impl Service {
         method: &'static str,
     ) -> ServiceMethod<Req, Resp> {
         ServiceMethod {
-            route: Route::new(self.name, method),
+            route: MethodRoute::new(self.name, method),
             handler: SingleHandler::new(HandlerId::SERVICE),
         }
     }
@@ -77,47 +80,50 @@ impl Service {
         method: &'static str,
     ) -> ServiceStream<P, Req, Resp> {
         ServiceStream {
-            route: Route::new(self.name, method),
+            route: MethodRoute::new(self.name, method),
             handler: StreamHandler::new(HandlerId::SERVICE),
         }
     }
 }
 
 /// `service/method`, its hash made once.
-struct Route {
+struct MethodRoute {
     service: &'static str,
     method: &'static str,
-    made: OnceLock<(Arc<str>, RouteHash)>,
+    made: OnceLock<Route>,
 }
 
-impl Route {
+impl MethodRoute {
     const fn new(service: &'static str, method: &'static str) -> Self {
-        Route {
+        MethodRoute {
             service,
             method,
             made: OnceLock::new(),
         }
     }
 
-    fn made(&self) -> &(Arc<str>, RouteHash) {
+    fn route(&self) -> &Route {
         self.made.get_or_init(|| {
             let route = rgrid_proto::join_route(&[self.service, self.method]);
             let hash = RouteHash::new(&route);
-            (Arc::from(route), hash)
+            Route::from_parts(Arc::from(route), hash)
         })
     }
 
     fn text(&self) -> &str {
-        &self.made().0
+        self.route().as_str()
     }
 
-    fn on(&self, conn: &Connection) -> Subroute {
-        let (route, hash) = self.made();
-        conn.subroute_hashed(route, *hash)
+    /// `options` with this route as the subroute (the method's route wins).
+    fn options(&self, options: &CallOptions) -> CallOptions {
+        CallOptions {
+            subroute: Some(self.route().clone()),
+            ..options.clone()
+        }
     }
 }
 
-impl std::fmt::Debug for Route {
+impl std::fmt::Debug for MethodRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.service, self.method)
     }
@@ -125,7 +131,7 @@ impl std::fmt::Debug for Route {
 
 /// A single-request method of a [`Service`], typed by its request and response.
 pub struct ServiceMethod<Req, Resp> {
-    route: Route,
+    route: MethodRoute,
     handler: SingleHandler<Req, Resp>,
 }
 
@@ -173,18 +179,19 @@ impl<Req: Payload, Resp: Payload> ServiceMethod<Req, Resp> {
 
     /// Calls the method on `conn`'s node with the default deadline.
     pub async fn call(&self, conn: &Connection, req: &Req) -> Result<Resp, Error> {
-        self.handler.call(&self.route.on(conn), req).await
+        self.call_with(conn, req, &CallOptions::new()).await
     }
 
-    /// Like [`ServiceMethod::call`], with a deadline.
-    pub async fn call_with_deadline(
+    /// Calls the method with [`CallOptions`] (a deadline, a priority; the subroute is the
+    /// method's own).
+    pub async fn call_with(
         &self,
         conn: &Connection,
         req: &Req,
-        deadline: Duration,
+        options: &CallOptions,
     ) -> Result<Resp, Error> {
         self.handler
-            .call_with_deadline(&self.route.on(conn), req, deadline)
+            .call_with(conn, req, &self.route.options(options))
             .await
     }
 }
@@ -237,15 +244,15 @@ impl<Req: Payload, Resp: Payload> ServiceMethod<Req, Resp> {
         let resp = manager
             .call_local(HandlerId::SERVICE, Some(self.route()), payload, deadline)
             .await?;
-        super::decode(&resp)
+        super::decode_with_depth(&resp, manager.options().max_depth)
     }
 
     /// Calls the method on every host of the grid, this node included (without a socket),
     /// all at once with one deadline; the returned stream yields `(host, result)` as the
     /// answers arrive. A host whose connection is down answers [`Error::Disconnected`] at
     /// once. Dropping the stream gives up on the calls still out: each is forgotten here at
-    /// once, and its handler runs until its deadline (grid v1 has no cancel for single
-    /// requests; use a stream method for work that must stop early).
+    /// once, and an rgrid handler still running is cancelled (a MinIO Go handler runs on:
+    /// it ignores the cancel).
     pub fn call_all(&self, manager: &Manager, req: &Req, deadline: Duration) -> FanOut<Resp> {
         let out = FanOut::new();
         let payload = match super::encode(req) {
@@ -258,26 +265,29 @@ impl<Req: Payload, Resp: Payload> ServiceMethod<Req, Resp> {
                 return out;
             }
         };
-        let (route, hash) = self.route.made();
+        let route = self.route.route();
+        let depth = manager.options().max_depth;
         let local = manager.clone();
         let p = payload.clone();
         let r = route.clone();
         out.push(Box::pin(async move {
             let res = local
-                .call_local(HandlerId::SERVICE, Some(&r), p, deadline)
+                .call_local(HandlerId::SERVICE, Some(r.as_str()), p, deadline)
                 .await
-                .and_then(|b| super::decode(&b));
+                .and_then(|b| super::decode_with_depth(&b, depth));
             (local.host().to_owned(), res)
         }));
+        let options = CallOptions::new().subroute(route).deadline(deadline);
         for conn in manager.connections() {
-            let sub = conn.subroute_hashed(route, *hash);
+            let conn = conn.clone();
+            let options = options.clone();
             let p = payload.clone();
             let host = conn.remote().to_owned();
             out.push(Box::pin(async move {
-                let res = sub
-                    .request_with_deadline(HandlerId::SERVICE, p, deadline)
+                let res = conn
+                    .request_with(HandlerId::SERVICE, p, &options)
                     .await
-                    .and_then(|b| super::decode(&b));
+                    .and_then(|b| super::decode_with_depth(&b, depth));
                 (host, res)
             }));
         }
@@ -322,7 +332,7 @@ impl<Req: Payload, Resp: Payload> ServiceMethod<Req, Resp> {
 /// A stream method of a [`Service`]: initial payload `P`, requests `Req` up, responses
 /// `Resp` down.
 pub struct ServiceStream<P, Req, Resp> {
-    route: Route,
+    route: MethodRoute,
     handler: StreamHandler<P, Req, Resp>,
 }
 
@@ -357,7 +367,10 @@ impl<P: Payload, Req: Payload, Resp: Payload> ServiceStream<P, Req, Resp> {
     /// it, if they have one).
     pub fn register<F, Fut>(&self, manager: &Manager, f: F) -> Result<(), Error>
     where
-        F: Fn(HandlerCtx, P, TypedIn<Req>, TypedOut<Resp>) -> Fut + Send + Sync + 'static,
+        F: Fn(HandlerCtx, P, StreamIn<Msgpack<Req, Resp>>, StreamOut<Msgpack<Req, Resp>>) -> Fut
+            + Send
+            + Sync
+            + 'static,
         Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
     {
         self.handler.register(manager, Some(self.route()), f)
@@ -366,7 +379,7 @@ impl<P: Payload, Req: Payload, Resp: Payload> ServiceStream<P, Req, Resp> {
     /// Registers `f` for a stream without requests.
     pub fn register_no_input<F, Fut>(&self, manager: &Manager, f: F) -> Result<(), Error>
     where
-        F: Fn(HandlerCtx, P, TypedOut<Resp>) -> Fut + Send + Sync + 'static,
+        F: Fn(HandlerCtx, P, StreamOut<Msgpack<Req, Resp>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
     {
         self.handler
@@ -378,19 +391,20 @@ impl<P: Payload, Req: Payload, Resp: Payload> ServiceStream<P, Req, Resp> {
         &self,
         conn: &Connection,
         payload: &P,
-    ) -> Result<TypedStream<Req, Resp>, Error> {
-        self.handler.call(&self.route.on(conn), payload).await
+    ) -> Result<CallStream<Msgpack<Req, Resp>>, Error> {
+        self.call_with(conn, payload, &CallOptions::new()).await
     }
 
-    /// Like [`ServiceStream::call`], with a deadline for the whole stream.
-    pub async fn call_with_deadline(
+    /// Opens the stream with [`CallOptions`] (a deadline for the whole stream, a priority;
+    /// the subroute is the method's own).
+    pub async fn call_with(
         &self,
         conn: &Connection,
         payload: &P,
-        deadline: Duration,
-    ) -> Result<TypedStream<Req, Resp>, Error> {
+        options: &CallOptions,
+    ) -> Result<CallStream<Msgpack<Req, Resp>>, Error> {
         self.handler
-            .call_with_deadline(&self.route.on(conn), payload, deadline)
+            .call_with(conn, payload, &self.route.options(options))
             .await
     }
 }

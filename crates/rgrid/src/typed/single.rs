@@ -1,10 +1,10 @@
 //! Typed single requests.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
-use super::{Payload, Target, bad_request, decode, encode};
+use super::{Payload, bad_request, decode_with_depth, encode};
 use crate::HandlerId;
+use crate::connection::{CallOptions, Connection};
 use crate::error::{Error, RemoteError};
 use crate::handlers::HandlerCtx;
 use crate::manager::Manager;
@@ -89,8 +89,9 @@ impl<Req: Payload, Resp: Payload> SingleHandler<Req, Resp> {
         F: Fn(HandlerCtx, Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, RemoteError>> + Send + 'static,
     {
+        let depth = manager.options().max_depth;
         let handler = move |ctx, payload: bytes::Bytes| {
-            let call = decode::<Req>(&payload).map(|req| f(ctx, req));
+            let call = decode_with_depth::<Req>(&payload, depth).map(|req| f(ctx, req));
             async move {
                 let resp = call.map_err(bad_request)?.await?;
                 encode(&resp).map_err(|e| RemoteError::new(e.to_string()))
@@ -103,30 +104,21 @@ impl<Req: Payload, Resp: Payload> SingleHandler<Req, Resp> {
         }
     }
 
-    /// Calls the handler on `to` (a [`crate::Connection`] or [`crate::Subroute`]) with the
-    /// default deadline. A response that does not decode is [`Error::Decode`].
-    pub async fn call(&self, to: &impl Target, req: &Req) -> Result<Resp, Error> {
-        self.call_inner(to, req, None).await
+    /// Calls the handler on `conn`'s node with the default deadline. A response that does
+    /// not decode is [`Error::Decode`].
+    pub async fn call(&self, conn: &Connection, req: &Req) -> Result<Resp, Error> {
+        self.call_with(conn, req, &CallOptions::new()).await
     }
 
-    /// Like [`SingleHandler::call`], with a deadline.
-    pub async fn call_with_deadline(
+    /// Calls the handler with [`CallOptions`] (a subroute, a deadline, a priority).
+    pub async fn call_with(
         &self,
-        to: &impl Target,
+        conn: &Connection,
         req: &Req,
-        deadline: Duration,
-    ) -> Result<Resp, Error> {
-        self.call_inner(to, req, Some(deadline)).await
-    }
-
-    async fn call_inner(
-        &self,
-        to: &impl Target,
-        req: &Req,
-        deadline: Option<Duration>,
+        options: &CallOptions,
     ) -> Result<Resp, Error> {
         let payload = encode(req)?;
-        let resp = to.raw_request(self.id, payload, deadline).await?;
-        decode(&resp)
+        let resp = conn.request_with(self.id, payload, options).await?;
+        decode_with_depth(&resp, conn.max_depth())
     }
 }

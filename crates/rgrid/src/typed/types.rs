@@ -113,20 +113,20 @@ fn query_escape(s: &str, out: &mut String) {
     }
 }
 
-/// A byte slice (Go's `grid.Bytes`): msgpack `bin`, or msgpack nil for the nil slice. An
+/// A byte slice (Go's `grid.NilBytes`): msgpack `bin`, or msgpack nil for the nil slice. An
 /// empty slice is not nil.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Bytes(pub Option<bytes::Bytes>);
+pub struct NilBytes(pub Option<bytes::Bytes>);
 
-impl Bytes {
-    /// Bytes holding `data`.
+impl NilBytes {
+    /// NilBytes holding `data`.
     pub fn new(data: impl Into<bytes::Bytes>) -> Self {
-        Bytes(Some(data.into()))
+        NilBytes(Some(data.into()))
     }
 
     /// The nil slice.
     pub const fn nil() -> Self {
-        Bytes(None)
+        NilBytes(None)
     }
 
     /// Whether this is the nil slice.
@@ -140,7 +140,7 @@ impl Bytes {
     }
 }
 
-impl Serialize for Bytes {
+impl Serialize for NilBytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
             None => s.serialize_none(),
@@ -149,10 +149,10 @@ impl Serialize for Bytes {
     }
 }
 
-impl<'de> Deserialize<'de> for Bytes {
+impl<'de> Deserialize<'de> for NilBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let b = Option::<serde_bytes::ByteBuf>::deserialize(d)?;
-        Ok(Bytes(b.map(|b| bytes::Bytes::from(b.into_vec()))))
+        Ok(NilBytes(b.map(|b| bytes::Bytes::from(b.into_vec()))))
     }
 }
 
@@ -225,7 +225,7 @@ impl Payload for NoPayload {
         Ok(())
     }
 
-    fn decode_from(_: &[u8]) -> Result<Self, Error> {
+    fn decode_from(_: &[u8], _: usize) -> Result<Self, Error> {
         Ok(NoPayload)
     }
 }
@@ -305,11 +305,11 @@ mod tests {
     fn bytes_encodings() {
         // TestMarshalUnmarshalBytes / BytesNil.
         golden(
-            Bytes::new(&b"abc123123123"[..]),
+            NilBytes::new(&b"abc123123123"[..]),
             "c40c616263313233313233313233",
         );
-        golden(Bytes::nil(), "c0");
-        golden(Bytes::new(&b""[..]), "c400");
+        golden(NilBytes::nil(), "c0");
+        golden(NilBytes::new(&b""[..]), "c400");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod raw;
 use std::time::Duration;
 
 use rgrid::test_util::LocalGrid;
-use rgrid::{HandlerId, Manager, Options, StreamHandler, StreamIn, StreamOut};
+use rgrid::{HandlerId, Manager, Options, RawStreamHandler, StreamIn, StreamOut};
 use tokio::sync::mpsc;
 
 /// Log output captured in memory: the writer of a `tracing_subscriber::fmt` subscriber.
@@ -124,8 +124,8 @@ pub fn register_echo_stream_on(m: &Manager, id: HandlerId) {
 }
 
 /// A stream handler with the given capacities that echoes each input message.
-pub fn echo_stream(in_cap: usize, out_cap: usize) -> StreamHandler {
-    StreamHandler::new(
+pub fn echo_stream(in_cap: usize, out_cap: usize) -> RawStreamHandler {
+    RawStreamHandler::new(
         in_cap,
         out_cap,
         |_, _, input: Option<StreamIn>, out: StreamOut| async move {
@@ -152,8 +152,8 @@ pub const HOSTILE_PAYLOADS: [&[u8]; 5] = [
 
 /// A stream handler that sends "started", never reads or writes, and sends "dropped" when
 /// its future is dropped (cancelled).
-pub fn waiting_stream(in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) -> StreamHandler {
-    StreamHandler::new(in_cap, 1, move |ctx: rgrid::HandlerCtx, _, _, _| {
+pub fn waiting_stream(in_cap: usize, tx: mpsc::UnboundedSender<&'static str>) -> RawStreamHandler {
+    RawStreamHandler::new(in_cap, 1, move |ctx: rgrid::HandlerCtx, _, _, _| {
         let tx = tx.clone();
         async move {
             let _guard = DropSignal(Some(tx.clone()));

@@ -32,7 +32,7 @@ impl ConnDialer for SimDialer {
             let attempt = async {
                 let tcp = turmoil::net::TcpStream::connect(authority.as_str())
                     .await
-                    .map_err(|e| Error::Transport(format!("connect {authority}: {e}")))?;
+                    .map_err(|e| Error::Transport(format!("connect {authority}: {e}").into()))?;
                 let builder = ClientBuilder::new()
                     .uri(&uri)
                     .map_err(|e| Error::Config(e.to_string()))?
@@ -45,12 +45,12 @@ impl ConnDialer for SimDialer {
                 let (ws, _resp) = builder
                     .connect_on(io)
                     .await
-                    .map_err(|e| Error::Transport(e.to_string()))?;
+                    .map_err(|e| Error::Transport(e.to_string().into()))?;
                 Ok(ws)
             };
             match tokio::time::timeout(timeout, attempt).await {
                 Ok(res) => res,
-                Err(_) => Err(Error::Transport("dial timed out".to_owned())),
+                Err(_) => Err(Error::Transport("dial timed out".into())),
             }
         })
     }

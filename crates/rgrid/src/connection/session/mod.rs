@@ -62,8 +62,9 @@ pub(crate) struct Inner {
     /// The last frame carried several messages: the connection is under load, and the
     /// writer task (which yields once so more can queue) merges better than inline writes.
     loaded: bool,
-    /// Cancellation tokens of the streams served here, fired on [`Event::Cancel`].
-    served: HashMap<u64, CancellationToken>,
+    /// Cancellation tokens of the streams, and of the single requests in tasks of their own,
+    /// served here, fired on [`Event::Cancel`].
+    pub(crate) served: HashMap<u64, CancellationToken>,
     /// The error calls get once the session closed.
     reason: Option<Error>,
     /// The instant the timer task sleeps until.
@@ -258,8 +259,13 @@ impl Session {
 
     /// Runs `f` on the core, then acts on what changed (wakes, events, writing).
     pub(crate) fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
+        self.with_inner(|g| f(&mut g.core))
+    }
+
+    /// Like [`Session::with_core`], with the whole locked state.
+    pub(crate) fn with_inner<R>(self: &Arc<Self>, f: impl FnOnce(&mut Inner) -> R) -> R {
         let mut g = self.lock();
-        let r = f(&mut g.core);
+        let r = f(&mut g);
         let done = self.collect(&mut g);
         drop(g);
         self.act(done);
@@ -281,11 +287,12 @@ impl Session {
         let mut cancels = Few::new();
         while let Some(ev) = g.core.poll_event() {
             match ev {
-                Event::Cancel { mux } => {
-                    if let Some(t) = g.served.get(&mux) {
-                        cancels.push(t.clone());
-                    }
-                }
+                Event::Cancel { mux } => match g.served.get(&mux) {
+                    Some(t) => cancels.push(t.clone()),
+                    // A request's cancel in the same frame as the request: its handler starts
+                    // in `run_events`, which then cancels it.
+                    None => events.push(ev),
+                },
                 Event::Stream { mux, .. } => {
                     g.served.insert(mux, self.cancel.child_token());
                     events.push(ev);
@@ -417,7 +424,7 @@ impl Session {
             CallError::Cancelled => Error::Cancelled,
             CallError::Sequence { want, got } => Error::IncorrectSequence { want, got },
             CallError::Protocol(t) => Error::Protocol(t),
-            CallError::Local(t) => Error::Protocol(t.to_owned()),
+            CallError::Local(t) => Error::Usage(t.to_owned()),
         }
     }
 

@@ -95,7 +95,12 @@ impl Session {
                     deadline,
                     payload,
                 } => self.serve_stream(mux, handler, subroute, deadline, payload),
-                Event::Cancel { .. } => {}
+                Event::Cancel { mux } => {
+                    let token = self.lock().served.get(&mux).cloned();
+                    if let Some(t) = token {
+                        t.cancel();
+                    }
+                }
             }
         }
         if !answers.is_empty() {

@@ -69,12 +69,20 @@ impl Session {
             )));
         };
         let deadline = deadline.map(tokio::time::Instant::from_std);
+        let inline = entry.inline && conn.ctx.options.inline_handlers;
+        // A handler in a task of its own gets a token of its own, which the caller's cancel
+        // fires; an inline one shares the connection's (no allocation on the fast path).
+        let token = if inline {
+            self.cancel.clone()
+        } else {
+            self.cancel.child_token()
+        };
         let ctx = HandlerCtx::new(
             conn.remote.clone(),
             handler,
             subroute,
             deadline,
-            self.cancel.clone(),
+            token.clone(),
         );
         let span = tracing::debug_span!("grid.serve", remote = %conn.remote, handler = %handler,
             route = entry.route.as_deref(), mux);
@@ -84,7 +92,7 @@ impl Session {
         let in_flight =
             crate::metrics::InFlight::new(crate::metrics::Side::Serve, label(&route, handler));
         let mut run = AssertUnwindSafe((entry.f)(ctx, payload)).catch_unwind();
-        if entry.inline && conn.ctx.options.inline_handlers {
+        if inline {
             // First poll right here: most handlers answer without waiting, and then cost no
             // task. A pending handler moves to its own task, whose first poll registers its
             // real waker (the no-op one used here is never needed).
@@ -99,10 +107,24 @@ impl Session {
         }
         let run = run.instrument(span.clone());
         let session = self.clone();
+        // An inline handler that waits moves here with the connection's token in its
+        // context; a token of its own still lets the caller's cancel drop it.
+        let token = if inline {
+            self.cancel.child_token()
+        } else {
+            token
+        };
+        self.lock().served.insert(mux, token.clone());
         conn.ctx.tracker.spawn(async move {
             let res = tokio::select! {
-                // Connection gone: nobody to answer.
-                () = session.cancel.cancelled() => return,
+                // The caller gave up (its cancel arrived: the core forgot the mux), or the
+                // connection is gone: nobody to answer. The handler is dropped.
+                () = token.cancelled() => {
+                    drop(in_flight);
+                    span.in_scope(|| tracing::debug!("caller cancelled: handler dropped"));
+                    session.lock().served.remove(&mux);
+                    return;
+                }
                 res = async {
                     match deadline {
                         Some(at) => tokio::time::timeout_at(at, run).await.ok(),
@@ -118,7 +140,10 @@ impl Session {
                 None => tracing::debug!("handler past the caller's deadline: dropped"),
             });
             let at = now();
-            session.with_core(|core| core.respond(at, mux, res));
+            session.with_inner(|g| {
+                g.served.remove(&mux);
+                g.core.respond(at, mux, res);
+            });
         });
         self.nudge_runtime();
         None
@@ -172,7 +197,7 @@ impl Session {
 
 /// Forgets a single request when its caller's future ends (answered, timed out or dropped).
 pub(crate) struct RequestGuard<'a> {
-    session: &'a Session,
+    session: &'a Arc<Session>,
     mux: u64,
     done: bool,
 }
@@ -180,11 +205,14 @@ pub(crate) struct RequestGuard<'a> {
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let next = {
-                let mut g = self.session.lock();
-                g.core.abandon_request(self.mux);
-                g.relay.done(self.mux)
-            };
+            let session = self.session;
+            let mut g = session.lock();
+            // A request on the wire owes its handler a cancel: `act` sends it.
+            g.core.abandon_request(self.mux);
+            let next = g.relay.done(self.mux);
+            let done = session.collect(&mut g);
+            drop(g);
+            session.act(done);
             // Whoever gives up passes the turn on too (see `relay`).
             if let Some(w) = next {
                 w.wake();
