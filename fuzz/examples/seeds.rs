@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rgrid::typed::{self, Array, Bytes, Json, Mss, Payload, UrlValues};
+use rgrid::typed::{self, Array, Json, Mss, NilBytes, Payload, UrlValues};
 use rgrid_fuzz::Nested;
 use rgrid_proto::{
     ConnectRequest, ConnectResponse, Flags, GridTime, HandlerId, Message, MuxConnectError, MuxId,
@@ -190,8 +190,8 @@ fn typed_seeds() -> Vec<Vec<u8>> {
     vec![
         enc(0, &mss),
         enc(0, &Mss::nil()),
-        enc(1, &Bytes::new(&b"abc123123123"[..])),
-        enc(1, &Bytes::nil()),
+        enc(1, &NilBytes::new(&b"abc123123123"[..])),
+        enc(1, &NilBytes::nil()),
         enc(2, &q),
         enc(3, &Json(Some(vec![Some("a".to_string()), None]))),
         enc(4, &Json(Some(json))),
@@ -209,7 +209,7 @@ fn typed_seeds() -> Vec<Vec<u8>> {
             &(
                 7u8,
                 "s".to_string(),
-                Some(Bytes::new(&b"b"[..])),
+                Some(NilBytes::new(&b"b"[..])),
                 vec![Mss::new()],
             ),
         ),
@@ -224,10 +224,10 @@ fn nested() -> Nested {
         delta: -5,
         flag: false,
         raw: b"raw".to_vec(),
-        data: Bytes::new(&b"data"[..]),
+        data: NilBytes::new(&b"data"[..]),
         meta: [("k", "v")].into_iter().collect(),
         query: UrlValues::default(),
-        list: Array(Some(vec![Bytes::nil(), Bytes::new(&b"x"[..])])),
+        list: Array(Some(vec![NilBytes::nil(), NilBytes::new(&b"x"[..])])),
         json: Json(Some([("n".to_string(), vec![1, -2])].into())),
         opt: Some(9),
         children: Vec::new(),

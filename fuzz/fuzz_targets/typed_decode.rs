@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use libfuzzer_sys::fuzz_target;
-use rgrid::typed::{self, Array, Bytes, Json, Mss, NoPayload, Payload, UrlValues};
+use rgrid::typed::{self, Array, Json, Mss, NilBytes, NoPayload, Payload, UrlValues};
 use rgrid_fuzz::Nested;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match sel % 10 {
         0 => check::<Mss>(payload),
-        1 => check::<Bytes>(payload),
+        1 => check::<NilBytes>(payload),
         2 => check::<UrlValues>(payload),
         3 => check::<Json<Vec<Option<String>>>>(payload),
         4 => check::<Json<BTreeMap<String, i64>>>(payload),
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(typed::encode(&NoPayload).is_ok_and(|b| b.is_empty()));
         }
         8 => check::<Nested>(payload),
-        _ => check::<(u8, String, Option<Bytes>, Vec<Mss>)>(payload),
+        _ => check::<(u8, String, Option<NilBytes>, Vec<Mss>)>(payload),
     }
 });
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use rgrid::typed::{Array, Bytes, Json, Mss, UrlValues};
+use rgrid::typed::{Array, Json, Mss, NilBytes, UrlValues};
 use rgrid_proto::DecodeLimits;
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +41,10 @@ pub struct Nested {
     pub flag: bool,
     #[serde(with = "serde_bytes")]
     pub raw: Vec<u8>,
-    pub data: Bytes,
+    pub data: NilBytes,
     pub meta: Mss,
     pub query: UrlValues,
-    pub list: Array<Bytes>,
+    pub list: Array<NilBytes>,
     pub json: Json<BTreeMap<String, Vec<i64>>>,
     pub opt: Option<u16>,
     pub children: Vec<Nested>,
