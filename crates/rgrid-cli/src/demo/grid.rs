@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::HeaderValue;
+use rgrid::transport::tokio_websockets::ClientBuilder;
 use rgrid::transport::{BoxedIo, DialFuture};
 use rgrid::{ConnDialer, Connection, Manager, Options};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_websockets::ClientBuilder;
 
 use crate::node::Failure;
 
