@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::HeaderValue;
+use rgrid::transport::tokio_websockets::ClientBuilder;
 use rgrid::transport::{BoxedIo, DialFuture};
 use rgrid::{ConnDialer, Connection, Manager, Options};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_websockets::ClientBuilder;
 
 use crate::node::Failure;
 
@@ -32,7 +32,9 @@ fn lock(dialed: &Dialed) -> MutexGuard<'_, HashMap<String, std::net::TcpStream>>
     dialed.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Dials `ws://` on loopback like the library's websocket dialer, and remembers each socket.
+/// Dials `ws://` on loopback like the library's websocket dialer (TCP_NODELAY, the bearer
+/// token header, a bounded attempt; not its `TCP_NOTSENT_LOWAT` tuning, which matters only
+/// next to bulk transfers), and remembers each socket.
 #[derive(Clone, Debug)]
 struct CuttableDialer {
     route_path: String,
