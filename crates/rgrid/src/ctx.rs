@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,7 +35,7 @@ pub(crate) struct ManagerCtx {
     pub(crate) rejections_logged: Mutex<HashSet<String>>,
     /// Slots for connections that have not completed the handshake
     /// ([`Options::max_preauth_conns`]).
-    pub(crate) preauth: Arc<Semaphore>,
+    pub(crate) preauth: Arc<crate::admission::Admission>,
 }
 
 impl ManagerCtx {

@@ -259,7 +259,8 @@
 //! | [`MAX_HANDSHAKE_MESSAGE_SIZE`] | 64 KiB | until the handshake is done, bigger frames close the socket |
 //! | [`Options::handshake_timeout`] | 10 s | TLS handshake plus upgrade request, then the connect message: slow or silent peers are dropped |
 //! | [`Options::max_clients`] | 0 | client participants beyond it are refused (`too many clients`) |
-//! | [`Options::max_preauth_conns`] | 64 | further sockets are closed at once (503 on a mounted service); established peers are unaffected |
+//! | [`Options::max_preauth_conns`] | 64 | when full, the oldest unauthenticated connection from an address that is not a known host's makes room (an unknown newcomer never evicts a known host's; 503 on a mounted service when nothing can be evicted); established peers are unaffected |
+//! | [`Options::max_preauth_per_addr`] | 8 | further sockets from that address (not a known host's) are closed at once |
 //! | [`Options::max_incoming_muxes`] | 16384 | further requests and streams are refused with a mux connect error naming the limit; the connection lives |
 //! | [`Options::out_queue`] / [`Options::out_queue_bytes`] | 65535 messages / 64 MiB | calls and stream messages wait for room (back-pressure) |
 //! | [`Options::max_pending_replies`] | 4096 | a peer that sends requests but does not read the answers is disconnected |
@@ -348,6 +349,7 @@
 // docs.rs (all features, `--cfg docsrs`) marks every feature-gated item with its feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admission;
 mod auth;
 pub mod codec;
 mod connection;

@@ -13,7 +13,6 @@ use rgrid_proto::{
     ConnectRequest, ConnectResponse, DecodeLimits, Flags, GridTime, HandlerId, Message, Op,
     SubrouteId,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -270,6 +269,23 @@ impl ManagerBuilder {
             Arc::new(ws)
         });
         let preauth = self.options.max_preauth_conns;
+        let per_addr = self.options.max_preauth_per_addr;
+        // The hosts' addresses (IP literals; names are not resolved) go first in admission.
+        let known_addrs = self
+            .hosts
+            .iter()
+            .filter_map(|h| split_host(h).ok())
+            .filter_map(|(_, authority)| {
+                let host = match authority.rsplit_once(':') {
+                    Some((h, p)) if !p.ends_with(']') => h,
+                    _ => authority,
+                };
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+            })
+            .collect();
         let ctx = Arc::new(ManagerCtx {
             options: self.options,
             registry: RwLock::new(Registry::default()),
@@ -285,7 +301,11 @@ impl ManagerBuilder {
             #[cfg(feature = "tls")]
             tls,
             rejections_logged: Mutex::new(HashSet::new()),
-            preauth: Arc::new(Semaphore::new(preauth)),
+            preauth: Arc::new(crate::admission::Admission::new(
+                preauth,
+                per_addr,
+                known_addrs,
+            )),
         });
         let conns = self
             .hosts
@@ -620,8 +640,11 @@ impl Manager {
     }
 
     /// Takes one of the slots for connections not yet through the handshake, if one is free.
-    pub(crate) fn preauth_slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.inner.ctx.preauth.clone().try_acquire_owned().ok()
+    pub(crate) fn preauth_slot(
+        &self,
+        addr: Option<std::net::IpAddr>,
+    ) -> Option<crate::admission::Slot> {
+        self.inner.ctx.preauth.admit(addr)
     }
 
     /// Registers a single-request handler under `id`.
@@ -763,7 +786,7 @@ impl Manager {
     /// [`Options::handshake_timeout`], and its message may be at most
     /// [`MAX_HANDSHAKE_MESSAGE_SIZE`] bytes.
     pub async fn incoming_conn(&self, ws: WebSocket) {
-        let Some(slot) = self.preauth_slot() else {
+        let Some(slot) = self.preauth_slot(None) else {
             tracing::debug!("grid: too many connections in their handshake, dropping one");
             return;
         };
@@ -774,13 +797,21 @@ impl Manager {
     pub(crate) async fn incoming_conn_in_slot(
         &self,
         mut ws: WebSocket,
-        slot: OwnedSemaphorePermit,
+        slot: crate::admission::Slot,
     ) {
         let ctx = &self.inner.ctx;
         ws.limits_mut()
             .set_max_payload_len(Some(MAX_HANDSHAKE_MESSAGE_SIZE));
-        let outcome = tokio::time::timeout(ctx.options.handshake_timeout, read_binary(&mut ws))
-            .await
+        let evicted = slot.eviction();
+        let read = tokio::time::timeout(ctx.options.handshake_timeout, read_binary(&mut ws));
+        let read = tokio::select! {
+            r = read => r,
+            () = evicted.cancelled() => {
+                tracing::debug!("grid: pre-auth table full, an old handshake evicted");
+                return;
+            }
+        };
+        let outcome = read
             .map_err(|_| Error::Protocol("handshake timed out".to_owned()))
             .and_then(|r| r)
             .map_err(|e| (None, e.to_string()))

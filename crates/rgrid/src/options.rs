@@ -103,6 +103,14 @@ pub struct Options {
     /// message at a time. Default 64. Others are dropped at once; each is also bounded by
     /// `handshake_timeout`.
     pub max_preauth_conns: usize,
+    /// Most connections from one source address that is not a known host's (an IP literal
+    /// in the host list) between accept and a validated connect message ([`crate::serve`]
+    /// knows the address; a mounted service or custom transport counts only against the
+    /// total). Default 8. When the total is reached, the oldest such
+    /// connection from an address that is not a known host's (an IP literal in the host
+    /// list) is dropped to make room, so neither one address nor many can keep a
+    /// restarting peer out.
+    pub max_preauth_per_addr: usize,
     /// Client participants this node accepts at once: nodes that join only to dial (an admin
     /// tool, `rgrid call`, see [`crate::Manager::client_builder`]), not in this node's host
     /// list. They authenticate like any peer, get the same per-connection limits, are never
@@ -144,6 +152,7 @@ impl Default for Options {
             max_pending_replies: 4096,
             max_pings_per_interval: 1024,
             max_preauth_conns: 64,
+            max_preauth_per_addr: 8,
             max_clients: 0,
             max_clock_skew: Duration::from_secs(5 * 60),
             default_deadline: Duration::from_secs(60),

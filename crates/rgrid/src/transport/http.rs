@@ -12,12 +12,12 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_websockets::{Limits, ServerBuilder};
 
 use super::dial::BoxedIo;
+use crate::admission::Slot;
 use crate::manager::Manager;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -26,7 +26,7 @@ const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// service through the request's extensions so the slot is held until the grid handshake
 /// ends.
 #[derive(Clone)]
-struct PreauthSlot(std::sync::Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+struct PreauthSlot(std::sync::Arc<std::sync::Mutex<Option<Slot>>>);
 
 /// The grid's HTTP entry point as a cloneable service.
 ///
@@ -77,7 +77,7 @@ impl GridService {
             .extensions()
             .get::<PreauthSlot>()
             .and_then(|s| crate::util::lock(&s.0).take());
-        let Some(slot) = taken.or_else(|| self.manager.preauth_slot()) else {
+        let Some(slot) = taken.or_else(|| self.manager.preauth_slot(None)) else {
             tracing::debug!("grid: too many connections in their handshake, upgrade refused");
             return status(StatusCode::SERVICE_UNAVAILABLE);
         };
@@ -186,8 +186,9 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
                 }
             },
         };
-        let Some(permit) = manager.preauth_slot() else {
-            tracing::debug!(%peer, "grid: too many connections in their handshake, closing one");
+        let Some(permit) = manager.preauth_slot(Some(peer.ip())) else {
+            tracing::debug!(%peer, "grid: too many connections in their handshake (from this \
+                address or in all), closing one");
             drop(tcp);
             continue;
         };
@@ -215,7 +216,7 @@ pub async fn serve(listener: TcpListener, manager: Manager) {
 /// What an accepted connection holds until it is authenticated: its pre-auth slot, and the
 /// deadline for its TLS handshake and upgrade request.
 struct PreAuth {
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     deadline: Instant,
 }
 
@@ -240,9 +241,11 @@ fn spawn_tls(
     let shutdown = manager.shutdown_token();
     let conn_manager = manager.clone();
     manager.spawn(async move {
+        let evicted = pre.slot.eviction();
         let accepted = tokio::select! {
             res = tokio::time::timeout_at(pre.deadline, acceptor.accept(tcp)) => res,
             _ = shutdown.cancelled() => return,
+            () = evicted.cancelled() => return,
         };
         match accepted {
             Ok(Ok(stream)) => serve_http(stream, Some(peer), conn_manager, shutdown, pre).await,
@@ -311,7 +314,7 @@ pub async fn serve_connection<I>(io: I, manager: Manager)
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let Some(slot) = manager.preauth_slot() else {
+    let Some(slot) = manager.preauth_slot(None) else {
         tracing::debug!("grid: too many connections in their handshake, closing one");
         return;
     };
@@ -336,6 +339,7 @@ async fn serve_http<I>(
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let service = manager.service();
+    let evicted = pre.slot.eviction();
     let slot = PreauthSlot(std::sync::Arc::new(std::sync::Mutex::new(Some(pre.slot))));
     let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(slot.clone());
@@ -352,5 +356,7 @@ async fn serve_http<I>(
             Ok(Ok(())) => {}
         },
         _ = shutdown.cancelled() => {}
+        // The table was full and this connection was the oldest unauthenticated one.
+        () = evicted.cancelled() => tracing::debug!(?peer, "grid: evicted before its upgrade"),
     }
 }
