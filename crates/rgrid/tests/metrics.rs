@@ -297,9 +297,21 @@ async fn a_stream_the_handler_fails_ends_remote_on_both_ends() {
     g.shutdown().await;
 }
 
-/// The ends of a stream whose handler waits until cancelled: after `end` (a cancel, a drop,
-/// a deadline), both ends count `outcome`.
-async fn stream_ends_with(route: &'static str, deadline: bool, cancel: bool, outcome: &str) {
+/// How a test ends a stream whose handler waits until cancelled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// `CallStream::cancel`.
+    Cancel,
+    /// Dropping the caller's handle.
+    Drop,
+    /// A deadline of 1 s.
+    Deadline,
+    /// The connection dies under it.
+    Kill,
+}
+
+/// A stream whose handler waits until cancelled, ended by `end`: both ends count `outcome`.
+async fn stream_ends_with(route: &'static str, end: End, outcome: &str) {
     recorder();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let g = mem_grid_with(Options::default(), move |_, m| {
@@ -309,7 +321,7 @@ async fn stream_ends_with(route: &'static str, deadline: bool, cancel: bool, out
     .await;
     let conn = g.conn(0, 1);
     let mut opts = CallOptions::new().subroute(route);
-    if deadline {
+    if end == End::Deadline {
         opts = opts.deadline(Duration::from_secs(1));
     }
     let mut s = bounded(conn.open_stream_with(HandlerId::TEST, "", &opts))
@@ -319,10 +331,12 @@ async fn stream_ends_with(route: &'static str, deadline: bool, cancel: bool, out
     let mid = series(route);
     assert_eq!(mid["rgrid_streams_in_flight{side=call}"], 1.0, "{mid:?}");
     assert_eq!(mid["rgrid_streams_in_flight{side=serve}"], 1.0, "{mid:?}");
-    if cancel {
-        s.cancel();
+    match end {
+        End::Cancel => s.cancel(),
+        End::Kill => g.conn(0, 1).kill(),
+        End::Drop | End::Deadline => {}
     }
-    if cancel || deadline {
+    if end != End::Drop {
         let end = bounded(s.next()).await.unwrap();
         assert!(end.is_err(), "{end:?}");
         assert!(bounded(s.next()).await.is_none());
@@ -353,17 +367,22 @@ async fn stream_ends_with(route: &'static str, deadline: bool, cancel: bool, out
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_stream_ends_cancelled_on_both_ends() {
-    stream_ends_with("metrics/cancel", false, true, "cancelled").await;
+    stream_ends_with("metrics/cancel", End::Cancel, "cancelled").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_stream_ends_cancelled_on_both_ends() {
-    stream_ends_with("metrics/drop", false, false, "cancelled").await;
+    stream_ends_with("metrics/drop", End::Drop, "cancelled").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stream_past_its_deadline_ends_deadline_on_both_ends() {
-    stream_ends_with("metrics/deadline", true, false, "deadline").await;
+    stream_ends_with("metrics/deadline", End::Deadline, "deadline").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_on_a_dying_connection_ends_disconnected_on_both_ends() {
+    stream_ends_with("metrics/kill", End::Kill, "disconnected").await;
 }
 
 #[tokio::test(start_paused = true)]
