@@ -558,8 +558,8 @@ fn scrape(port: u16) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
-/// `serve --metrics ADDR` serves Prometheus text that counts the calls the node served, by
-/// route and outcome.
+/// `serve --metrics ADDR` serves Prometheus text that counts the calls and streams the node
+/// served, by route and outcome, their messages and their bytes.
 #[test]
 fn serve_exports_prometheus_metrics() {
     let grid = Grid::with("http", 1, "metrics", Vec::new());
@@ -570,6 +570,19 @@ fn serve_exports_prometheus_metrics() {
     assert_eq!((code, out), (0, b"hello\n".to_vec()), "{err}");
     let (code, _, err) = grid.call(0, &["--handler", "79", "--payload", "boom"]);
     assert_eq!(code, 3, "{err}");
+    let stream = [
+        "--handler",
+        "78",
+        "--subroute",
+        "echo",
+        "--stream",
+        "--send",
+        "one",
+        "--send",
+        "two",
+    ];
+    let (code, out, err) = grid.call(0, &stream);
+    assert_eq!((code, out), (0, b"one\ntwo\n".to_vec()), "{err}");
     // The counters are there once the listener is up (bounded wait).
     let started = Instant::now();
     let body = loop {
@@ -585,25 +598,61 @@ fn serve_exports_prometheus_metrics() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let has = |labels: &[&str], value: &str| {
+    let has = |name: &str, labels: &[&str], value: &str| {
         body.lines().any(|l| {
-            l.starts_with("rgrid_calls_total{")
+            l.strip_prefix(name).is_some_and(|l| l.starts_with('{'))
                 && labels.iter().all(|x| l.contains(x))
                 && l.ends_with(&format!(" {value}"))
         })
     };
+    let calls = "rgrid_calls_total";
     assert!(
-        has(&["side=\"serve\"", "route=\"Test\"", "outcome=\"ok\""], "1"),
+        has(
+            calls,
+            &["side=\"serve\"", "route=\"Test\"", "outcome=\"ok\""],
+            "1"
+        ),
         "{body}"
     );
     assert!(
         has(
+            calls,
             &["side=\"serve\"", "route=\"Test2\"", "outcome=\"remote\""],
             "1"
         ),
         "{body}"
     );
     assert!(body.contains("rgrid_call_seconds"), "{body}");
+    // "hello" in and out of the single call; the stream's two messages each way.
+    let serve_test = ["side=\"serve\"", "route=\"Test\""];
+    assert!(
+        has(
+            "rgrid_bytes_total",
+            &[serve_test[0], serve_test[1], "direction=\"received\""],
+            "5"
+        ),
+        "{body}"
+    );
+    let serve_echo = ["side=\"serve\"", "route=\"echo\""];
+    for direction in ["direction=\"received\"", "direction=\"sent\""] {
+        assert!(
+            has(
+                "rgrid_stream_messages_total",
+                &[serve_echo[0], serve_echo[1], direction],
+                "2"
+            ),
+            "{body}"
+        );
+    }
+    // The handler's side counts the end before it sends it: there once the caller has it.
+    assert!(
+        has(
+            "rgrid_streams_total",
+            &[serve_echo[0], serve_echo[1], "outcome=\"ok\""],
+            "1"
+        ),
+        "{body}"
+    );
     assert_eq!(server.terminate(), 0);
 }
 

@@ -629,6 +629,11 @@ fn eof_from_the_handler() {
     );
     assert_eq!(p.b().stats().incoming_muxes, 0);
     assert!(p.a().stream_is_ended(s));
+    assert_eq!(
+        p.a().stream_end(s),
+        Some(Ok(())),
+        "ended, with r1 still unread"
+    );
     assert_eq!(p.recv(A, s), ok(b"r1"));
     assert_eq!(p.recv(A, s), ENDED);
     p.serve_done(B, s);
@@ -656,9 +661,16 @@ fn handler_error_ends_the_stream_after_its_messages() {
         .find(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
         .unwrap();
     assert_eq!(last.flags, Flags::CRC | Flags::EOF | Flags::PAYLOAD_IS_ERR);
+    let error = Some(Err(remote("bad thing")));
+    assert_eq!(
+        p.a().stream_end(s),
+        error,
+        "the end is known before it is read"
+    );
     assert_eq!(p.recv(A, s), ok(b"r1"));
     assert_eq!(p.recv(A, s), failed(remote("bad thing")));
     assert_eq!(p.recv(A, s), ENDED);
+    assert_eq!(p.a().stream_end(s), error, "and after");
 }
 
 #[test]
@@ -781,6 +793,7 @@ fn a_credit_beyond_the_window_is_ignored() {
     p.inject(A, &[msg(Op::UNBLOCK_CL_MUX, s, 1, Flags::NONE, None)])
         .unwrap();
     assert!(!p.a().stream_is_ended(s));
+    assert_eq!(p.a().stream_end(s), None);
     assert!(p.send(A, s, b"1").is_ready());
     assert!(p.send(A, s, b"2").is_ready());
     assert!(p.send(A, s, b"3").is_pending(), "still a window of 2");

@@ -170,12 +170,29 @@
 //!   stream`, `handler failed the stream`, `stream cancelled`). Disabled spans cost a
 //!   static check: `RUST_LOG=rgrid=debug` turns them on.
 //! * **Metrics** (feature `metrics`), through the `metrics` facade, so any exporter works
-//!   (`rgrid serve --metrics ADDR` serves them as Prometheus text): `rgrid_calls_total`
-//!   (counter; labels `side` = `call` or `serve`, `route` = `service/method` or the
-//!   handler's name, `outcome` = `ok`, `remote`, `disconnected`, `deadline`, `cancelled` or
-//!   `error`), `rgrid_call_seconds` (histogram; `side`, `route`), `rgrid_calls_in_flight`
-//!   (gauge; `side`, `route`) and `rgrid_reconnects_total` (counter; `remote`). Labels are
-//!   bounded by the registered routes and the host list.
+//!   (`rgrid serve --metrics ADDR` serves them as Prometheus text). Labels: `side` = `call`
+//!   (the caller's end) or `serve` (the handler's), `route` = `service/method` (the
+//!   subroute) or the handler's name, `outcome` = `ok`, `remote` (the handler failed),
+//!   `disconnected`, `deadline`, `cancelled` (a caller that gave up: cancelled, or its
+//!   future or handle dropped before the end) or `error` (anything else), `direction` =
+//!   `sent` or `received`.
+//!   - Single requests: `rgrid_calls_total` (counter; `side`, `route`, `outcome`, counted
+//!     when the call ends), `rgrid_call_seconds` (histogram; `side`, `route`) and
+//!     `rgrid_calls_in_flight` (gauge; `side`, `route`).
+//!   - Streams: `rgrid_streams_opened_total` (counter; `side`, `route`),
+//!     `rgrid_streams_total` (counter; `side`, `route`, `outcome`, counted when the stream
+//!     ends: on the caller when its consumer reads the end, or when its handles are
+//!     dropped), `rgrid_stream_seconds` (histogram; `side`, `route`: open to end),
+//!     `rgrid_streams_in_flight` (gauge; `side`, `route`) and
+//!     `rgrid_stream_messages_total` (counter; `side`, `route`, `direction`).
+//!   - `rgrid_bytes_total` (counter; `side`, `route`, `direction`): payload bytes of single
+//!     requests (the request and its answer) and of streams (the open's payload and every
+//!     message); error texts and framing are not counted.
+//!   - `rgrid_reconnects_total` (counter; `remote`).
+//!
+//!   Labels are bounded by the registered routes and the host list. Each route's series are
+//!   registered once and cached, so recording allocates nothing; install the recorder
+//!   before the node starts.
 //! * **Connections.** [`Connection::stats`], [`Connection::last_error`] (why it is down),
 //!   [`Connection::watch_state`], [`Connection::ping`], [`Manager::wait_for_peers`].
 //!
@@ -313,8 +330,9 @@
 //! * `test-util`: `test_util::LocalGrid` (local n-node grids, on loopback or in memory for
 //!   tests on paused time) and fault hooks on [`Connection`] (`kill`, `block_inbound`). Not
 //!   a stable API.
-//! * `metrics`: counters, latency histograms and in-flight gauges of every call through the
-//!   `metrics` facade (see Observability above); it adds no public items.
+//! * `metrics`: counters, latency histograms, in-flight gauges and payload bytes of every
+//!   call and stream through the `metrics` facade (see Observability above); it adds no
+//!   public items.
 //!
 //! # Layout
 //!

@@ -2,7 +2,7 @@
 //! current-thread runtime, so both ends of every call allocate on the test's thread. Shows
 //! (with `--nocapture`) and bounds the steady-state allocations per typed single call, per raw
 //! call for comparison, and per typed stream message; and checks that hostile payloads are
-//! refused without large allocations.
+//! refused without large allocations. With feature `metrics`, with a recorder installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -56,6 +56,66 @@ fn snapshot() -> (u64, u64) {
     (ALLOCS.with(Cell::get), BYTES.with(Cell::get))
 }
 
+/// With feature `metrics`, a recorder that keeps every series (atomics: no allocation per
+/// update) is installed before the grid starts, so the bounds below hold with metrics
+/// recorded; without the feature the same bounds hold with no metrics code at all.
+#[cfg(feature = "metrics")]
+mod recorder {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+
+    /// Updates of every series so far (to check the calls were recorded).
+    pub(super) static UPDATES: AtomicU64 = AtomicU64::new(0);
+
+    struct Series;
+
+    impl metrics::CounterFn for Series {
+        fn increment(&self, _: u64) {
+            UPDATES.fetch_add(1, Ordering::Relaxed);
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::GaugeFn for Series {
+        fn increment(&self, _: f64) {
+            UPDATES.fetch_add(1, Ordering::Relaxed);
+        }
+        fn decrement(&self, _: f64) {
+            UPDATES.fetch_add(1, Ordering::Relaxed);
+        }
+        fn set(&self, _: f64) {}
+    }
+
+    impl metrics::HistogramFn for Series {
+        fn record(&self, _: f64) {
+            UPDATES.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    struct Recorder;
+
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Series))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(Series))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(Series))
+        }
+    }
+
+    pub(super) fn install() {
+        metrics::set_global_recorder(Recorder).unwrap();
+    }
+}
+
 /// Inline, like the benchmark's handlers: the library's fast path (a handler in a task of
 /// its own adds the task's allocations, see the benchmark's `rgrid bytes spawned`).
 static RPC: SingleHandler<TestRequest, TestResponse> = SingleHandler::new(HandlerId::TEST).inline();
@@ -66,6 +126,8 @@ const CALLS: u64 = 2000;
 
 #[tokio::test(flavor = "current_thread")]
 async fn steady_state_allocations_per_call_and_per_message() {
+    #[cfg(feature = "metrics")]
+    recorder::install();
     let g = grid_with(Options::default(), |_, m| {
         RPC.register(m, None, |r: TestRequest| async move {
             Ok(TestResponse {
@@ -148,6 +210,12 @@ async fn steady_state_allocations_per_call_and_per_message() {
     assert!(typed <= 7.0, "typed call: {typed} allocations");
     assert!(raw <= 3.0, "raw call: {raw} allocations");
     assert!(per_message <= 8.0, "typed stream message: {per_message}");
+    #[cfg(feature = "metrics")]
+    {
+        let updates = recorder::UPDATES.load(std::sync::atomic::Ordering::Relaxed);
+        // Per call, on both ends: in flight up and down, an outcome, a duration, bytes.
+        assert!(updates >= 4 * 6 * CALLS, "{updates} metric updates");
+    }
     assert_no_active(&g).await;
     g.shutdown().await;
 }

@@ -294,6 +294,20 @@ impl Core {
         }
     }
 
+    /// How a stream ended, whether or not its consumer has read that far: `None` while it
+    /// runs (or for an unknown mux), `Some(Ok(()))` when the handler finished cleanly, else
+    /// the stream's error.
+    pub fn stream_end(&self, mux: u64) -> Option<Result<(), CallError>> {
+        match self.clients.get(&mux).map(|m| &m.kind) {
+            Some(ClientKind::Stream(s)) => match &s.state {
+                StreamState::Ended(End::Eof) => Some(Ok(())),
+                StreamState::Ended(End::Failed { error, .. }) => Some(Err(error.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Cancels a stream locally with `error` (the consumer sees it after the buffered
     /// messages): the handler side is told to stop.
     pub fn stream_cancel(&mut self, mux: u64, error: CallError) {

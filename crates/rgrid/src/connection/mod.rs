@@ -559,10 +559,10 @@ impl Connection {
         // the request is queued, and one event tells how the call ended.
         let span = tracing::debug_span!("grid.call", remote = %self.inner.remote,
             handler = %handler, route = subroute.map(|(_, r)| r), mux = tracing::field::Empty);
-        let call = session.roundtrip(handler, sub, payload, deadline, priority);
+        let label = crate::metrics::label(subroute.map(|(_, r)| r), handler);
+        let mut metrics = crate::metrics::Call::start(crate::metrics::Side::Call, label);
+        let call = session.roundtrip(handler, sub, payload, deadline, priority, &metrics);
         let started = tokio::time::Instant::now();
-        let label = subroute.map_or_else(|| handler.name().unwrap_or("unknown"), |(_, r)| r);
-        let in_flight = crate::metrics::InFlight::new(crate::metrics::Side::Call, label);
         let res = match tokio::time::timeout_at(at, call)
             .instrument(span.clone())
             .await
@@ -579,13 +579,10 @@ impl Connection {
             Ok(body) => tracing::debug!(bytes = body.len(), took = ?took, "call answered"),
             Err(e) => tracing::debug!(error = %e, took = ?took, "call failed"),
         });
-        drop(in_flight);
-        crate::metrics::call_done(
-            crate::metrics::Side::Call,
-            label,
-            res.as_ref().map(|_| ()),
-            took,
-        );
+        if let Ok(body) = &res {
+            metrics.received(body.len());
+        }
+        metrics.finish(crate::metrics::Outcome::of(res.as_ref().map(|_| ())));
         res
     }
 

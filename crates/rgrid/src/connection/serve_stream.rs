@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Session;
+use super::session::now;
 use crate::error::Error;
 use crate::handlers::{HandlerCtx, ServedStream, StreamIn, StreamOut, panic_text, send};
+use crate::metrics::{Outcome, Side, Stream};
 
 impl Session {
     /// Starts the handler of a stream the core accepted.
@@ -51,6 +53,11 @@ impl Session {
             session: self.clone(),
             mux,
             cancel: cancel.clone(),
+            metrics: Stream::open(
+                Side::Serve,
+                crate::metrics::label(entry.route.as_deref(), handler),
+                payload.len(),
+            ),
         });
         let input = (h.in_capacity > 0).then(|| StreamIn::new(handle.clone()));
         let output = StreamOut::new(handle.clone());
@@ -65,6 +72,7 @@ impl Session {
             };
             if res.is_none() {
                 tracing::debug!("stream cancelled");
+                handle.metrics.end(cancelled(&handle.session, deadline));
             }
             if let Some(res) = res {
                 let end = match res {
@@ -80,6 +88,15 @@ impl Session {
                     Ok(()) => tracing::debug!("handler ended the stream"),
                     Err(e) => tracing::debug!(error = %e, "handler failed the stream"),
                 }
+                // A handler that returned once cancelled (its end cannot be sent) counts as
+                // cancelled, whichever branch won.
+                handle.metrics.end(if cancel.is_cancelled() {
+                    cancelled(&handle.session, deadline)
+                } else if end.is_ok() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Remote
+                });
                 // The end takes a credit like every message (MinIO does the same), so a
                 // caller never holds more than its window.
                 let _ = send(&*handle, ServeMsg::End(end)).await;
@@ -92,12 +109,23 @@ impl Session {
     }
 }
 
+/// Why a served stream was cancelled, as a metrics outcome: the connection went away, its
+/// deadline passed, or its caller cancelled it.
+fn cancelled(session: &Session, deadline: Option<StdInstant>) -> Outcome {
+    match session.cancelled() {
+        Outcome::Cancelled if deadline.is_some_and(|at| now() >= at) => Outcome::Deadline,
+        why => why,
+    }
+}
+
 /// One served stream, shared by its handles.
 #[derive(Debug)]
 struct Served {
     session: Arc<Session>,
     mux: u64,
     cancel: CancellationToken,
+    /// Its metrics, ended by the handler's task.
+    metrics: Stream,
 }
 
 /// What [`StreamIn`] and [`StreamOut`] (defined with the handlers) do through the session.
@@ -110,6 +138,9 @@ impl ServedStream for Served {
             drop(g);
             self.session.act(done);
         }
+        if let Poll::Ready(Some(msg)) = &r {
+            self.metrics.received(msg.len());
+        }
         r
     }
 
@@ -118,8 +149,16 @@ impl ServedStream for Served {
         msg: &mut Option<ServeMsg>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Error>> {
+        // A message (not the end) counts once the core took it.
+        let size = match msg {
+            Some(ServeMsg::Data(p)) => Some(p.len()),
+            _ => None,
+        };
         let mut g = self.session.lock();
         let r = g.core.serve_send(self.mux, msg, cx.waker());
+        if let (Some(size), Poll::Ready(Ok(())), None) = (size, &r, &*msg) {
+            self.metrics.sent(size);
+        }
         if r.is_ready() {
             let done = self.session.collect(&mut g);
             drop(g);

@@ -23,6 +23,7 @@ use super::session::now;
 use super::{CallOptions, ConnShared, Session, State};
 use crate::codec::{Codec, Msgpack, Raw};
 use crate::error::Error;
+use crate::metrics::{Outcome, Side};
 use crate::typed::{Payload, encode};
 
 /// One stream opened from this side, shared by its two handles.
@@ -35,6 +36,8 @@ pub(crate) struct ClientMux {
     route: Option<Arc<str>>,
     /// The stream's `grid.stream` span (debug level).
     span: tracing::Span,
+    /// Its metrics: ended when the consumer sees the end, else when released.
+    metrics: crate::metrics::Stream,
 }
 
 impl ClientMux {
@@ -58,6 +61,16 @@ impl Drop for ClientMux {
     fn drop(&mut self) {
         let id = self.id;
         self.span.in_scope(|| tracing::debug!("stream released"));
+        if self.metrics.pending() {
+            // Released before the consumer saw the end: the end the core has (unread), else
+            // the release cancels the stream.
+            let end = self.session.lock().core.stream_end(id);
+            self.metrics.end(match end {
+                None => Outcome::Cancelled,
+                Some(Ok(())) => Outcome::Ok,
+                Some(Err(e)) => Outcome::of(Err(&self.error(e))),
+            });
+        }
         self.session.with_core(|core| core.stream_release(id));
     }
 }
@@ -128,18 +141,25 @@ pub(crate) async fn open<C: Codec>(
         class: opts.priority.unwrap_or(class),
     };
     session.wait_room().await?;
+    let size = payload.len();
     let id = session
         .with_core(|core| core.open_stream(now(), handler, subroute, payload, deadline, route))
         .map_err(|e| session.error(e))?;
     let span = tracing::debug_span!("grid.stream", remote = %conn.remote, handler = %handler,
         route = route_name.as_deref(), mux = id);
     span.in_scope(|| tracing::debug!(in_capacity, out_capacity, "stream opened"));
+    let metrics = crate::metrics::Stream::open(
+        Side::Call,
+        crate::metrics::label(route_name.as_deref(), handler),
+        size,
+    );
     let mux = Arc::new(ClientMux {
         session,
         id,
         handler,
         route: route_name,
         span,
+        metrics,
     });
     let responses = Responses {
         mux: mux.clone(),
@@ -255,6 +275,7 @@ impl<C: Codec> StreamSender<C> {
             return Err(Error::Usage("stream input already closed".to_owned()));
         }
         session.wait_room().await?;
+        let size = payload.len();
         let mut payload = Some(payload);
         let res = poll_fn(|cx| {
             let mut g = session.lock();
@@ -267,6 +288,9 @@ impl<C: Codec> StreamSender<C> {
             r
         })
         .await;
+        if res.is_ok() {
+            mux.metrics.sent(size);
+        }
         res.map_err(|e| mux.error(e))
     }
 
@@ -352,11 +376,20 @@ impl<C: Codec> FuturesStream for Responses<C> {
             session.act(done);
         }
         let depth = session.conn.ctx.options.max_depth;
-        r.map(|o| {
-            o.map(|res| {
-                res.map_err(|e| mux.error(e))
-                    .and_then(|b| C::decode_resp(b, depth))
-            })
+        r.map(|o| match o {
+            Some(Ok(b)) => {
+                mux.metrics.received(b.len());
+                Some(C::decode_resp(b, depth))
+            }
+            Some(Err(e)) => {
+                let e = mux.error(e);
+                mux.metrics.end(Outcome::of(Err(&e)));
+                Some(Err(e))
+            }
+            None => {
+                mux.metrics.end(Outcome::Ok);
+                None
+            }
         })
     }
 }

@@ -32,20 +32,20 @@ fn answer(mux: u64, res: Outcome) -> Result<Bytes, String> {
     }
 }
 
-/// The metrics' route label: the subroute's name, else the handler's.
-fn label(route: &Option<Arc<str>>, handler: HandlerId) -> &str {
-    route
-        .as_deref()
-        .unwrap_or_else(|| handler.name().unwrap_or("unknown"))
-}
-
 /// The debug event that ends a served call's span, and its metrics.
-fn served(answer: &Result<Bytes, String>, route: &str, started: tokio::time::Instant) {
+fn served(answer: &Result<Bytes, String>, metrics: &mut crate::metrics::Call) {
+    use crate::metrics::Outcome;
     match answer {
-        Ok(body) => tracing::debug!(bytes = body.len(), "handler answered"),
-        Err(e) => tracing::debug!(error = %e, "handler failed"),
+        Ok(body) => {
+            tracing::debug!(bytes = body.len(), "handler answered");
+            metrics.sent(body.len());
+            metrics.finish(Outcome::Ok);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "handler failed");
+            metrics.finish(Outcome::Remote);
+        }
     }
-    crate::metrics::served(route, answer.is_err(), started.elapsed());
 }
 
 impl Session {
@@ -86,11 +86,11 @@ impl Session {
         );
         let span = tracing::debug_span!("grid.serve", remote = %conn.remote, handler = %handler,
             route = entry.route.as_deref(), mux);
-        let started = tokio::time::Instant::now();
-        // The metrics' route label: the subroute's name, else the handler's (no allocation).
-        let route = entry.route.clone();
-        let in_flight =
-            crate::metrics::InFlight::new(crate::metrics::Side::Serve, label(&route, handler));
+        let mut metrics = crate::metrics::Call::start(
+            crate::metrics::Side::Serve,
+            crate::metrics::label(entry.route.as_deref(), handler),
+        );
+        metrics.received(payload.len());
         let mut run = AssertUnwindSafe((entry.f)(ctx, payload)).catch_unwind();
         if inline {
             // First poll right here: most handlers answer without waiting, and then cost no
@@ -100,8 +100,7 @@ impl Session {
             let polled = span.in_scope(|| Pin::new(&mut run).poll(&mut cx));
             if let Poll::Ready(res) = polled {
                 let answer = answer(mux, res);
-                drop(in_flight);
-                span.in_scope(|| served(&answer, label(&route, handler), started));
+                span.in_scope(|| served(&answer, &mut metrics));
                 return Some(answer);
             }
         }
@@ -120,7 +119,8 @@ impl Session {
                 // The caller gave up (its cancel arrived: the core forgot the mux), or the
                 // connection is gone: nobody to answer. The handler is dropped.
                 () = token.cancelled() => {
-                    drop(in_flight);
+                    metrics.finish(session.cancelled());
+                    drop(metrics);
                     span.in_scope(|| tracing::debug!("caller cancelled: handler dropped"));
                     session.lock().served.remove(&mux);
                     return;
@@ -132,13 +132,21 @@ impl Session {
                     }
                 } => res,
             };
+            // A handler that returned once cancelled counts as cancelled: nobody takes its
+            // answer.
+            if token.is_cancelled() {
+                metrics.finish(session.cancelled());
+            }
             // Past the caller's deadline the answer is dropped (the core frees the mux).
             let res = res.map(|r| answer(mux, r));
-            drop(in_flight);
             span.in_scope(|| match &res {
-                Some(a) => served(a, label(&route, handler), started),
-                None => tracing::debug!("handler past the caller's deadline: dropped"),
+                Some(a) => served(a, &mut metrics),
+                None => {
+                    tracing::debug!("handler past the caller's deadline: dropped");
+                    metrics.finish(crate::metrics::Outcome::Deadline);
+                }
             });
+            drop(metrics);
             let at = now();
             session.with_inner(|g| {
                 g.served.remove(&mux);
@@ -149,8 +157,19 @@ impl Session {
         None
     }
 
+    /// The metrics outcome of a served call or stream whose token fired: the connection
+    /// went away, or the caller cancelled.
+    pub(crate) fn cancelled(&self) -> crate::metrics::Outcome {
+        if self.cancel.is_cancelled() {
+            crate::metrics::Outcome::Disconnected
+        } else {
+            crate::metrics::Outcome::Cancelled
+        }
+    }
+
     /// Sends a request and waits for its answer (the caller's deadline is the caller's
     /// timer). The request is forgotten however the future ends, including when dropped.
+    /// The payload counts as sent in `metrics` once it is queued.
     pub(crate) async fn roundtrip(
         self: &Arc<Self>,
         handler: HandlerId,
@@ -158,7 +177,9 @@ impl Session {
         payload: Bytes,
         deadline: std::time::Duration,
         priority: Class,
+        metrics: &crate::metrics::Call,
     ) -> Result<Bytes, Error> {
+        let size = payload.len();
         let mut payload = Some(payload);
         let mux = self
             .admit(|core| {
@@ -167,6 +188,7 @@ impl Session {
             })
             .await?
             .map_err(|e| self.error(e))?;
+        metrics.sent(size);
         tracing::Span::current().record("mux", mux);
         let mut guard = RequestGuard {
             session: self,
