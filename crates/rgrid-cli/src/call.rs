@@ -76,17 +76,25 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), Failure> {
             args.subroute.as_deref().unwrap_or_default()
         )));
     }
-    if args.to == args.node.local || !args.node.all_hosts().contains(&args.to) {
+    if args.node.local.as_ref() == Some(&args.to) || !args.node.all_hosts().contains(&args.to) {
         return Err(Failure::Local(format!(
             "--to {} must be one of --hosts and not --local",
             args.to
         )));
     }
 
-    let manager = args
-        .node
-        .start(&auth, |m| register_caller_side(m, &args, handler))
-        .await?;
+    let register = |m: &rgrid::Manager| register_caller_side(m, &args, handler);
+    let manager = if args.node.local.is_some() {
+        args.node.start(&auth, register).await?
+    } else {
+        // No --local: a client participant, unknown to the servers' host lists.
+        let name = format!(
+            "client://rgrid-call-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        args.node.start_client(&name, &auth, register)?
+    };
     let result = call(&manager, &args, handler, payload, timeout).await;
     manager.shutdown().await;
     result

@@ -50,9 +50,15 @@ impl From<rgrid::Error> for Failure {
 /// The flags that make a process a node of a grid.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct NodeArgs {
-    /// This node's URL, e.g. http://127.0.0.1:9001; the node listens on its port.
+    /// This node's URL, e.g. http://127.0.0.1:9001; the node listens on its port. `serve`
+    /// needs it; `call` without it joins as a client participant (it only dials, and the
+    /// servers must accept clients: `serve --max-clients`).
     #[arg(long, value_name = "URL")]
-    pub(crate) local: String,
+    pub(crate) local: Option<String>,
+    /// Client participants this node accepts at once (`rgrid call` without --local, admin
+    /// tools); 0 refuses them, as a MinIO node does.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub(crate) max_clients: usize,
     /// Every node of the grid, comma-separated (the local URL is added if missing).
     #[arg(
         long,
@@ -82,7 +88,15 @@ pub(crate) struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// The host list with the local URL in it, in the order given, without duplicates.
+    /// The local URL (`serve`, and `call` as a node).
+    pub(crate) fn local(&self) -> Result<&str, Failure> {
+        self.local
+            .as_deref()
+            .ok_or_else(|| Failure::Local("--local URL is required to run a node".into()))
+    }
+
+    /// The host list with the local URL (if any) in it, in the order given, without
+    /// duplicates.
     pub(crate) fn all_hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = Vec::with_capacity(self.hosts.len() + 1);
         for h in self
@@ -95,8 +109,10 @@ impl NodeArgs {
                 hosts.push(h.to_owned());
             }
         }
-        if !hosts.iter().any(|x| x == &self.local) {
-            hosts.push(self.local.clone());
+        if let Some(local) = &self.local
+            && !hosts.iter().any(|x| x == local)
+        {
+            hosts.push(local.clone());
         }
         hosts
     }
@@ -109,7 +125,8 @@ impl NodeArgs {
         auth: &Auth,
         register: impl FnOnce(&Manager) -> Result<(), rgrid::Error>,
     ) -> Result<Manager, Failure> {
-        let addr = listen_address(&self.local)?;
+        let local = self.local()?;
+        let addr = listen_address(local)?;
         let hosts = self.all_hosts();
         if let Some(h) = hosts.iter().find(|h| listen_address(h).is_err()) {
             return Err(Failure::Local(format!(
@@ -117,12 +134,11 @@ impl NodeArgs {
             )));
         }
         let tls = self.tls_config(&hosts)?;
-        let mut builder = auth.apply(Manager::builder(self.local.clone(), hosts).options(
-            Options {
-                route_path: self.route_path.clone(),
-                ..Options::default()
-            },
-        ));
+        let mut builder = auth.apply(Manager::builder(local, hosts).options(Options {
+            route_path: self.route_path.clone(),
+            max_clients: self.max_clients,
+            ..Options::default()
+        }));
         if let Some(tls) = tls {
             builder = builder.tls(tls);
         }
@@ -132,6 +148,34 @@ impl NodeArgs {
             .await
             .map_err(|e| Failure::Local(format!("cannot listen on {addr}: {e}")))?;
         tokio::spawn(rgrid::serve(listener, manager.clone()));
+        manager.start();
+        Ok(manager)
+    }
+
+    /// Joins the grid of --hosts as a client participant named `name`: it dials every host
+    /// and listens nowhere (`Manager::client_builder`).
+    pub(crate) fn start_client(
+        &self,
+        name: &str,
+        auth: &Auth,
+        register: impl FnOnce(&Manager) -> Result<(), rgrid::Error>,
+    ) -> Result<Manager, Failure> {
+        let hosts = self.all_hosts();
+        if let Some(h) = hosts.iter().find(|h| listen_address(h).is_err()) {
+            return Err(Failure::Local(format!(
+                "host {h:?} is not an http(s)://host:port URL"
+            )));
+        }
+        let tls = self.tls_config(&hosts)?;
+        let mut builder = auth.apply(Manager::client_builder(name, hosts).options(Options {
+            route_path: self.route_path.clone(),
+            ..Options::default()
+        }));
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
+        }
+        let manager = builder.build()?;
+        register(&manager)?;
         manager.start();
         Ok(manager)
     }
@@ -151,8 +195,9 @@ impl NodeArgs {
                 ));
             }
         };
-        let local_https = is_https(&self.local);
-        let remote_https = hosts.iter().any(|h| *h != self.local && is_https(h));
+        let local = self.local.as_deref().unwrap_or_default();
+        let local_https = is_https(local);
+        let remote_https = hosts.iter().any(|h| *h != local && is_https(h));
         if !local_https && !remote_https {
             if cert_key.is_some() || self.ca.is_some() {
                 return Err(Failure::Local(
@@ -164,14 +209,12 @@ impl NodeArgs {
         }
         if local_https && cert_key.is_none() {
             return Err(Failure::Local(format!(
-                "--local {} is https://: give --tls-cert and --tls-key",
-                self.local
+                "--local {local} is https://: give --tls-cert and --tls-key"
             )));
         }
         if !local_https && cert_key.is_some() {
             return Err(Failure::Local(format!(
-                "--tls-cert/--tls-key need an https:// --local URL, not {}",
-                self.local
+                "--tls-cert/--tls-key need an https:// --local URL, not {local:?}"
             )));
         }
         let Some(ca) = &self.ca else {
@@ -245,7 +288,8 @@ mod tests {
     #[test]
     fn the_local_url_joins_the_host_list_once() {
         let args = NodeArgs {
-            local: "http://127.0.0.1:2".into(),
+            local: Some("http://127.0.0.1:2".into()),
+            max_clients: 16,
             hosts: vec![
                 "http://127.0.0.1:1".into(),
                 " http://127.0.0.1:1".into(),
@@ -265,7 +309,8 @@ mod tests {
 
     fn args(local: &str, hosts: &[&str]) -> NodeArgs {
         NodeArgs {
-            local: local.into(),
+            local: Some(local.into()),
+            max_clients: 16,
             hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
             auth: AuthArgs::default(),
             route_path: DEFAULT_ROUTE_PATH.into(),

@@ -908,3 +908,39 @@ fn conflicting_or_missing_credentials_are_refused() {
     }
     assert_no_secret("--help", &help, &[JWT_SECRET, WRONG_SECRET, TOKEN]);
 }
+
+/// `rgrid call` without `--local` joins as a client participant: it is not in the servers'
+/// host list, listens nowhere, and gets its answer; a server started with `--max-clients 0`
+/// (like a MinIO node) refuses it, and the caller's last line says why.
+#[test]
+fn call_without_local_joins_as_a_client() {
+    let grid = Grid::with("http", 3, "client", Vec::new());
+    let _s0 = grid.serve(0, 0);
+    let _s1 = grid.serve(1, 0);
+    let _s2 = grid.serve_with(2, 0, &["--max-clients", "0"]);
+    let servers = grid.servers.join(",");
+    let client = |to: &str| {
+        let mut cmd = rgrid(&["call", "--hosts", &servers, "--to", to], &[]);
+        cmd.args([
+            "--token",
+            TOKEN,
+            "--handler",
+            "78",
+            "--payload",
+            "hi",
+            "--timeout",
+            "5",
+        ]);
+        run_bounded(cmd)
+    };
+    let (code, out, err) = client(&grid.servers[0]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, b"hi\n");
+    let (code, _, err) = client(&grid.servers[2]);
+    assert_eq!(code, 2, "{err}");
+    let last = last_line(&err);
+    assert!(
+        last.contains("unknown incoming host (this node joined as a client"),
+        "{last}"
+    );
+}
