@@ -76,7 +76,7 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), Failure> {
             args.subroute.as_deref().unwrap_or_default()
         )));
     }
-    if args.node.local.as_ref() == Some(&args.to) || !args.node.all_hosts().contains(&args.to) {
+    if args.node.local.as_ref() == Some(&args.to) || !args.node.hosts_now()?.contains(&args.to) {
         return Err(Failure::Local(format!(
             "--to {} must be one of --hosts and not --local",
             args.to

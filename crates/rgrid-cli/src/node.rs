@@ -64,9 +64,14 @@ pub(crate) struct NodeArgs {
         long,
         value_name = "URL,URL,...",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "hosts_file"
     )]
     pub(crate) hosts: Vec<String>,
+    /// A file listing more nodes of the grid (URLs separated by commas, spaces or lines;
+    /// `#` starts a comment). `serve` re-reads it on SIGHUP and adds and removes hosts
+    /// without a restart.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hosts_file: Option<PathBuf>,
     /// The credentials (exactly one source).
     #[command(flatten)]
     pub(crate) auth: AuthArgs,
@@ -88,6 +93,28 @@ pub(crate) struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// The hosts of --hosts and --hosts-file (read now) and the local URL, without
+    /// duplicates.
+    pub(crate) fn hosts_now(&self) -> Result<Vec<String>, Failure> {
+        let mut hosts = self.all_hosts();
+        if let Some(path) = &self.hosts_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Local(format!("--hosts-file {}: {e}", path.display())))?;
+            for h in text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or_default())
+                .flat_map(|l| l.split([',', ' ', '\t']))
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+            {
+                if !hosts.iter().any(|x| x == h) {
+                    hosts.push(h.to_owned());
+                }
+            }
+        }
+        Ok(hosts)
+    }
+
     /// The local URL (`serve`, and `call` as a node).
     pub(crate) fn local(&self) -> Result<&str, Failure> {
         self.local
@@ -127,7 +154,7 @@ impl NodeArgs {
     ) -> Result<Manager, Failure> {
         let local = self.local()?;
         let addr = listen_address(local)?;
-        let hosts = self.all_hosts();
+        let hosts = self.hosts_now()?;
         if let Some(h) = hosts.iter().find(|h| listen_address(h).is_err()) {
             return Err(Failure::Local(format!(
                 "host {h:?} is not an http(s)://host:port URL"
@@ -160,7 +187,7 @@ impl NodeArgs {
         auth: &Auth,
         register: impl FnOnce(&Manager) -> Result<(), rgrid::Error>,
     ) -> Result<Manager, Failure> {
-        let hosts = self.all_hosts();
+        let hosts = self.hosts_now()?;
         if let Some(h) = hosts.iter().find(|h| listen_address(h).is_err()) {
             return Err(Failure::Local(format!(
                 "host {h:?} is not an http(s)://host:port URL"
@@ -295,6 +322,7 @@ mod tests {
                 " http://127.0.0.1:1".into(),
                 String::new(),
             ],
+            hosts_file: None,
             auth: AuthArgs::default(),
             route_path: DEFAULT_ROUTE_PATH.into(),
             tls_cert: None,
@@ -312,6 +340,7 @@ mod tests {
             local: Some(local.into()),
             max_clients: 16,
             hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            hosts_file: None,
             auth: AuthArgs::default(),
             route_path: DEFAULT_ROUTE_PATH.into(),
             tls_cert: None,

@@ -55,8 +55,60 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
         conformance,
         "serving"
     );
-    let signal = crate::shutdown_signal().await;
+    let signal = tokio::select! {
+        s = crate::shutdown_signal() => s,
+        () = reload_hosts_on_sighup(&args.node, &manager) => "SIGHUP watch ended",
+    };
     tracing::info!(signal, "shutting down");
     manager.shutdown().await;
     Ok(())
+}
+
+/// On every SIGHUP, re-reads the host list (`--hosts` and `--hosts-file`) and adds and
+/// removes hosts on the running node. Never returns where SIGHUP can be watched.
+async fn reload_hosts_on_sighup(node: &NodeArgs, manager: &rgrid::Manager) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP: the host list is fixed");
+            return std::future::pending().await;
+        };
+        while hup.recv().await.is_some() {
+            match node.hosts_now() {
+                Ok(hosts) => apply_hosts(manager, &hosts),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: host list not reloaded"),
+            }
+        }
+    }
+    std::future::pending().await
+}
+
+/// Makes the node's remotes the hosts of `hosts` (the local one aside).
+fn apply_hosts(manager: &rgrid::Manager, hosts: &[String]) {
+    let wanted: Vec<String> = hosts
+        .iter()
+        .filter_map(|h| rgrid::transport::normalize_host(h).ok())
+        .filter(|h| h != manager.host())
+        .collect();
+    let (mut added, mut removed) = (0, 0);
+    for h in &wanted {
+        if manager.connection(h).is_none() {
+            match manager.add_host(h) {
+                Ok(_) => added += 1,
+                Err(e) => tracing::warn!(host = %h, error = %e, "SIGHUP: host not added"),
+            }
+        }
+    }
+    for h in manager.remotes() {
+        if !wanted.contains(&h) && manager.remove_host(&h).is_ok() {
+            removed += 1;
+        }
+    }
+    tracing::info!(
+        added,
+        removed,
+        remotes = manager.remotes().count(),
+        "host list reloaded"
+    );
 }

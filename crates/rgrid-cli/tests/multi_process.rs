@@ -944,3 +944,42 @@ fn call_without_local_joins_as_a_client() {
         "{last}"
     );
 }
+
+/// `serve --hosts-file F` re-reads F on SIGHUP: a host added to the file joins the running
+/// node (the pair connects and the node logs it), without a restart.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_host_list() {
+    let mut grid = Grid::with("http", 2, "sighup", Vec::new());
+    let file = grid.logs.join("hosts.txt");
+    std::fs::write(&file, "# no other host yet\n").unwrap();
+    let all = grid.hosts.clone();
+    // Node 0 starts alone; node 1 knows both.
+    grid.hosts = grid.servers[0].clone();
+    let s0 = grid.serve_with(0, 0, &["--hosts-file", file.to_str().unwrap()]);
+    grid.hosts = all;
+    let _s1 = grid.serve(1, 0);
+    std::fs::write(&file, format!("{}\n", grid.servers[1])).unwrap();
+    // Node 1 may already be connected as a client participant (if it is the dialer): the
+    // connection as a host is the next one.
+    let connected = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("grid connected") && l.contains(&grid.servers[1]))
+            .count()
+    };
+    let before = connected(&s0.log());
+    let hup = Command::new("kill")
+        .args(["-HUP", &s0.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_logged(&s0, &["host list reloaded", "added=1"]);
+    wait_connected_logged(std::slice::from_ref(&s0), 0, &grid.servers[1], before + 1);
+    // Removing it again.
+    std::fs::write(&file, "").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &s0.child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_logged(&s0, &["removed=1", "grid: host removed"]);
+}

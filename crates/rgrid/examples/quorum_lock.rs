@@ -149,7 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(c) = live {
         let host = node.host();
         let asked = async {
-            let mut who = WHO.call(c, &()).await?;
+            let mut who = WHO.call(&c, &()).await?;
             for name in ["a", "b"] {
                 who.send(&name.to_owned()).await?;
             }

@@ -263,6 +263,14 @@
 //! [`Manager::connection`] by its name or in [`Manager::clients`] (to call it back; fan-out
 //! is over the hosts only), and forgets it when it leaves. The wire is grid v1.
 //!
+//! # Membership at run time
+//!
+//! [`Manager::add_host`] and [`Manager::remove_host`] change the grid of a running node:
+//! a new host connects by the who-dials rule (once both sides list each other), and a
+//! removed one is disconnected at once; calls in flight to it fail with
+//! [`Error::Disconnected`], later calls on a kept handle with [`Error::UnknownHost`].
+//! `rgrid serve --hosts-file F` re-reads `F` on SIGHUP and applies the difference.
+//!
 //! # Limits and defaults
 //!
 //! MinIO's grid has no message size limit, no concurrency limit and no handshake timeout;

@@ -327,7 +327,7 @@ impl ManagerBuilder {
         Ok(Manager {
             inner: Arc::new(ManagerInner {
                 ctx,
-                conns,
+                conns: RwLock::new(conns),
                 client: self.client,
                 clients: Mutex::new(HashMap::new()),
                 started: AtomicBool::new(false),
@@ -363,8 +363,9 @@ fn client_name(name: &str) -> Result<String, Error> {
 
 struct ManagerInner {
     ctx: Arc<ManagerCtx>,
-    /// The host list's remotes (the servers, for a client).
-    conns: HashMap<String, Connection>,
+    /// The host list's remotes (the servers, for a client); hosts come and go at run time
+    /// ([`Manager::add_host`], [`Manager::remove_host`]).
+    conns: RwLock<HashMap<String, Connection>>,
     /// This node is a client participant.
     client: bool,
     /// Client participants connected here, by name (see [`Options::max_clients`]).
@@ -416,7 +417,7 @@ impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
             .field("local", &self.inner.ctx.local)
-            .field("remotes", &self.inner.conns.keys().collect::<Vec<_>>())
+            .field("remotes", &self.remotes().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -550,16 +551,16 @@ impl Manager {
         &self.inner.ctx.local
     }
 
-    /// The remote hosts.
-    pub fn remotes(&self) -> impl Iterator<Item = &str> {
-        self.inner.conns.keys().map(String::as_str)
+    /// The remote hosts (a snapshot: hosts may be added and removed at run time).
+    pub fn remotes(&self) -> impl Iterator<Item = String> {
+        let hosts: Vec<String> = self.conns().keys().cloned().collect();
+        hosts.into_iter()
     }
 
     /// The connection to `host`, or `None` if it is not a remote of this grid. A client
     /// participant connected here is found by its name too (see [`Manager::clients`]).
     pub fn connection(&self, host: &str) -> Option<Connection> {
         self.find_conn(host)
-            .cloned()
             .or_else(|| lock(&self.inner.clients).get(host).cloned())
     }
 
@@ -575,17 +576,91 @@ impl Manager {
         self.inner.client
     }
 
+    fn conns(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Connection>> {
+        self.inner
+            .conns
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn conns_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Connection>> {
+        self.inner
+            .conns
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The connection to `host` in any spelling of it (see [`ManagerBuilder::build`]).
-    fn find_conn(&self, host: &str) -> Option<&Connection> {
-        match self.inner.conns.get(host) {
-            Some(c) => Some(c),
-            None => self.inner.conns.get(&normalize_host(host).ok()?),
+    fn find_conn(&self, host: &str) -> Option<Connection> {
+        let conns = self.conns();
+        match conns.get(host) {
+            Some(c) => Some(c.clone()),
+            None => conns.get(&normalize_host(host).ok()?).cloned(),
         }
     }
 
-    /// Every connection.
-    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
-        self.inner.conns.values()
+    /// Every connection to a host of the grid (a snapshot).
+    pub fn connections(&self) -> impl Iterator<Item = Connection> {
+        let conns: Vec<Connection> = self.conns().values().cloned().collect();
+        conns.into_iter()
+    }
+
+    /// Adds `host` to the grid at run time and returns its connection. The who-dials rule
+    /// decides as for the hosts given at build: if this side dials, it starts dialing now
+    /// (once [`Manager::start`] ran); otherwise it waits for `host` to dial, which it does
+    /// once `host` has this node in its own list. Fails with [`Error::Config`] for a
+    /// malformed host, this node itself, or a host already in the grid (in any spelling).
+    pub fn add_host(&self, host: &str) -> Result<Connection, Error> {
+        let host = normalize_host(host)?;
+        split_host(&host)?;
+        if host == self.inner.ctx.local {
+            return Err(Error::Config(format!("{host} is this node")));
+        }
+        let conn = {
+            let mut conns = self.conns_mut();
+            if conns.contains_key(&host)
+                || default_port_twin(&host).is_some_and(|t| conns.contains_key(&t))
+            {
+                return Err(Error::Config(format!("host {host} is already in the grid")));
+            }
+            let shared = if self.inner.client {
+                ConnShared::with_role(self.inner.ctx.clone(), &self.inner.ctx.local, &host, true)
+            } else {
+                ConnShared::new(self.inner.ctx.clone(), &self.inner.ctx.local, &host)
+            };
+            let conn = Connection {
+                inner: Arc::new(shared),
+            };
+            conns.insert(host.clone(), conn.clone());
+            conn
+        };
+        // Connected as a client participant until now: that session ends, so the host
+        // redials and is taken as a host.
+        if let Some(client) = lock(&self.inner.clients).remove(&host) {
+            client.inner.remove();
+        }
+        if conn.inner.dials && self.inner.started.load(Ordering::SeqCst) {
+            self.inner.ctx.tracker.spawn(dial_loop(conn.inner.clone()));
+        }
+        tracing::info!(remote = %host, "grid: host added");
+        Ok(conn)
+    }
+
+    /// Removes `host` from the grid at run time: its dial loop stops, calls in flight to it
+    /// fail with [`Error::Disconnected`] (the outcome unknown, as for any lost connection),
+    /// and later calls on a handle kept from before fail with [`Error::UnknownHost`]. A
+    /// connection attempt from it is refused as an unknown host (or taken as a client
+    /// participant, where clients are accepted). Fails with [`Error::UnknownHost`] when it
+    /// is not in the grid.
+    pub fn remove_host(&self, host: &str) -> Result<(), Error> {
+        let key = normalize_host(host)?;
+        let conn = self
+            .conns_mut()
+            .remove(&key)
+            .ok_or_else(|| Error::UnknownHost(host.to_owned()))?;
+        conn.inner.remove();
+        tracing::info!(remote = %key, "grid: host removed");
+        Ok(())
     }
 
     /// Waits until the connection to every other host is up, for at most `timeout`: a
@@ -593,7 +668,7 @@ impl Manager {
     /// with its state and why ([`Connection::last_error`]).
     pub async fn wait_for_peers(&self, timeout: std::time::Duration) -> Result<(), PeersDown> {
         let all = async {
-            for conn in self.inner.conns.values() {
+            for conn in self.connections() {
                 conn.wait_for_connect().await?;
             }
             Ok::<(), Error>(())
@@ -602,9 +677,7 @@ impl Manager {
             return Ok(());
         }
         let mut down: Vec<PeerDown> = self
-            .inner
-            .conns
-            .values()
+            .connections()
             .filter(|c| c.state() != State::Connected)
             .map(|c| PeerDown {
                 host: c.remote().to_owned(),
@@ -769,7 +842,7 @@ impl Manager {
         if self.inner.started.swap(true, Ordering::SeqCst) {
             return;
         }
-        for conn in self.inner.conns.values() {
+        for conn in self.connections() {
             if conn.inner.dials {
                 let inner = conn.inner.clone();
                 self.inner.ctx.tracker.spawn(dial_loop(inner));
@@ -936,7 +1009,7 @@ impl Manager {
         // The peer gets the bare reason; the log says which spellings were expected.
         let expected;
         let reason = if reason == UNKNOWN_HOST {
-            let mut known: Vec<&str> = self.remotes().collect();
+            let mut known: Vec<String> = self.remotes().collect();
             known.sort_unstable();
             expected = format!("{reason} (expected one of: {})", known.join(", "));
             expected.as_str()
@@ -962,7 +1035,7 @@ impl Manager {
     /// the manager's tasks to finish.
     pub async fn shutdown(&self) {
         self.inner.ctx.shutdown.cancel();
-        for conn in self.inner.conns.values() {
+        for conn in self.connections() {
             conn.inner.shutdown();
         }
         for conn in self.clients() {
@@ -1024,19 +1097,19 @@ async fn dial_loop(conn: Arc<ConnShared>) {
     let mut failures: u64 = 0;
     let mut last_warn: Option<Instant> = None;
     loop {
-        if ctx.shutdown.is_cancelled() {
+        if conn.stop.is_cancelled() {
             return;
         }
         let started = Instant::now();
         let attempt = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = conn.stop.cancelled() => return,
             res = connect_once(&conn) => res,
         };
         match attempt {
             Ok(session) => {
                 failures = 0;
                 tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return,
+                    _ = conn.stop.cancelled() => return,
                     _ = session.closed() => {}
                 }
                 // An established connection ended: redial at once (MinIO does the same).
@@ -1062,7 +1135,7 @@ async fn dial_loop(conn: Arc<ConnShared>) {
                 let jitter = base.mul_f64(fastrand::f64());
                 let wake = started + (base + jitter) / 2;
                 tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return,
+                    _ = conn.stop.cancelled() => return,
                     _ = tokio::time::sleep_until(wake) => {}
                 }
             }

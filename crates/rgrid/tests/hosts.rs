@@ -23,7 +23,7 @@ fn build(local: &str, hosts: &[&str]) -> Result<Manager, Error> {
 fn every_spelling_of_a_host_is_the_same_host() {
     let m = build("HTTP://Node-A:1/", &["http://node-a:1", "http://Node-B:2/"]).unwrap();
     assert_eq!(m.host(), "http://node-a:1");
-    let remotes: Vec<&str> = m.remotes().collect();
+    let remotes: Vec<String> = m.remotes().collect();
     assert_eq!(remotes, ["http://node-b:2"]);
     for spelling in ["http://node-b:2", "HTTP://NODE-B:2", "http://node-b:2/"] {
         let c = m.connection(spelling).expect(spelling);

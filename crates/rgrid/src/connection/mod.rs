@@ -169,6 +169,10 @@ pub(crate) struct ConnShared {
     remote_id: Mutex<Option<[u8; 16]>>,
     /// Why the connection is down, or last went down.
     failure: Mutex<Option<ConnFailure>>,
+    /// Stops this connection's dial loop: the manager's shutdown, or the host's removal.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// The host was removed from the grid ([`crate::Manager::remove_host`]).
+    pub(crate) removed: AtomicBool,
     pub(crate) counters: Counters,
     #[cfg(feature = "test-util")]
     pub(crate) faults: Faults,
@@ -268,7 +272,9 @@ impl ConnShared {
         } else {
             Flags::CRC
         };
+        let stop = ctx.shutdown.child_token();
         ConnShared {
+            stop,
             local: local.to_owned(),
             remote: Arc::from(remote),
             dials,
@@ -278,6 +284,7 @@ impl ConnShared {
             session: Mutex::new(None),
             remote_id: Mutex::new(None),
             failure: Mutex::new(None),
+            removed: AtomicBool::new(false),
             counters: Counters::default(),
             #[cfg(feature = "test-util")]
             faults: Faults::default(),
@@ -286,6 +293,17 @@ impl ConnShared {
 
     pub(crate) fn state(&self) -> State {
         *self.state.borrow()
+    }
+
+    /// The error of a call made while there is no session.
+    pub(crate) fn down_error(&self) -> Error {
+        if self.removed.load(Ordering::SeqCst) {
+            Error::UnknownHost(self.remote.to_string())
+        } else if self.state() == State::Shutdown {
+            Error::Shutdown
+        } else {
+            Error::Disconnected
+        }
     }
 
     /// Records why the connection is down (see [`ConnFailure`]).
@@ -377,6 +395,17 @@ impl ConnShared {
                 self.record_failure(Error::Lost(why), false, 0);
             }
             self.set_state(State::ConnectionError);
+        }
+    }
+
+    /// The host left the grid: the dial loop stops, calls in flight fail with
+    /// [`Error::Disconnected`], and later calls with [`Error::UnknownHost`].
+    pub(crate) fn remove(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+        let _ = self.state.send_replace(State::Shutdown);
+        if let Some(s) = lock(&self.session).take().and_then(|w| w.upgrade()) {
+            s.close(Error::Disconnected);
         }
     }
 
@@ -548,10 +577,7 @@ impl Connection {
             return Err(Error::DeadlineExceeded);
         }
         let Some(session) = self.inner.session() else {
-            return Err(match self.state() {
-                State::Shutdown => Error::Shutdown,
-                _ => Error::Disconnected,
-            });
+            return Err(self.inner.down_error());
         };
         let at = tokio::time::Instant::now() + deadline;
         let sub = subroute.map(|(id, _)| id);

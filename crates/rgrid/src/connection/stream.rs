@@ -20,7 +20,7 @@ use rgrid_proto::HandlerId;
 use rgrid_proto::conn::{CallError, StreamRoute};
 
 use super::session::now;
-use super::{CallOptions, ConnShared, Session, State};
+use super::{CallOptions, ConnShared, Session};
 use crate::codec::{Codec, Msgpack, Raw};
 use crate::error::Error;
 use crate::metrics::{Outcome, Side};
@@ -130,10 +130,7 @@ pub(crate) async fn open<C: Codec>(
         });
     }
     let Some(session) = conn.session() else {
-        return Err(match conn.state() {
-            State::Shutdown => Error::Shutdown,
-            _ => Error::Disconnected,
-        });
+        return Err(conn.down_error());
     };
     let route = StreamRoute {
         in_capacity,

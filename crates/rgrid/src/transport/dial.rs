@@ -43,8 +43,8 @@ pub trait ConnDialer: Send + Sync + 'static {
 ///
 /// The default port is kept as written: `http://h` and `http://h:80` stay different strings
 /// (a MinIO node announces the exact string of its configuration), and a host list holding
-/// both is refused at build time as ambiguous ([`default_port_twin`]).
-pub(crate) fn normalize_host(host: &str) -> Result<String, Error> {
+/// both is refused at build time as ambiguous (`default_port_twin`).
+pub fn normalize_host(host: &str) -> Result<String, Error> {
     let bad = |why: &str| Error::Config(format!("host {host:?} {why}"));
     let (scheme, rest) = host
         .split_once("://")

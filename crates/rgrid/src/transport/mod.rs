@@ -25,7 +25,7 @@ mod http;
 pub(crate) mod tls;
 pub(crate) mod ws;
 
-pub use self::dial::{BoxedIo, ConnDialer, DialFuture, Io, WebSocket};
+pub use self::dial::{BoxedIo, ConnDialer, DialFuture, Io, WebSocket, normalize_host};
 pub use self::http::{GridService, serve, serve_connection};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
