@@ -72,6 +72,20 @@ async fn rapid_open_and_cancel_keeps_bookkeeping_bounded() {
             .metrics()
             .num_alive_tasks()
     };
+    // The node spawns its session's tasks right after the handshake answer the peer has
+    // read: wait until the count has settled (the same for 5 polls in a row, bounded), or a
+    // baseline taken mid-spawn reads as a leak afterwards.
+    let settled = tokio::time::timeout(Duration::from_secs(5), async {
+        let (mut last, mut same) = (tasks(), 0);
+        while same < 5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = tasks();
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "the task count never settled");
     let (tasks_before, rss_before) = (tasks(), rss_kib());
     let mut max_muxes = 0;
     let mut rss_per_round = Vec::new();
