@@ -331,6 +331,7 @@ impl ManagerBuilder {
                 client: self.client,
                 clients: Mutex::new(HashMap::new()),
                 started: AtomicBool::new(false),
+                runtime: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -371,6 +372,9 @@ struct ManagerInner {
     /// Client participants connected here, by name (see [`Options::max_clients`]).
     clients: Mutex<HashMap<String, Connection>>,
     started: AtomicBool,
+    /// The runtime [`Manager::start`] ran in: hosts added later dial from it, whatever
+    /// thread adds them.
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl ManagerInner {
@@ -632,15 +636,21 @@ impl Manager {
                 inner: Arc::new(shared),
             };
             conns.insert(host.clone(), conn.clone());
-            conn
+            (conn, self.inner.runtime.get().cloned())
         };
+        let (conn, runtime) = conn;
         // Connected as a client participant until now: that session ends, so the host
         // redials and is taken as a host.
         if let Some(client) = lock(&self.inner.clients).remove(&host) {
             client.inner.remove();
         }
-        if conn.inner.dials && self.inner.started.load(Ordering::SeqCst) {
-            self.inner.ctx.tracker.spawn(dial_loop(conn.inner.clone()));
+        if conn.inner.dials
+            && let Some(rt) = runtime
+        {
+            self.inner
+                .ctx
+                .tracker
+                .spawn_on(dial_loop(conn.inner.clone()), &rt);
         }
         tracing::info!(remote = %host, "grid: host added");
         Ok(conn)
@@ -842,11 +852,19 @@ impl Manager {
         if self.inner.started.swap(true, Ordering::SeqCst) {
             return;
         }
-        for conn in self.connections() {
-            if conn.inner.dials {
-                let inner = conn.inner.clone();
-                self.inner.ctx.tracker.spawn(dial_loop(inner));
-            }
+        // Under the hosts' lock, so that a host added meanwhile is dialed exactly once: by
+        // this loop, or by `add_host` once the runtime is known.
+        let dial: Vec<Arc<ConnShared>> = {
+            let conns = self.conns_mut();
+            let _ = self.inner.runtime.set(tokio::runtime::Handle::current());
+            conns
+                .values()
+                .filter(|c| c.inner.dials)
+                .map(|c| c.inner.clone())
+                .collect()
+        };
+        for inner in dial {
+            self.inner.ctx.tracker.spawn(dial_loop(inner));
         }
     }
 

@@ -9,8 +9,10 @@
 //! checked), all with deadlines. Meanwhile a seeded schedule injects, one after another:
 //! two-way and one-way partitions, held-then-released traffic (longer than the keepalive
 //! window), silent crashes (partition, crash, later restart with a new manager instance),
-//! clean restarts (`bounce`, the old sockets get a FIN), flapping links, and latency spikes
-//! inside the keepalive window (which must not drop the connection).
+//! clean restarts (`bounce`, the old sockets get a FIN), flapping links, latency spikes
+//! inside the keepalive window (which must not drop the connection), and membership changes
+//! (a node leaves the grid under load, every other node removing it with
+//! `Manager::remove_host`, and joins again with `add_host`).
 //!
 //! Measured per fault and printed per seed: dead-peer detection time (fault start → the
 //! connection leaves `Connected`) against the contract bound `2 × ping_interval +
@@ -186,8 +188,10 @@ impl Shared {
     }
 
     fn state(&self, a: usize, b: usize) -> Option<State> {
+        // `None` also while `b` is not in `a`'s grid (a leave).
         self.manager(a)
-            .map(|m| m.connection(&host(b)).unwrap().state())
+            .and_then(|m| m.connection(&host(b)))
+            .map(|c| c.state())
     }
 
     fn connected(&self, a: usize, b: usize) -> bool {
@@ -350,7 +354,10 @@ async fn node(i: usize, shared: Arc<Shared>) -> turmoil::Result {
         if to >= i {
             to += 1;
         }
-        let conn = m.connection(&host(to)).unwrap();
+        // A host that left the grid (for now) gets no calls.
+        let Some(conn) = m.connection(&host(to)) else {
+            continue;
+        };
         let deadline = Duration::from_millis(rng.u64(300..=MAX_DEADLINE.as_millis() as u64));
         let s = shared.clone();
         let guard = InFlight::new(&in_flight);
@@ -605,7 +612,7 @@ impl Driver<'_> {
         }
         let (ha, hb) = (name(a), name(b));
         let bound = detect_bound(&self.opts);
-        match rng.u8(0..7) {
+        match rng.u8(0..8) {
             0 | 1 => {
                 let oneway = rng.bool();
                 let held = Duration::from_millis(rng.u64(500..6000));
@@ -681,6 +688,34 @@ impl Driver<'_> {
                     (0..n).filter(|&j| j != a).map(|j| (j, a)).collect();
                 // The manager registers itself on its first poll.
                 self.step();
+                self.reconnect(&label, &pairs);
+                self.fig.faults.push(label);
+            }
+            7 => {
+                // Membership: node a leaves the grid (every other node removes it, it removes
+                // them) under load, then joins again. Calls in flight between them end
+                // (Disconnected); no new call goes to a host that is not in the grid.
+                let away = Duration::from_millis(rng.u64(500..4000));
+                let label = format!("leave n{a} {away:?}");
+                let others: Vec<usize> = (0..n).filter(|&j| j != a).collect();
+                let pairs: Vec<(usize, usize)> = others.iter().map(|&j| (j, a)).collect();
+                let change = |s: &Shared, add: bool| {
+                    for &j in &others {
+                        for (x, y) in [(j, a), (a, j)] {
+                            if let Some(m) = s.manager(x) {
+                                let res = if add {
+                                    m.add_host(&host(y)).map(|_| ())
+                                } else {
+                                    m.remove_host(&host(y))
+                                };
+                                assert!(res.is_ok(), "seed {}: n{x} {add}: {res:?}", s.seed);
+                            }
+                        }
+                    }
+                };
+                change(&self.shared, false);
+                self.run_for(away);
+                change(&self.shared, true);
                 self.reconnect(&label, &pairs);
                 self.fig.faults.push(label);
             }
