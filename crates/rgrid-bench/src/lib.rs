@@ -29,6 +29,7 @@ pub mod requests;
 pub mod streams;
 pub mod suite;
 pub mod svg;
+pub mod sys;
 pub mod tonic_baseline;
 
 /// Runs the benchmark with `args` (the arguments without the program name, see
