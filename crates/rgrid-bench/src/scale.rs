@@ -171,6 +171,10 @@ pub struct ScaleRecord {
     pub staggered_peers_down: usize,
     /// Resident memory after the restarts, the mesh up and idle for the settle time, KiB.
     pub rss_after_restart_kib: Option<u64>,
+    /// Live heap after the restarts minus the live heap with the first mesh idle, KiB: about
+    /// 0 when the old nodes' memory was freed (a resident figure above the first one is then
+    /// memory the C allocator kept), positive when some of it is still allocated.
+    pub heap_growth_after_restart_kib: Option<f64>,
 }
 
 impl ScaleRecord {
@@ -512,6 +516,10 @@ async fn measure_size(
         }
         tokio::time::sleep(cfg.settle).await;
         rec.rss_after_restart_kib = trimmed_rss();
+        if heap0 > 0 {
+            let heap2 = Snapshot::now().live();
+            rec.heap_growth_after_restart_kib = Some((heap2 as f64 - heap1 as f64) / 1024.0);
+        }
         Ok(())
     }
     .await;
@@ -722,7 +730,10 @@ pub fn notes_text(records: &[ScaleRecord], notes: &[String]) -> String {
                 );
             }
             if let Some(k) = r.rss_after_restart_kib {
-                let _ = write!(s, "; RSS after the restart {:.1} MiB", k as f64 / 1024.0);
+                let _ = write!(s, "; RSS after the restarts {:.1} MiB", k as f64 / 1024.0);
+            }
+            if let Some(h) = r.heap_growth_after_restart_kib {
+                let _ = write!(s, " (live heap {h:+.0} KiB against the first mesh)");
             }
             if let Some((a, b)) = r.kernel_tcp_mem_kib {
                 let _ = write!(s, "; kernel TCP buffers (machine) {a} -> {b} KiB");
