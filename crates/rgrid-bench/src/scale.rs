@@ -154,6 +154,9 @@ pub struct ScaleRecord {
     pub call_errors: u64,
     /// Seconds to shut every node down at once.
     pub shutdown_s: Option<f64>,
+    /// Seconds from the last old node down until the last new node was started (binding,
+    /// building and starting every node in turn).
+    pub rebuilt_s: Option<f64>,
     /// Seconds from the last old node down until every new node's `wait_for_peers`
     /// succeeded (the whole mesh reconnected).
     pub reconnect_s: Option<f64>,
@@ -162,6 +165,11 @@ pub struct ScaleRecord {
     /// Peers still down (summed over nodes) when the restarted mesh timed out; 0 if it came
     /// up.
     pub reconnect_peers_down: usize,
+    /// Connections whose first dial after the restart failed (most often: the peer's port
+    /// was not bound yet), each then retried after the 1-2 s dial backoff.
+    pub reconnect_failed_dials: usize,
+    /// The error of one of them.
+    pub reconnect_dial_error: Option<String>,
     /// The staggered restart's spread, seconds (0: not run).
     pub spread_s: f64,
     /// Seconds from the last old node down until the whole mesh reconnected, the nodes
@@ -169,6 +177,8 @@ pub struct ScaleRecord {
     pub staggered_reconnect_s: Option<f64>,
     /// Peers still down (summed over nodes) when the staggered restart timed out.
     pub staggered_peers_down: usize,
+    /// Connections whose first dial after the staggered restart failed.
+    pub staggered_failed_dials: usize,
     /// Resident memory after the restarts, the mesh up and idle for the settle time, KiB.
     pub rss_after_restart_kib: Option<u64>,
     /// Live heap after the restarts minus the live heap with the first mesh idle, KiB: about
@@ -300,6 +310,12 @@ struct Restart {
     /// Each node's time to see all its peers, from the clock's start, with the peers still
     /// down if it gave up.
     nodes: Vec<(Duration, usize)>,
+    /// Connections with a failed dial attempt since the restart.
+    failed_dials: usize,
+    /// One of their errors.
+    example: Option<String>,
+    /// From the clock's start until the last node was started.
+    rebuilt: Duration,
 }
 
 /// Shuts every node down at once, rebuilds them all on the same ports, each after a random
@@ -332,11 +348,24 @@ async fn restart(mesh: &mut Mesh, spread: Duration) -> Result<Restart, String> {
         }));
         mesh.nodes.push(node);
     }
+    let rebuilt = t0.elapsed();
     let mut nodes = Vec::with_capacity(waiters.len());
     for w in join_all(waiters).await {
         nodes.push(w.map_err(|e| format!("waiting for the restarted mesh: {e}"))?);
     }
-    Ok(Restart { shutdown, nodes })
+    // A new manager's connection has a last error only if one of its attempts failed.
+    let failures: Vec<String> = mesh
+        .managers()
+        .flat_map(|m| m.connections())
+        .filter_map(|c| c.last_error().map(|f| f.error.to_string()))
+        .collect();
+    Ok(Restart {
+        shutdown,
+        nodes,
+        failed_dials: failures.len(),
+        example: failures.into_iter().next(),
+        rebuilt,
+    })
 }
 
 /// Resident memory in KiB right after trimming the C heap.
@@ -482,7 +511,10 @@ async fn measure_size(
         // 4. Simultaneous restart.
         let r = restart(&mut mesh, Duration::ZERO).await?;
         rec.shutdown_s = Some(r.shutdown.as_secs_f64());
+        rec.rebuilt_s = Some(r.rebuilt.as_secs_f64());
         rec.reconnect_peers_down = r.nodes.iter().map(|(_, down)| down).sum();
+        rec.reconnect_failed_dials = r.failed_dials;
+        rec.reconnect_dial_error = r.example;
         let mut times: Vec<f64> = r.nodes.iter().map(|(t, _)| t.as_secs_f64()).collect();
         times.sort_by(f64::total_cmp);
         rec.reconnect_median_node_s = times.get(times.len() / 2).copied();
@@ -501,6 +533,7 @@ async fn measure_size(
             rec.spread_s = cfg.spread.as_secs_f64();
             let r = restart(&mut mesh, cfg.spread).await?;
             rec.staggered_peers_down = r.nodes.iter().map(|(_, down)| down).sum();
+            rec.staggered_failed_dials = r.failed_dials;
             if rec.staggered_peers_down > 0 {
                 return Err(format!(
                     "after the staggered restart, {} connection end(s) were still down after {} s",
@@ -726,8 +759,16 @@ pub fn notes_text(records: &[ScaleRecord], notes: &[String]) -> String {
             if let (Some(sd), Some(med)) = (r.shutdown_s, r.reconnect_median_node_s) {
                 let _ = write!(
                     s,
-                    "; shutdown {sd:.2} s, median node reconnected in {med:.2} s"
+                    "; shutdown {sd:.2} s, every node back in {:.3} s, median node reconnected in {med:.2} s, \
+                     {} of {} connections retried after a failed first dial ({} staggered)",
+                    r.rebuilt_s.unwrap_or(0.0),
+                    r.reconnect_failed_dials,
+                    r.connections,
+                    r.staggered_failed_dials
                 );
+                if let Some(e) = &r.reconnect_dial_error {
+                    let _ = write!(s, " (e.g. {e})");
+                }
             }
             if let Some(k) = r.rss_after_restart_kib {
                 let _ = write!(s, "; RSS after the restarts {:.1} MiB", k as f64 / 1024.0);
