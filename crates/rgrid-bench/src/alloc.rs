@@ -1,9 +1,10 @@
-//! A counting global allocator: the number of allocations and bytes since start.
+//! A counting global allocator: the number of allocations, the bytes allocated and the bytes
+//! freed since start (so the live heap is their difference).
 //!
 //! The counters are striped: each thread adds to a cache-line-sized slot of its own (chosen
 //! once per thread), so the worker threads of the benchmark never contend on one counter.
 //! A [`Snapshot`] sums the slots. Counting costs one uncontended relaxed atomic add per
-//! allocation. The `rgrid-bench` binary installs it, and so does `rgrid` when built with its
+//! allocation and one per free. The `rgrid-bench` binary installs it, and so does `rgrid` when built with its
 //! `bench` feature (the default `rgrid` keeps the system allocator).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -18,12 +19,14 @@ const SLOTS: usize = 16;
 struct Slot {
     allocs: AtomicU64,
     bytes: AtomicU64,
+    freed: AtomicU64,
 }
 
 static COUNTERS: [Slot; SLOTS] = [const {
     Slot {
         allocs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        freed: AtomicU64::new(0),
     }
 }; SLOTS];
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
@@ -54,7 +57,12 @@ fn count(size: usize) {
     s.bytes.fetch_add(size as u64, Ordering::Relaxed);
 }
 
-/// The system allocator, counting every allocation (and reallocation) it serves.
+fn count_free(size: usize) {
+    slot().freed.fetch_add(size as u64, Ordering::Relaxed);
+}
+
+/// The system allocator, counting every allocation (and reallocation) it serves and the
+/// bytes it frees.
 #[derive(Debug)]
 pub struct CountingAlloc;
 
@@ -74,12 +82,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count_free(layout.size());
         // SAFETY: forwarded with the caller's pointer and layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count(new_size);
+        count_free(layout.size());
         // SAFETY: forwarded with the caller's arguments.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -92,6 +102,8 @@ pub struct Snapshot {
     pub allocs: u64,
     /// Bytes requested so far.
     pub bytes: u64,
+    /// Bytes freed so far (a reallocation frees the old size and requests the new one).
+    pub freed: u64,
 }
 
 impl Snapshot {
@@ -102,6 +114,7 @@ impl Snapshot {
             .fold(Snapshot::default(), |acc, s| Snapshot {
                 allocs: acc.allocs + s.allocs.load(Ordering::Relaxed),
                 bytes: acc.bytes + s.bytes.load(Ordering::Relaxed),
+                freed: acc.freed + s.freed.load(Ordering::Relaxed),
             })
     }
 
@@ -110,6 +123,14 @@ impl Snapshot {
         Snapshot {
             allocs: self.allocs.saturating_sub(earlier.allocs),
             bytes: self.bytes.saturating_sub(earlier.bytes),
+            freed: self.freed.saturating_sub(earlier.freed),
         }
+    }
+
+    /// Bytes allocated and not yet freed at this instant: the live heap, as requested (the
+    /// allocator's own overhead and the memory it keeps are not in it). 0 when
+    /// [`CountingAlloc`] is not the global allocator.
+    pub fn live(self) -> u64 {
+        self.bytes.saturating_sub(self.freed)
     }
 }

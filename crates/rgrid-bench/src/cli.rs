@@ -14,20 +14,29 @@ usage: rgrid-bench [OPTIONS]
 Runs MinIO's grid benchmark matrix on rgrid (single requests bytes/rpc, streams
 request/responses/twoway, 512-byte payloads) and, in the same run, its baselines: a raw
 websocket echo over one loopback connection (the floor) and tonic gRPC (unary, client,
-server and bidi streams on one HTTP/2 connection); then the head-of-line scenario.
+server and bidi streams on one HTTP/2 connection); then the head-of-line scenario. The
+scale scenario (full meshes of 8 to 64 nodes: idle memory and CPU, calls/s, reconnect after
+every node restarts) runs only when named: --only scale.
 
 options:
   --quick                 short points: 100 ms warm-up, 300 ms measured, 1 repetition
   --servers LIST          rgrid grid sizes, each at least 2 (default 2,4)
   --concurrency LIST      client tasks per point (default 1,2,4,8,16,32,64)
   --workers N             tokio worker threads (default 2)
-  --only GROUPS           any of requests,streams,hol (default: all)
+  --only GROUPS           any of requests,streams,hol,scale (default: requests,streams,hol;
+                          scale only when named)
   --no-baselines          skip the websocket floor and tonic
   --stream-windows LIST   in/out windows of the rgrid stream shapes, in messages: 1 = MinIO's
                           capacities, others add w<N> variants (default 1,16)
   --hol-concurrency N     small calls in flight in the head-of-line scenario (default 8)
   --hol-windows LIST      output windows of its bulk stream, in messages, each measured against
                           the same idle run (default 1,4; also --hol-window)
+  --scale-nodes LIST      mesh sizes of the scale scenario, each at least 2 (default 8,32,64)
+  --scale-per-node N      calls in flight per node in its load (default 2)
+  --scale-settle-ms N     idle time before its memory is read (default 3000; --quick 500)
+  --scale-idle-ms N       idle window of its CPU measurement (default 5000; --quick 1000)
+  --scale-spread-ms N     its staggered restart brings the nodes back within this window
+                          (default 2000; 0 skips the staggered restart)
   --warmup-ms N           warm-up before each repetition (default 200)
   --measure-ms N          measured time of each repetition (default 1000)
   --repeats N             repetitions per point, the median by ops/s is reported (default 3)
@@ -52,6 +61,18 @@ pub struct Args {
     pub streams: bool,
     /// Run the head-of-line scenario.
     pub hol: bool,
+    /// Run the scale scenario (only when named in `--only`).
+    pub scale: bool,
+    /// Mesh sizes of the scale scenario.
+    pub scale_nodes: Vec<usize>,
+    /// Calls in flight per node in the scale scenario's load.
+    pub scale_per_node: usize,
+    /// Idle time before the scale scenario reads memory.
+    pub scale_settle: Duration,
+    /// Idle window of the scale scenario's CPU measurement.
+    pub scale_idle: Duration,
+    /// Spread of the scale scenario's staggered restart (0: none).
+    pub scale_spread: Duration,
     /// Run the floor and tonic next to rgrid.
     pub baselines: bool,
     /// Small calls in flight in the head-of-line scenario.
@@ -80,6 +101,12 @@ impl Default for Args {
             requests: true,
             streams: true,
             hol: true,
+            scale: false,
+            scale_nodes: crate::scale::DEFAULT_NODES.to_vec(),
+            scale_per_node: crate::scale::DEFAULT_PER_NODE,
+            scale_settle: crate::scale::DEFAULT_SETTLE,
+            scale_idle: crate::scale::DEFAULT_IDLE,
+            scale_spread: crate::scale::DEFAULT_SPREAD,
             baselines: true,
             hol_concurrency: 8,
             hol_windows: crate::hol::DEFAULT_WINDOWS.to_vec(),
@@ -106,6 +133,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut warmup_ms = None;
     let mut measure_ms = None;
     let mut repeats = None;
+    let mut settle_ms = None;
+    let mut idle_ms = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -125,14 +154,16 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 out.requests = false;
                 out.streams = false;
                 out.hol = false;
+                out.scale = false;
                 for part in groups.split(',') {
                     match part.trim() {
                         "requests" => out.requests = true,
                         "streams" => out.streams = true,
                         "hol" => out.hol = true,
+                        "scale" => out.scale = true,
                         other => {
                             return Err(format!(
-                                "--only: unknown group {other:?} (requests, streams, hol)"
+                                "--only: unknown group {other:?} (requests, streams, hol, scale)"
                             ));
                         }
                     }
@@ -147,6 +178,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             "--stream-windows" => {
                 out.stream_windows = list(&value("--stream-windows")?, "--stream-windows", 1)?;
+            }
+            "--scale-nodes" => out.scale_nodes = list(&value(a)?, a, 2)?,
+            "--scale-per-node" => out.scale_per_node = number(&value(a)?, a, 1)?,
+            "--scale-settle-ms" => settle_ms = Some(number(&value(a)?, a, 0)?),
+            "--scale-idle-ms" => idle_ms = Some(number(&value(a)?, a, 1)?),
+            "--scale-spread-ms" => {
+                out.scale_spread = Duration::from_millis(number(&value(a)?, a, 0)? as u64);
             }
             "--warmup-ms" => warmup_ms = Some(number(&value("--warmup-ms")?, "--warmup-ms", 0)?),
             "--measure-ms" => {
@@ -165,6 +203,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             measure: Duration::from_millis(300),
             repeats: 1,
         };
+        out.scale_settle = Duration::from_millis(500);
+        out.scale_idle = Duration::from_secs(1);
+    }
+    if let Some(ms) = settle_ms {
+        out.scale_settle = Duration::from_millis(ms as u64);
+    }
+    if let Some(ms) = idle_ms {
+        out.scale_idle = Duration::from_millis(ms as u64);
     }
     if let Some(ms) = warmup_ms {
         out.timing.warmup = Duration::from_millis(ms as u64);
@@ -226,6 +272,29 @@ mod tests {
         assert_eq!(a.stream_windows, [1, 16]);
         assert_eq!(a.timing.repeats, 3);
         assert!(a.requests && a.streams && a.hol && a.baselines);
+        assert!(!a.scale);
+        assert_eq!(a.scale_nodes, [8, 32, 64]);
+    }
+
+    #[test]
+    fn scale_is_selected_by_name() {
+        let a = run(&[
+            "--only",
+            "scale",
+            "--scale-nodes",
+            "64,8",
+            "--scale-per-node",
+            "3",
+            "--quick",
+            "--scale-idle-ms",
+            "200",
+        ]);
+        assert!(a.scale && !a.requests && !a.streams && !a.hol);
+        assert_eq!(a.scale_nodes, [8, 64]);
+        assert_eq!(a.scale_per_node, 3);
+        assert_eq!(a.scale_settle, Duration::from_millis(500));
+        assert_eq!(a.scale_idle, Duration::from_millis(200));
+        assert!(err(&["--scale-nodes", "1"]).contains("at least 2"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! websocket echo over one loopback connection (the floor) and tonic gRPC on one HTTP/2
 //! connection; then a head-of-line scenario (small calls next to a bulk stream), and the
 //! goals of the project's issues judged on ratios of points of the same run
-//! ([`acceptance`]).
+//! ([`acceptance`]). On request (`--only scale`), the scale scenario ([`scale`]): full meshes
+//! of up to 64 nodes in one process, their idle memory and CPU, calls/s and the time to
+//! reconnect after every node restarted at once.
 //!
 //! Every point is closed-loop: `concurrency` client tasks on the same runtime as the servers
 //! (performance guide §4.3), a warm-up, then a fixed measuring time, repeated and reported as
@@ -26,9 +28,11 @@ pub mod hol;
 pub mod measure;
 pub mod report;
 pub mod requests;
+pub mod scale;
 pub mod streams;
 pub mod suite;
 pub mod svg;
+pub mod sys;
 pub mod tonic_baseline;
 
 /// Runs the benchmark with `args` (the arguments without the program name, see

@@ -511,6 +511,8 @@ pub struct Document {
     pub points: Vec<Record>,
     /// The head-of-line scenario, one record per bulk window (empty if not run).
     pub hol: Vec<HolRecord>,
+    /// The scale scenario, one record per mesh size (empty if not run).
+    pub scale: Vec<crate::scale::ScaleRecord>,
     /// The goals.
     pub goals: Vec<Goal>,
     /// Wall time of the whole run, seconds.
@@ -687,6 +689,7 @@ pub(crate) mod tests {
             goals: crate::acceptance::goals(&v, &[], &[2]),
             points: v.clone(),
             hol: Vec::new(),
+            scale: Vec::new(),
             elapsed_s: 1.5,
         };
         let json = doc.to_json().unwrap();

@@ -1,5 +1,6 @@
 //! The whole run: single requests, streams and the head-of-line scenario, each rgrid point
-//! next to its baselines at the same concurrency, rows printed as they are measured.
+//! next to its baselines at the same concurrency, rows printed as they are measured; then,
+//! when selected, the scale scenario.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use crate::report::{
     self, Document, FLOOR, Group, HOL_IDLE, Machine, RGRID_BYTES, RGRID_BYTES_SPAWNED,
     RGRID_REQUEST, RGRID_RESPONSES, RGRID_RPC, RGRID_TWOWAY, Record, TONIC_UNARY,
 };
+use crate::scale::{self, ScaleConfig};
 use crate::streams::Shape;
 use crate::tonic_baseline::{self, TonicBaseline};
 use crate::{acceptance, floor, hol, requests, streams, svg};
@@ -50,7 +52,20 @@ pub fn point_count(args: &Args) -> usize {
     n
 }
 
-/// A rough duration of the run: every point's repetitions, plus 0.3 s per grid started.
+/// The scale scenario's configuration in `args`.
+pub fn scale_config(args: &Args) -> ScaleConfig {
+    ScaleConfig {
+        nodes: args.scale_nodes.clone(),
+        per_node: args.scale_per_node,
+        settle: args.scale_settle,
+        idle: args.scale_idle,
+        spread: args.scale_spread,
+        timing: args.timing,
+    }
+}
+
+/// A rough duration of the run: every point's repetitions, plus 0.3 s per grid started, plus
+/// the scale scenario if selected.
 pub fn estimate(args: &Args) -> Duration {
     let t = args.timing;
     let per_point = (t.warmup + t.measure) * t.repeats.max(1) as u32;
@@ -60,7 +75,12 @@ pub fn estimate(args: &Args) -> Duration {
             * Shape::ALL.len()
             * args.stream_windows.len()
         + usize::from(args.hol);
-    per_point * point_count(args) as u32 + Duration::from_millis(300) * grids as u32
+    let scale = if args.scale {
+        scale::estimate(&scale_config(args))
+    } else {
+        Duration::ZERO
+    };
+    per_point * point_count(args) as u32 + Duration::from_millis(300) * grids as u32 + scale
 }
 
 struct Run {
@@ -133,8 +153,13 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
         t.warmup.as_millis(),
         t.measure.as_millis()
     );
+    let scale_sizes = if args.scale {
+        format!(" + the scale scenario at {:?} nodes", args.scale_nodes)
+    } else {
+        String::new()
+    };
     println!(
-        "{} points, estimated {:.0} s; allocations are counted for the whole process (both ends)",
+        "{} points{scale_sizes}, estimated {:.0} s; allocations are counted for the whole process (both ends)",
         point_count(args),
         estimate(args).as_secs_f64()
     );
@@ -153,10 +178,19 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
     }
     let hol = result?;
 
+    let scale_records = if args.scale {
+        scale::run(&scale_config(args), &payload).await
+    } else {
+        Vec::new()
+    };
+
     let hol_records = hol.as_ref().map(report::hol_records).unwrap_or_default();
-    let goals = acceptance::goals(&run.records, &hol_records, &args.servers);
-    println!();
-    print!("{}", acceptance::issue14_text(&run.records, &hol_records));
+    let mut goals = acceptance::goals(&run.records, &hol_records, &args.servers);
+    goals.extend(scale::goals(&scale_records));
+    if args.requests || args.streams || args.hol {
+        println!();
+        print!("{}", acceptance::issue14_text(&run.records, &hol_records));
+    }
     println!();
     print!("{}", acceptance::goals_text(&goals));
     Ok(Document {
@@ -169,6 +203,7 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
         concurrency: args.concurrency.clone(),
         points: run.records,
         hol: hol_records,
+        scale: scale_records,
         goals,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
