@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECS="${1:-60}"
 shift || true
-ALL_TARGETS=(frame_decode merged handshake typed_decode mux_state)
+ALL_TARGETS=(frame_decode merged handshake typed_decode mux_state jwt_verify)
 if [ "$#" -gt 0 ]; then
     TARGETS=("$@")
 else

@@ -4,7 +4,8 @@
 //!
 //! The seeds are the golden examples of the spec and of the crates' tests: the hand-built
 //! request of spec §3.3, one message per op, a subroute with a checksum, merged frames, the
-//! handshake maps, and MinIO's helper-type encodings.
+//! handshake maps, MinIO's helper-type encodings, and JWTs signed with the secret of the
+//! `jwt_verify` target.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::borrow::Cow;
@@ -13,7 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rgrid::typed::{self, Array, Json, Mss, NilBytes, Payload, UrlValues};
-use rgrid_fuzz::Nested;
+use rgrid::{GridJwt, MinioJwt, TokenSource};
+use rgrid_fuzz::{JWT_ACCESS_KEY, JWT_LOCAL, JWT_REMOTE, JWT_SECRET, Nested};
 use rgrid_proto::{
     ConnectRequest, ConnectResponse, Flags, GridTime, HandlerId, Message, MuxConnectError, MuxId,
     Op, PingMsg, PongMsg, SubrouteId, encode_merged,
@@ -70,6 +72,34 @@ fn main() {
         .concat(),
     ];
     write(&dir, "mux_state", &mux);
+    write(&dir, "jwt_verify", &jwt_seeds());
+}
+
+/// Tokens signed with the target's secret (which verify, so the fuzzer starts past the
+/// signature check) and a few that fail at each earlier step.
+fn jwt_seeds() -> Vec<Vec<u8>> {
+    let grid = GridJwt::new(JWT_SECRET, JWT_REMOTE).unwrap();
+    let minio = MinioJwt::new(JWT_ACCESS_KEY, JWT_SECRET).unwrap();
+    let grid_token = grid.token_for(JWT_LOCAL);
+    let minio_token = minio.token();
+    let mut parts = grid_token.split('.');
+    let (header, claims) = (parts.next().unwrap(), parts.next().unwrap());
+    // MinIO's golden node token (access key and secret minioadmin, see jwt.rs's tests).
+    let golden = "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.\
+        eyJhY2Nlc3NLZXkiOiJtaW5pb2FkbWluIiwiZXhwIjo0MTAyNDQ0ODAwLCJzdWIiOiJtaW5pb2FkbWluIn0.\
+        sz1teB0uxxGT_GIoAHQ_iRazI2ATyKGAi4diiR56JaYUP_vnYD10y0fAd1EawWy7fmQOVQYPIkiPNZlY4DxXuA";
+    vec![
+        grid_token.as_bytes().to_vec(),
+        minio_token.into_bytes(),
+        golden.as_bytes().to_vec(),
+        // Header and claims without a signature; an empty signature.
+        format!("{header}.{claims}").into_bytes(),
+        format!("{header}.{claims}.").into_bytes(),
+        // alg none: {"alg":"none"}.
+        format!("eyJhbGciOiJub25lIn0.{claims}.").into_bytes(),
+        // Not UTF-8 in the claims segment.
+        [header.as_bytes(), b".\xff\xfe.", b"AAAA"].concat(),
+    ]
 }
 
 /// Golden frames (golden.rs and spec §3.3).

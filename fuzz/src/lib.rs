@@ -50,3 +50,13 @@ pub struct Nested {
     pub children: Vec<Nested>,
     pub next: Option<Box<Nested>>,
 }
+
+/// The secret of every validator in the `jwt_verify` target; the seeds are signed with it, so
+/// the fuzzer starts from tokens whose signature verifies.
+pub const JWT_SECRET: &str = "rgrid fuzz secret";
+/// The accepting node of `jwt_verify` (the audience a grid token must name).
+pub const JWT_LOCAL: &str = "http://10.0.0.2:9000";
+/// The dialing node of `jwt_verify` (the issuer a grid token must name).
+pub const JWT_REMOTE: &str = "http://10.0.0.1:9000";
+/// The access key of the `jwt_verify` target's MinIO validator.
+pub const JWT_ACCESS_KEY: &str = "minioadmin";
