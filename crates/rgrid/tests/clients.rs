@@ -31,20 +31,10 @@ async fn servers(max_clients: usize, secret: &str) -> (Vec<Manager>, Vec<String>
             max_clients,
             ..Options::default()
         };
-        let m = Manager::builder(host.clone(), hosts.clone())
+        let builder = Manager::builder(host.clone(), hosts.clone())
             .options(options)
-            .jwt_secret(secret)
-            .build()
-            .unwrap();
-        let me = host.clone();
-        m.register_single(HandlerId::TEST, move |_: Bytes| {
-            let me = me.clone();
-            async move { Ok(Bytes::from(me)) }
-        })
-        .unwrap();
-        tokio::spawn(rgrid::serve(l, m.clone()));
-        m.start();
-        managers.push(m);
+            .jwt_secret(secret);
+        managers.push(common::start_named_node(builder, l));
     }
     for m in &managers {
         bounded(m.wait_for_peers(Duration::from_secs(10)))

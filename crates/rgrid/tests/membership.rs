@@ -16,19 +16,8 @@ use rgrid::{Error, HandlerId, Manager, State};
 use tokio::net::TcpListener;
 
 async fn node(host: &str, hosts: &[&String], l: TcpListener) -> Manager {
-    let m = Manager::builder(host, hosts.iter().map(|h| h.as_str()))
-        .token("t")
-        .build()
-        .unwrap();
-    let me = host.to_owned();
-    m.register_single(HandlerId::TEST, move |_: Bytes| {
-        let me = me.clone();
-        async move { Ok(Bytes::from(me)) }
-    })
-    .unwrap();
-    tokio::spawn(rgrid::serve(l, m.clone()));
-    m.start();
-    m
+    let builder = Manager::builder(host, hosts.iter().map(|h| h.as_str())).token("t");
+    common::start_named_node(builder, l)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

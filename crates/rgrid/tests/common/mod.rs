@@ -62,6 +62,24 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Builds `builder`'s manager, registers `HandlerId::TEST` answering with the node's own
+/// host name, serves it on `listener` and starts it (a real node on loopback).
+pub fn start_named_node(
+    builder: rgrid::ManagerBuilder,
+    listener: tokio::net::TcpListener,
+) -> Manager {
+    let m = builder.build().unwrap();
+    let me = m.host().to_owned();
+    m.register_single(HandlerId::TEST, move |_: bytes::Bytes| {
+        let me = me.clone();
+        async move { Ok(bytes::Bytes::from(me)) }
+    })
+    .unwrap();
+    tokio::spawn(rgrid::serve(listener, m.clone()));
+    m.start();
+    m
+}
+
 /// A connected two-node grid with `options`; `register` adds handlers to each node.
 pub async fn grid_with(options: Options, register: impl Fn(usize, &Manager)) -> LocalGrid {
     bounded(LocalGrid::start_with(2, options, register))
