@@ -40,6 +40,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
             Ok(())
         })
         .await?;
+    // Watched before the ready line: a SIGHUP sent as soon as the node is ready must reload
+    // the host list, not hit the default action (which ends the process).
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    #[cfg(not(unix))]
+    let hup = ();
     {
         let mut out = std::io::stdout().lock();
         let ready = writeln!(out, "ready {}", manager.host()).and_then(|()| out.flush());
@@ -57,7 +63,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     );
     let signal = tokio::select! {
         s = crate::shutdown_signal() => s,
-        () = reload_hosts_on_sighup(&args.node, &manager) => "SIGHUP watch ended",
+        () = reload_hosts_on_sighup(hup, &args.node, &manager) => "SIGHUP watch ended",
     };
     tracing::info!(signal, "shutting down");
     manager.shutdown().await;
@@ -66,11 +72,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
 
 /// On every SIGHUP, re-reads the host list (`--hosts` and `--hosts-file`) and adds and
 /// removes hosts on the running node. Never returns where SIGHUP can be watched.
-async fn reload_hosts_on_sighup(node: &NodeArgs, manager: &rgrid::Manager) {
-    #[cfg(unix)]
+#[cfg(unix)]
+async fn reload_hosts_on_sighup(
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    node: &NodeArgs,
+    manager: &rgrid::Manager,
+) {
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        let Ok(mut hup) = hup else {
             tracing::warn!("cannot watch SIGHUP: the host list is fixed");
             return std::future::pending().await;
         };
@@ -84,6 +93,11 @@ async fn reload_hosts_on_sighup(node: &NodeArgs, manager: &rgrid::Manager) {
     std::future::pending().await
 }
 
+#[cfg(not(unix))]
+async fn reload_hosts_on_sighup((): (), _: &NodeArgs, _: &rgrid::Manager) {
+    std::future::pending().await
+}
+
 /// Makes the node's remotes the hosts of `hosts` (the local one aside).
 fn apply_hosts(manager: &rgrid::Manager, hosts: &[String]) {
     let wanted: Vec<String> = hosts
@@ -92,8 +106,10 @@ fn apply_hosts(manager: &rgrid::Manager, hosts: &[String]) {
         .filter(|h| h != manager.host())
         .collect();
     let (mut added, mut removed) = (0, 0);
+    // The hosts of the grid only: a host connected as a client participant is added too.
+    let remotes: Vec<String> = manager.remotes().collect();
     for h in &wanted {
-        if manager.connection(h).is_none() {
+        if !remotes.contains(h) {
             match manager.add_host(h) {
                 Ok(_) => added += 1,
                 Err(e) => tracing::warn!(host = %h, error = %e, "SIGHUP: host not added"),
