@@ -934,7 +934,7 @@ impl Manager {
             .set_max_payload_len(Some(ctx.options.frame_limit()));
         // Authenticated: the slot is free again before the connection counts as up.
         drop(slot);
-        match conn.attach(ws, remote_id) {
+        match conn.attach(ws, remote_id, false) {
             None => {
                 tracing::debug!(remote = %conn.remote, "grid: connection refused during shutdown")
             }
@@ -1198,5 +1198,5 @@ async fn connect_once(conn: &Arc<ConnShared>) -> Result<Arc<Session>, Error> {
     }
     ws.limits_mut()
         .set_max_payload_len(Some(ctx.options.frame_limit()));
-    conn.attach(ws, resp.id).ok_or(Error::Shutdown)
+    conn.attach(ws, resp.id, true).ok_or(Error::Shutdown)
 }

@@ -1,8 +1,9 @@
 //! Allocations of typed calls, counted by a global allocator per thread: the grid runs on a
 //! current-thread runtime, so both ends of every call allocate on the test's thread. Shows
 //! (with `--nocapture`) and bounds the steady-state allocations per typed single call, per raw
-//! call for comparison, and per typed stream message; and checks that hostile payloads are
-//! refused without large allocations. With feature `metrics`, with a recorder installed.
+//! call for comparison, per typed stream message and per 256 KiB echo; and checks that
+//! hostile payloads are refused without large allocations. With feature `metrics`, with a
+//! recorder installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -231,4 +232,57 @@ fn hostile_payloads_are_refused_without_large_allocations() {
         // serde preallocates at most 1 MiB for a declared length it cannot trust.
         assert!(b1 - b0 <= 1024 * 1024 + 4096, "{} bytes allocated", b1 - b0);
     }
+}
+
+/// A 256 KiB echo, each way of the connection (one end dialed and masks what it sends, the
+/// other does not): memory allocated per call stays near the two frames' worth. The dialing
+/// end encodes each frame into a buffer of its own (the websocket masks it in place, without
+/// the copy it makes of a shared buffer); the other end reuses one buffer. An earlier variant
+/// that gave every large frame its own buffer on both ends allocated 3.0x the payload per
+/// call here and failed the bound.
+#[tokio::test(flavor = "current_thread")]
+async fn large_messages_allocate_about_one_buffer_per_frame() {
+    const SIZE: usize = 256 * 1024;
+    const ROUNDS: u64 = 50;
+    let g = grid_with(Options::default(), |_, m| {
+        m.register_single_inline(HandlerId::TEST2, None, |_, p: Bytes| async move {
+            Ok::<_, RemoteError>(p)
+        })
+        .unwrap();
+    })
+    .await;
+    let payload = Bytes::from(vec![5u8; SIZE]);
+    for (from, to) in [(0, 1), (1, 0)] {
+        let conn = g.conn(from, to);
+        for _ in 0..5 {
+            conn.request(HandlerId::TEST2, payload.clone())
+                .await
+                .unwrap();
+        }
+        let (a0, b0) = snapshot();
+        for _ in 0..ROUNDS {
+            let echo = conn
+                .request(HandlerId::TEST2, payload.clone())
+                .await
+                .unwrap();
+            assert_eq!(echo, payload);
+        }
+        let (a1, b1) = snapshot();
+        let allocs = (a1 - a0) as f64 / ROUNDS as f64;
+        let payloads = (b1 - b0) as f64 / ROUNDS as f64 / SIZE as f64;
+        println!(
+            "256 KiB echo {from} -> {to}: {allocs:.2} allocations, {payloads:.2} x the payload \
+             allocated per call (both ends)"
+        );
+        assert!(
+            payloads <= 2.2,
+            "{from} -> {to}: {payloads} x the payload per call"
+        );
+        assert!(
+            allocs <= 7.0,
+            "{from} -> {to}: {allocs} allocations per call"
+        );
+    }
+    assert_no_active(&g).await;
+    g.shutdown().await;
 }

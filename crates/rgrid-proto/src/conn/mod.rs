@@ -66,7 +66,7 @@ use crate::{
     MuxConnectError, Op, PingMsg, PongMsg, RecvSeq, SendSeq, SubrouteId, Window,
 };
 
-pub use self::out::{OutMsg, encode_frame};
+pub use self::out::{OutMsg, encode_frame, frame_len};
 
 /// Pongs a served stream may owe at once (one per ping, as Go answers); past it the oldest
 /// owed pong is dropped. A caller pings every stream ping interval, so more than one is owed

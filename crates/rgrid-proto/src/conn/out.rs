@@ -84,6 +84,21 @@ impl OutMsg {
     }
 }
 
+/// The exact number of bytes [`encode_frame`] writes for `batch`, so a writer can size a
+/// buffer of its own for a large frame (one allocation, no growth).
+pub fn frame_len(batch: &[OutMsg]) -> usize {
+    if let [only] = batch {
+        return only.encoded_len();
+    }
+    // The merged header: a 7-element array, MuxID 0, Seq = count, then 6 fixed bytes.
+    let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+    let header = 2 + crate::msgpack::uint_len(count) + 6;
+    batch.iter().fold(header, |n, m| {
+        let len = m.encoded_len();
+        n + crate::msgpack::bin_header_len(len) + len
+    })
+}
+
 /// Encodes a batch as one websocket frame: a single message, or an `OpMerged` container.
 /// `frame` is cleared first. Fails only for a payload of 4 GiB or more.
 pub fn encode_frame(batch: &[OutMsg], frame: &mut BytesMut) -> Result<(), EncodeError> {
@@ -97,4 +112,44 @@ pub fn encode_frame(batch: &[OutMsg], frame: &mut BytesMut) -> Result<(), Encode
         m.as_message().encode_merged_entry(frame)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn msg(mux_id: u64, payload: Option<usize>, subroute: bool) -> OutMsg {
+        OutMsg {
+            mux_id,
+            seq: 3,
+            deadline_ms: 60_000,
+            handler: HandlerId(9),
+            op: Op::REQUEST,
+            flags: Flags(0),
+            payload: payload.map(|n| Bytes::from(vec![7u8; n])),
+            subroute: subroute.then(|| SubrouteId::new(HandlerId(9), "x")),
+        }
+    }
+
+    #[test]
+    fn frame_len_is_exact_for_single_and_merged_frames() {
+        let sizes = [
+            None,
+            Some(0),
+            Some(1),
+            Some(200),
+            Some(70_000),
+            Some(300_000),
+        ];
+        let mut frame = BytesMut::new();
+        for count in [1usize, 2, 3, 127, 128, 300] {
+            let batch: Vec<OutMsg> = (0..count)
+                .map(|i| msg(i as u64 * 1_000_003, sizes[i % sizes.len()], i % 2 == 0))
+                .collect();
+            encode_frame(&batch, &mut frame).unwrap();
+            assert_eq!(frame_len(&batch), frame.len(), "{count} messages");
+        }
+    }
 }

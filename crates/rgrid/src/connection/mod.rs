@@ -335,16 +335,18 @@ impl ConnShared {
     }
 
     /// Starts serving `ws` as this connection's session, replacing (and failing) any previous
-    /// one. Returns `None` when the manager is shut down.
+    /// one. `dialed`: this side dialed, so its websocket is the client end, which masks what
+    /// it sends. Returns `None` when the manager is shut down.
     pub(crate) fn attach(
         self: &Arc<Self>,
         ws: WebSocket,
         remote_id: [u8; 16],
+        dialed: bool,
     ) -> Option<Arc<Session>> {
         if self.state() == State::Shutdown || self.ctx.shutdown.is_cancelled() {
             return None;
         }
-        let (session, tasks) = Session::start(self.clone(), ws);
+        let (session, tasks) = Session::start(self.clone(), ws, dialed);
         let old = {
             let mut cur = lock(&self.session);
             let old = cur

@@ -89,7 +89,13 @@ impl Inner {
 struct WriterState {
     sink: WsSink,
     batch: Vec<OutMsg>,
+    /// The frame buffer frames are split off (unused when `masks`).
     frame: BytesMut,
+    /// The websocket is the client end (this side dialed): it masks every frame in place,
+    /// and copies a frame whose buffer it does not own alone (a frame split off `frame`
+    /// would share its allocation). So each frame is encoded into a buffer of its own,
+    /// exactly sized: the one allocation the copy cost, without copying the frame.
+    masks: bool,
 }
 
 /// A live websocket session.
@@ -204,8 +210,13 @@ pub(crate) struct Released {
 }
 
 impl Session {
-    /// Builds a session over `ws`. The returned tasks must be spawned to run it.
-    pub(crate) fn start(conn: Arc<ConnShared>, ws: WebSocket) -> (Arc<Session>, Tasks) {
+    /// Builds a session over `ws` (`masks`: the client end of the websocket, see
+    /// [`WriterState::masks`]). The returned tasks must be spawned to run it.
+    pub(crate) fn start(
+        conn: Arc<ConnShared>,
+        ws: WebSocket,
+        masks: bool,
+    ) -> (Arc<Session>, Tasks) {
         let opts = &conn.ctx.options;
         let cfg = Config {
             base_flags: conn.base_flags,
@@ -234,7 +245,12 @@ impl Session {
             writer: Mutex::new(WriterState {
                 sink,
                 batch: Vec::with_capacity(crate::options::MAX_MERGE_MESSAGES + 1),
-                frame: BytesMut::with_capacity(32 * 1024),
+                frame: if masks {
+                    BytesMut::new()
+                } else {
+                    BytesMut::with_capacity(32 * 1024)
+                },
+                masks,
             }),
             cancel: conn.ctx.shutdown.child_token(),
             writer_wake: Notify::new(),

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
+use bytes::BytesMut;
 use futures_util::Sink;
-use rgrid_proto::conn::encode_frame;
+use rgrid_proto::conn::{encode_frame, frame_len};
 
 use super::{Session, WriterState};
 use crate::error::Error;
@@ -80,16 +81,27 @@ impl Session {
                 self.signal_room(&g);
             }
         }
-        if let Err(e) = encode_frame(&w.batch, &mut w.frame) {
+        // See `WriterState::masks`: the client end encodes each frame into its own buffer;
+        // the server end splits frames off one buffer it reuses.
+        let own = w.masks;
+        let mut own_buf = BytesMut::new();
+        let buf = if own {
+            own_buf.reserve(frame_len(&w.batch));
+            &mut own_buf
+        } else {
+            &mut w.frame
+        };
+        if let Err(e) = encode_frame(&w.batch, buf) {
             // Only a payload of 4 GiB or more gets here; senders check sizes first.
             tracing::error!(error = %e, "grid: cannot encode outgoing message");
-            w.frame.clear();
+            buf.clear();
             return Step::Wrote;
         }
         let count = w.batch.len() as u64;
         w.batch.clear();
-        let len = w.frame.len() as u64;
-        let msg = tokio_websockets::Message::binary(w.frame.split().freeze());
+        let len = buf.len() as u64;
+        let frame = if own { own_buf } else { w.frame.split() };
+        let msg = tokio_websockets::Message::binary(frame.freeze());
         let sink = Pin::new(&mut w.sink);
         let res = match sink.poll_ready(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut w.sink).start_send(msg),
