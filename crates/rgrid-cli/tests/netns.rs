@@ -703,8 +703,9 @@ struct Flood {
     stop: Arc<AtomicBool>,
     /// Idle connections the node closed (each is reopened at once).
     drops: Arc<AtomicU64>,
-    /// Idle connections open now.
+    /// Idle connections open now, and the most open at once.
     open: Arc<AtomicU64>,
+    peak: Arc<AtomicU64>,
     /// Connections established in all (idle and garbage).
     connects: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -715,14 +716,16 @@ impl Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let drops = Arc::new(AtomicU64::new(0));
         let open = Arc::new(AtomicU64::new(0));
+        let peak = Arc::new(AtomicU64::new(0));
         let connects = Arc::new(AtomicU64::new(0));
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = {
-            let (ns, stop, drops, open, connects) = (
+            let (ns, stop, drops, open, peak, connects) = (
                 ns.to_owned(),
                 stop.clone(),
                 drops.clone(),
                 open.clone(),
+                peak.clone(),
                 connects.clone(),
             );
             std::thread::spawn(move || {
@@ -738,8 +741,13 @@ impl Flood {
                 rt.block_on(async move {
                     for k in 0..FLOOD_CONNS {
                         let src = sources[k % sources.len()];
-                        let (stop, drops, open, connects) =
-                            (stop.clone(), drops.clone(), open.clone(), connects.clone());
+                        let (stop, drops, open, peak, connects) = (
+                            stop.clone(),
+                            drops.clone(),
+                            open.clone(),
+                            peak.clone(),
+                            connects.clone(),
+                        );
                         tokio::spawn(async move {
                             while !stop.load(Ordering::Relaxed) {
                                 let Ok(mut s) = flood_connect(src, target).await else {
@@ -747,7 +755,8 @@ impl Flood {
                                     continue;
                                 };
                                 connects.fetch_add(1, Ordering::Relaxed);
-                                open.fetch_add(1, Ordering::Relaxed);
+                                let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+                                peak.fetch_max(now, Ordering::Relaxed);
                                 // Say nothing; wait until the node closes the socket.
                                 let mut buf = [0u8; 64];
                                 let closed = loop {
@@ -805,6 +814,7 @@ impl Flood {
             stop,
             drops,
             open,
+            peak,
             connects,
             thread: Some(thread),
         };
@@ -1254,11 +1264,12 @@ struct Flooded {
     flooded: usize,
     restarted: usize,
     /// Idle connections the flooded node had dropped when the peer was killed, and those
-    /// open then.
+    /// open at that instant.
     drops_before: u64,
     open_before: u64,
-    /// The same at the end.
+    /// The same at the end, the most idle connections open at once, and connections made.
     drops: u64,
+    peak: u64,
     connects: u64,
     /// From the restarted node's spawn, and from its ready line, until its log says it is
     /// connected to the flooded node; until the flooded node's log says so.
@@ -1347,8 +1358,9 @@ fn slowloris(net: &mut Net, load: &Load) -> Flooded {
     );
     let end = load.now();
     let flood = net.flood.take().unwrap();
-    let (drops, connects) = (
+    let (drops, peak, connects) = (
         flood.drops.load(Ordering::Relaxed),
+        flood.peak.load(Ordering::Relaxed),
         flood.connects.load(Ordering::Relaxed),
     );
     drop(flood);
@@ -1359,6 +1371,7 @@ fn slowloris(net: &mut Net, load: &Load) -> Flooded {
         drops_before,
         open_before,
         drops,
+        peak,
         connects,
         since_spawn: Duration::from_secs_f64((joined - spawned).max(0.0)),
         since_ready: Duration::from_secs_f64((joined - ready).max(0.0)),
@@ -1617,8 +1630,9 @@ fn netns_faults_detected_and_recovered() {
     }
     line(format!(
         "slowloris on node {} ({FLOOD_CONNS} idle connections from {FLOOD_ADDRS} addresses, \
-         {GARBAGE_CONNS} sending garbage; {} dropped and {} open when node {} was killed, {} \
-         dropped and {} connections in all after {:.1} s): node {} restarted, connected to \
+         {GARBAGE_CONNS} sending garbage; {} dropped and {} open when node {} was killed; {} \
+         dropped, at most {} open at once, {} connections in all in {:.1} s): node {} \
+         restarted, connected to \
          node {} {} after its ready line ({} after its spawn; node {} saw it {} after the \
          ready line); {} calls to node {} answered meanwhile, {} calls to node {} since \
          the restart, {} failed on the other nodes",
@@ -1627,6 +1641,7 @@ fn netns_faults_detected_and_recovered() {
         flooded.open_before,
         flooded.restarted,
         flooded.drops,
+        flooded.peak,
         flooded.connects,
         flooded.duration.as_secs_f64(),
         flooded.restarted,
