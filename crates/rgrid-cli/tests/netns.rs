@@ -29,10 +29,11 @@
 //! Then the conditions that must not look like a fault:
 //!
 //! - shaped window: for 10 s of load (four `dead_after`), the stage delays every frame of
-//!   node 0 by 20 ms ± 5 ms each way and loses 1% of them. No call may fail and no node may
-//!   log a lost connection; the calls' latency through the stage is printed and asserted
-//!   (none under twice 15 ms, the median at twice 20 ms, less 2 ms), so a stage that does
-//!   not delay fails;
+//!   node 0 by 20 ms ± 5 ms each way and loses 1% of them, while two busy-loop threads of
+//!   this process compete for the machine's CPUs with every node (CPU starvation). No call
+//!   may fail and no node may log a lost connection; the calls' latency through the stage
+//!   is printed and asserted (none under twice 15 ms, the median at twice 20 ms, less 2 ms),
+//!   so a stage that does not delay fails;
 //! - a GC-like pause: node 0 is stopped (SIGSTOP) for 1 s, then resumed; watched for
 //!   `dead_after` plus a second after it, nothing may fail and no connection be lost;
 //! - slowloris: from 16 addresses of the network that are no grid host's (a namespace of
@@ -123,6 +124,8 @@ const SHAPE_DELAY: Duration = Duration::from_millis(20);
 const SHAPE_JITTER: Duration = Duration::from_millis(5);
 const SHAPE_LOSS: f64 = 0.01;
 const SHAPE_WINDOW: Duration = Duration::from_secs(10);
+/// Busy-loop threads running through the shaped window (CPU starvation on top of it).
+const BUSY_THREADS: usize = 2;
 /// A GC-like pause of the staged node: SIGSTOP, this long, SIGCONT.
 const PAUSE: Duration = Duration::from_secs(1);
 /// The slowloris: idle connections held open (each reopened as soon as the node drops it)
@@ -1145,6 +1148,8 @@ struct Shaped {
     /// `grid connection lost` lines of any node's log in that span.
     lost_conns: Vec<String>,
     span: Duration,
+    /// Loop iterations of the busy threads over the window (they ran).
+    busy_spins: u64,
 }
 
 /// `SHAPE_WINDOW` of load with the staged node's path shaped, then that node paused for
@@ -1160,6 +1165,19 @@ fn shaped_and_paused(net: &Net, load: &Load) -> Shaped {
     let wall_at = wall_now();
     let at = load.now();
     stage.shape(SHAPE_DELAY, SHAPE_JITTER, SHAPE_LOSS);
+    let busy_stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..BUSY_THREADS)
+        .map(|_| {
+            let stop = busy_stop.clone();
+            std::thread::spawn(move || {
+                let mut spins = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+                spins
+            })
+        })
+        .collect();
     // The window is a span of load, not a wait for an event: it ends after `SHAPE_WINDOW`
     // and 100 calls to the staged node at least.
     poll(
@@ -1171,6 +1189,8 @@ fn shaped_and_paused(net: &Net, load: &Load) -> Shaped {
         },
     );
     let until = load.now();
+    busy_stop.store(true, Ordering::Relaxed);
+    let busy_spins: u64 = busy.into_iter().map(|t| t.join().unwrap()).sum();
     stage.shape(Duration::ZERO, Duration::ZERO, 0.0);
     let after = [dir_counts(&stage.to_node), dir_counts(&stage.from_node)];
     let in_window = load.select(|r| r.start >= at && r.end <= until);
@@ -1249,6 +1269,7 @@ fn shaped_and_paused(net: &Net, load: &Load) -> Shaped {
         failed: load.select(|r| r.end >= at && r.start <= end && r.outcome != Outcome::Ok),
         lost_conns,
         span: end - at,
+        busy_spins,
     }
 }
 
@@ -1594,10 +1615,11 @@ fn netns_faults_detected_and_recovered() {
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     line(format!(
         "shaped window, node {STAGED} (stage each way: {SHAPE_DELAY:?} ± {SHAPE_JITTER:?}, \
-         {:.0}% loss): {} calls to it in {SHAPE_WINDOW:?}, latency min {} p50 {} p99 {} \
+         {:.0}% loss; {BUSY_THREADS} busy-loop threads, {:.1} G spins): {} calls to it in {SHAPE_WINDOW:?}, latency min {} p50 {} p99 {} \
          (the other nodes' p50 {} over {} calls); {} frames through the stage, {} lost \
          ({:.2}%)",
         SHAPE_LOSS * 100.0,
+        shaped.busy_spins as f64 / 1e9,
         shaped.calls,
         ms(shaped.min),
         ms(shaped.p50),
