@@ -147,12 +147,41 @@ async fn call(
     run_stream(stream, &args.send).await
 }
 
+/// How often a call waiting for its connection looks for a refusal.
+const REFUSAL_CHECK: Duration = Duration::from_millis(20);
+
+/// Waits for the connection, up to `timeout`; a refusal by the peer (a wrong secret, a host
+/// name it does not know) ends the wait at once, as retrying would get the same answer.
 async fn wait_connected(conn: &Connection, timeout: Duration) -> Result<(), Failure> {
-    match tokio::time::timeout(timeout, conn.wait_for_connect()).await {
-        Ok(res) => res.map_err(Failure::from),
+    let refused = async {
+        let mut tick = tokio::time::interval(REFUSAL_CHECK);
+        loop {
+            tick.tick().await;
+            if let Some(f) = conn.last_error()
+                && !f.refused_here
+                && matches!(f.error, rgrid::Error::Rejected(_))
+            {
+                return f;
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(timeout, async {
+        tokio::select! {
+            res = conn.wait_for_connect() => res.map_err(Failure::from),
+            f = refused => Err(Failure::Local(not_connected(
+                conn.remote(),
+                None,
+                conn.state(),
+                Some(&f),
+            ))),
+        }
+    })
+    .await;
+    match outcome {
+        Ok(res) => res,
         Err(_) => Err(Failure::Local(not_connected(
             conn.remote(),
-            timeout,
+            Some(timeout),
             conn.state(),
             conn.last_error().as_ref(),
         ))),
@@ -165,14 +194,17 @@ async fn wait_connected(conn: &Connection, timeout: Duration) -> Result<(), Fail
 /// dial error.
 fn not_connected(
     remote: &str,
-    timeout: Duration,
+    timeout: Option<Duration>,
     state: State,
     last_error: Option<&ConnFailure>,
 ) -> String {
-    let mut line = format!(
-        "no connection to {remote} within {:.1} s (state {state})",
-        timeout.as_secs_f64()
-    );
+    let mut line = match timeout {
+        Some(t) => format!(
+            "no connection to {remote} within {:.1} s (state {state})",
+            t.as_secs_f64()
+        ),
+        None => format!("no connection to {remote} (state {state})"),
+    };
     match last_error {
         Some(f) if f.refused_here => line.push_str(&format!(": refused here: {}", f.error)),
         Some(f) => line.push_str(&format!(": {}", f.error)),

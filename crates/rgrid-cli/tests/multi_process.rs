@@ -729,7 +729,9 @@ fn jwt_secret_nodes_interoperate_and_a_wrong_secret_is_refused_with_the_reason()
     assert_eq!((code, out.as_slice()), (0, &b"\n"[..]), "{err}");
     outputs.push(err);
 
-    // The wrong secret: refused in the handshake, and the caller's last line says why.
+    // The wrong secret: refused in the handshake, and the caller's last line says why. The
+    // refusal ends the caller's wait at once: with a 120 s timeout, waiting it out would
+    // overrun `run_bounded`'s 30 s and fail.
     let (code, out, err) = grid.call_env(
         &[
             "--jwt-secret",
@@ -739,7 +741,7 @@ fn jwt_secret_nodes_interoperate_and_a_wrong_secret_is_refused_with_the_reason()
             "--handler",
             "78",
             "--timeout",
-            "2",
+            "120",
         ],
         &[debug],
     );
