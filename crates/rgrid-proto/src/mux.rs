@@ -143,6 +143,11 @@ impl Window {
         }
     }
 
+    /// The window, in messages.
+    pub fn size(&self) -> u32 {
+        self.window
+    }
+
     /// Messages received and not yet released.
     pub fn buffered(&self) -> u32 {
         self.buffered

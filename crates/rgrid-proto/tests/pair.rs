@@ -505,6 +505,88 @@ fn caller_credits_bound_messages_in_flight() {
     assert_eq!(seqs, (1..=N as u32).collect::<Vec<_>>());
 }
 
+/// A window of 16 returns its credits in batches of 8 (half the window: the sender still
+/// holds the other half, so it never waits for the batch), or with any other message of the
+/// connection, merged into its frame. Both directions: the handler's input and the caller's
+/// responses.
+#[test]
+fn credits_return_in_batches_of_half_the_window_or_with_other_output() {
+    const W: u32 = 16;
+    let routes = TestRoutes::default().stream(78, W, W, Class::Normal);
+    let mut p = Pair::new(routes);
+    let s = open_acked(&mut p, 78);
+    for i in 0..W as u8 {
+        assert!(p.send(A, s, &[i]).is_ready());
+    }
+    assert!(
+        p.send(A, s, b"over").is_pending(),
+        "the caller used its window"
+    );
+    p.pump();
+    p.clear_log();
+    for i in 0..7u8 {
+        assert_eq!(p.serve_recv(B, s), Poll::Ready(Some(Bytes::from(vec![i]))));
+    }
+    p.pump();
+    assert_eq!(p.ops_on(B, s), [], "7 credits are held");
+    assert_eq!(p.serve_recv(B, s), Poll::Ready(Some(Bytes::from(vec![7]))));
+    assert_eq!(
+        p.transmit(B),
+        8,
+        "the 8th read sends the batch, in one frame"
+    );
+    assert_eq!(p.ops_on(B, s), [Op::UNBLOCK_CL_MUX; 8]);
+    p.pump();
+    assert!(
+        p.send(A, s, b"more").is_ready(),
+        "the caller got its credits back"
+    );
+    // A held credit leaves with other output, in the same frame.
+    p.clear_log();
+    assert!(p.serve_recv(B, s).is_ready());
+    p.pump();
+    assert_eq!(p.ops_on(B, s), []);
+    assert!(p.serve_data(B, s, b"answer").is_ready());
+    assert_eq!(p.transmit(B), 2);
+    assert_eq!(p.ops_on(B, s), [Op::UNBLOCK_CL_MUX, Op::MUX_SERVER_MSG]);
+    p.pump();
+
+    // The caller's side: responses read return credits to the handler the same way.
+    p.clear_log();
+    for i in 1..W as u8 {
+        assert!(p.serve_data(B, s, &[i]).is_ready());
+    }
+    p.pump();
+    assert_eq!(p.recv(A, s), ok(b"answer"));
+    for i in 1..7u8 {
+        assert_eq!(p.recv(A, s), ok(&[i]));
+    }
+    p.pump();
+    assert_eq!(p.ops_on(A, s), [], "7 credits are held");
+    assert_eq!(p.recv(A, s), ok(&[7]));
+    assert_eq!(p.transmit(A), 8);
+    assert_eq!(p.ops_on(A, s), [Op::UNBLOCK_SRV_MUX; 8]);
+}
+
+/// Windows of one or two messages return each credit at once: the peer needs it to send.
+#[test]
+fn small_windows_return_each_credit_at_once() {
+    for w in [1u32, 2] {
+        let routes = TestRoutes::default().stream(78, w, w, Class::Normal);
+        let mut p = Pair::new(routes);
+        let s = open_acked(&mut p, 78);
+        assert!(p.send(A, s, b"in").is_ready());
+        assert!(p.serve_data(B, s, b"out").is_ready());
+        p.pump();
+        p.clear_log();
+        assert!(p.serve_recv(B, s).is_ready());
+        assert_eq!(p.recv(A, s), ok(b"out"));
+        p.pump();
+        assert_eq!(p.ops_on(B, s), [Op::UNBLOCK_CL_MUX], "window {w}");
+        assert_eq!(p.ops_on(A, s), [Op::UNBLOCK_SRV_MUX], "window {w}");
+    }
+}
+
 #[test]
 fn handler_credits_bound_messages_in_flight() {
     const W: u32 = 2;

@@ -217,7 +217,10 @@
 //! `out_capacity` the consumer has not taken yet, so a slow side slows its peer down instead
 //! of filling memory or blocking other calls on the connection. A peer that sends beyond its
 //! credits fails that stream with a protocol error. Control messages of a stream (credits,
-//! pings, cancels) overtake other calls' data but never the stream's own messages.
+//! pings, cancels) overtake other calls' data but never the stream's own messages. Credits
+//! of windows larger than two go back in batches of half the window, or sooner with any other
+//! frame (see `rgrid_proto::conn`, "Credits"): a peer is never kept waiting for them, and a
+//! two-way exchange carries them on its next message instead of frames of their own.
 //!
 //! Dropping the stream (or its [`Responses`] half), [`CallStream::cancel`], or the stream's
 //! deadline cancels it on both sides; the handler's future is dropped. A lost connection

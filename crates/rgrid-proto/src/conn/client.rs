@@ -50,6 +50,7 @@ impl Core {
                     deadline_ms,
                 }),
                 in_control: false,
+                in_held: false,
                 in_ready: false,
                 rx_waker: None,
                 tx_waker: None,
@@ -170,6 +171,7 @@ impl Core {
                 recv_seq: RecvSeq::new(0),
                 kind: ClientKind::Stream(Box::new(stream)),
                 in_control: false,
+                in_held: false,
                 in_ready: false,
                 rx_waker: None,
                 tx_waker: None,
@@ -265,7 +267,8 @@ impl Core {
         if let Some(msg) = s.responses.pop_front() {
             if s.window.release() && !matches!(s.state, StreamState::Ended(_)) {
                 s.owed_credits += 1;
-                self.schedule_control(Key::client(mux));
+                let (owed, window) = (s.owed_credits, s.window.size());
+                self.owe_credit(Key::client(mux), owed, window);
             }
             return Poll::Ready(Some(Ok(msg)));
         }

@@ -212,6 +212,7 @@ impl Core {
                     answer: None,
                 }),
                 in_control: false,
+                in_held: false,
                 in_ready: false,
             },
         );
@@ -278,6 +279,7 @@ impl Core {
                 recv_seq: RecvSeq::new(m.seq.wrapping_add(1)),
                 kind: ServerKind::Stream(Box::new(stream)),
                 in_control: false,
+                in_held: false,
                 in_ready: false,
             },
         );

@@ -26,6 +26,19 @@
 //! answers is disconnected when it is full. Nothing else can fill up: legitimate traffic
 //! never closes a connection.
 //!
+//! # Credits
+//!
+//! Each message a consumer takes from a stream returns one credit to the peer (one
+//! `OpUnblockSrvMux` or `OpUnblockClMux`, as in Go). Credits go back in batches of half the
+//! window ([`credit_batch`]: windows of one or two messages return each at once): while
+//! fewer are owed, the peer still holds more than half its window, so it is never kept
+//! waiting for them. Owed credits below a batch also leave with anything else the connection
+//! transmits (a message of any mux, a ping, an answer), merged into the same frame, so they
+//! are held at most one connection ping interval. A two-way exchange then carries each
+//! credit on the next message instead of a frame of its own, and a stream read as fast as it
+//! arrives sends one frame of credits per half window instead of one per message. The peer's
+//! view is unchanged (a Go peer counts credits the same way); only when they arrive changes.
+//!
 //! # Scheduling
 //!
 //! [`Core::poll_transmit`] fills one frame: control first (connection pings and pongs, the
@@ -329,6 +342,9 @@ pub struct Core {
     servers: HashMap<u64, ServerMux>,
     /// Muxes that owe control messages.
     control: VecDeque<Key>,
+    /// Streams holding back credits below their batch (see "Credits" in the module docs);
+    /// each listed once (`in_held`), so bounded by the live muxes.
+    held: Vec<Key>,
     /// Answers that belong to no live mux, in arrival order.
     stateless: VecDeque<OutMsg>,
     /// Muxes with data to send, per class.
@@ -407,6 +423,7 @@ impl Core {
             clients: HashMap::new(),
             servers: HashMap::new(),
             control: VecDeque::new(),
+            held: Vec::new(),
             stateless: VecDeque::new(),
             ready: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
             waited: [0; 3],
@@ -629,6 +646,40 @@ impl Core {
         }
     }
 
+    /// A consumed message of stream `key` owes the peer a credit (`owed` in all now): it
+    /// leaves at once when `owed` reached the batch of a `window`-message window, else it is
+    /// held until then or until anything else is transmitted.
+    fn owe_credit(&mut self, key: Key, owed: u32, window: u32) {
+        if owed >= credit_batch(window) {
+            return self.schedule_control(key);
+        }
+        let flag = match key.side {
+            Side::Client => self.clients.get_mut(&key.id).map(|m| &mut m.in_held),
+            Side::Server => self.servers.get_mut(&key.id).map(|m| &mut m.in_held),
+        };
+        if let Some(f) = flag
+            && !*f
+        {
+            *f = true;
+            self.held.push(key);
+        }
+    }
+
+    /// Moves every held credit to the control queue (something is being transmitted, so
+    /// they leave with it, merged into the same frame when there is room).
+    fn release_held(&mut self) {
+        for key in std::mem::take(&mut self.held) {
+            let flag = match key.side {
+                Side::Client => self.clients.get_mut(&key.id).map(|m| &mut m.in_held),
+                Side::Server => self.servers.get_mut(&key.id).map(|m| &mut m.in_held),
+            };
+            if let Some(f) = flag {
+                *f = false;
+                self.schedule_control(key);
+            }
+        }
+    }
+
     fn schedule_data(&mut self, key: Key) {
         let slot = match key.side {
             Side::Client => self
@@ -674,6 +725,13 @@ mod input;
 mod output;
 mod server;
 mod timers;
+
+/// Credits a stream returns together: half its window (one at a time for windows of one or
+/// two messages, where the peer needs each credit to send at all). While fewer are owed,
+/// the peer still holds more than half its window, so holding them back never stalls it.
+pub fn credit_batch(window: u32) -> u32 {
+    if window <= 2 { 1 } else { window / 2 }
+}
 
 #[cfg(test)]
 mod tests;

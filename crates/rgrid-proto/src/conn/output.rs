@@ -14,6 +14,9 @@ impl Core {
         max_msgs: usize,
         max_bytes: usize,
     ) -> usize {
+        if !self.held.is_empty() && self.has_output() {
+            self.release_held();
+        }
         let start = out.len();
         let mut bytes = 0;
         while out.len() - start < max_msgs.max(1) && bytes < max_bytes {

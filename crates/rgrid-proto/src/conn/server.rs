@@ -78,7 +78,8 @@ impl Core {
             let credit = s.window.release() && s.state == ServeState::Open;
             if credit {
                 s.owed_credits += 1;
-                self.schedule_control(Key::server(mux));
+                let (owed, window) = (s.owed_credits, s.window.size());
+                self.owe_credit(Key::server(mux), owed, window);
             }
             return Poll::Ready(Some(msg));
         }

@@ -149,6 +149,8 @@ pub(crate) struct ClientMux {
     pub(crate) recv_seq: RecvSeq,
     pub(crate) kind: ClientKind,
     pub(crate) in_control: bool,
+    /// Listed in [`super::Core`]'s held credits.
+    pub(crate) in_held: bool,
     pub(crate) in_ready: bool,
     /// The consumer (or the waiting caller of a single request).
     pub(crate) rx_waker: Option<Waker>,
@@ -239,6 +241,8 @@ pub(crate) struct ServerMux {
     pub(crate) recv_seq: RecvSeq,
     pub(crate) kind: ServerKind,
     pub(crate) in_control: bool,
+    /// Listed in [`super::Core`]'s held credits.
+    pub(crate) in_held: bool,
     pub(crate) in_ready: bool,
 }
 

@@ -4,9 +4,9 @@
 //!
 //! Credits (spec §4.2): the caller may send `in_capacity` messages once the handler acked,
 //! and gets one credit back per message the handler took. Responses wait in a buffer of
-//! `out_capacity` messages; each one the consumer takes returns a credit to the handler. A
-//! handler that sends beyond its credits fails the stream with a protocol error instead of
-//! growing the buffer.
+//! `out_capacity` messages; each one the consumer takes returns a credit to the handler (in
+//! batches of half the window, see `rgrid_proto::conn`). A handler that sends beyond its
+//! credits fails the stream with a protocol error instead of growing the buffer.
 
 use std::future::poll_fn;
 use std::marker::PhantomData;
