@@ -5,8 +5,7 @@
 //! streams.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "pair/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::task::Poll;
 use std::time::Duration;

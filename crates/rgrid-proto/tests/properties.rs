@@ -2,7 +2,7 @@
 //! payloads; arbitrary and mutated input never panics and always gives a typed result.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::borrow::Cow;
 

@@ -8,7 +8,7 @@
 //! of 127/8 to loopback; where binding them fails the test says so and stops).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

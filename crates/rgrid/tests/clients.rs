@@ -6,7 +6,7 @@
 //! Real sockets on loopback; every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

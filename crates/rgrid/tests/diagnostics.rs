@@ -5,7 +5,7 @@
 //! why; `watch_state` sees the changes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

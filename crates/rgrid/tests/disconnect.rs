@@ -3,7 +3,7 @@
 //! in-memory pipes, where the detection time is exact).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

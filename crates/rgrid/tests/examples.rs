@@ -6,7 +6,7 @@
 //! except those whose `required-features` this build lacks; their tests print why they
 //! did not run instead of passing silently. (rgrid's dev-dependency on itself enables `tls`
 //! and `test-util`, so `cargo test --workspace` builds and runs all of them.) Selecting
-//! this test alone (`--test examples`) does not build the examples: build them first
+//! this test alone (`--test suite examples::`, or any `--test`) does not build the examples: build them first
 //! (`cargo build -p rgrid --examples`). A binary older than its sources fails the test
 //! rather than run stale code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -55,12 +55,12 @@ fn sources_of(exe: &Path) -> Vec<PathBuf> {
 }
 
 /// Fails if the example's binary is missing or older than one of the files Cargo built it
-/// from (say, after `--test examples` alone rebuilt the library but not the examples).
+/// from (say, after `--test suite` alone rebuilt the library but not the examples).
 fn check_fresh(exe: &Path) {
     let built = std::fs::metadata(exe).and_then(|m| m.modified());
     let Ok(built) = built else {
         panic!(
-            "{} is missing: `cargo test -p rgrid` builds it (`--test examples` alone does not: \
+            "{} is missing: `cargo test -p rgrid` builds it (`--test suite` alone does not: \
              run `cargo build -p rgrid --examples` first)",
             exe.display()
         );
@@ -99,7 +99,7 @@ fn run_example(name: &str, feature: Option<(&str, bool)>, key_lines: &[&str]) {
     if let Some((feature, false)) = feature {
         println!(
             "NOT RUN: example `{name}` needs feature `{feature}`, which this build lacks \
-             (cargo test -p rgrid --features {feature} --test examples)"
+             (cargo test -p rgrid --features {feature} --test suite examples::)"
         );
         return;
     }

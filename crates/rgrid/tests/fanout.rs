@@ -4,7 +4,7 @@
 //! reached, naming every failure. Three nodes in memory on paused time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! a silent peer that never answers, and garbage from a connected peer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -12,7 +12,7 @@
 //! has in these tests is at least 500 ms.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! binds the port of the node's own URL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

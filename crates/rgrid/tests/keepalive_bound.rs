@@ -6,7 +6,7 @@
 //! tick, up to `3 × ping_interval` later, whatever the write timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

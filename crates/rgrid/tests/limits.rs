@@ -5,7 +5,7 @@
 //! clear error as documented on `Options`; the node keeps serving.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -4,7 +4,7 @@
 //! methods are refused with an error naming them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

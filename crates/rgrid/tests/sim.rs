@@ -31,10 +31,13 @@
 //! * detection and reconnect times are within their bounds (with slack).
 //!
 //! Runs:
-//! * `cargo test -p rgrid --test sim` — the fixed CI seed list;
-//! * `RGRID_SIM_SEEDS=200 cargo test -p rgrid --release --test sim -- --nocapture` — seeds
-//!   0..200 (`RGRID_SIM_SEED_BASE` moves the start);
-//! * `RGRID_SIM_SEED=1234 cargo test -p rgrid --test sim -- --nocapture` — one seed.
+//! * `cargo test -p rgrid --test suite sim::` — the fixed CI seed list;
+//! * `RGRID_SIM_SEEDS=200 cargo test -p rgrid --release --test suite sim:: -- --nocapture` —
+//!   seeds 0..200 (`RGRID_SIM_SEED_BASE` moves the start);
+//! * `RGRID_SIM_SEED=1234 cargo test -p rgrid --test suite sim:: -- --nocapture` — one seed.
+//!
+//! (This file is a module of `tests/suite.rs`, rgrid's one binary for the tests that need no
+//! process of their own.)
 //!
 //! A failure names its seed. The fault schedule, workload choices, turmoil's network RNG and
 //! the library's jitter and websocket masks (`fastrand`'s thread-local RNG, seeded per seed:

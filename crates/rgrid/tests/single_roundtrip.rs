@@ -14,7 +14,7 @@ use rgrid::{Error, HandlerCtx, HandlerId, Manager, Options, RemoteError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-mod common;
+use crate::common;
 
 const TEXT: &str = "Hello Grid World!";
 

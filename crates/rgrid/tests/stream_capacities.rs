@@ -4,7 +4,7 @@
 //! naming the likely cause. Node 1 serves; node 0 registers nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{assert_no_active, bounded, mem_grid_with};

@@ -10,7 +10,7 @@
 //! watchdog's is 4 s or longer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

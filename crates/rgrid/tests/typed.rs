@@ -4,7 +4,7 @@
 //! decode (garbage, hostile lengths, deep nesting) failing cleanly on either side.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{HOSTILE_PAYLOADS, TestRequest, TestResponse, assert_no_active, bounded, grid_with};

@@ -14,7 +14,7 @@
 //! The node is in memory on paused time (see `common::raw`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
