@@ -522,8 +522,15 @@ impl Core {
         }
         let reply = OutMsg::reply_to(m, Op::PONG, self.cfg.base_flags, Some(buf.freeze()));
         if id == 0 {
-            // The latest connection ping wins while the writer is behind.
-            self.owe_conn_pong = Some(reply);
+            // One pong per connection ping, like Go. The ping limit bounds them; past it
+            // (pings of several intervals while the writer is behind) the oldest is dropped.
+            let max = usize::try_from(self.cfg.max_pings_per_interval)
+                .unwrap_or(usize::MAX)
+                .max(1);
+            if self.owe_conn_pong.len() >= max {
+                self.owe_conn_pong.pop_front();
+            }
+            self.owe_conn_pong.push_back(reply);
         } else {
             self.queue_stateless(reply);
         }

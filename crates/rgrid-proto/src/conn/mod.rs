@@ -352,7 +352,8 @@ pub struct Core {
     /// Per class: messages of higher classes sent in a row while it waited.
     waited: [u32; 3],
     owe_conn_ping: bool,
-    owe_conn_pong: Option<OutMsg>,
+    /// Pongs owed for connection pings, oldest first (at most `max_pings_per_interval`).
+    owe_conn_pong: VecDeque<OutMsg>,
     events: VecDeque<Event>,
     wake: Vec<Waker>,
     /// Wakers of callers whose single request was answered (see [`Core::pop_answered`]).
@@ -428,7 +429,7 @@ impl Core {
             ready: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
             waited: [0; 3],
             owe_conn_ping: false,
-            owe_conn_pong: None,
+            owe_conn_pong: VecDeque::new(),
             events: VecDeque::new(),
             wake: Vec::new(),
             answered: VecDeque::new(),
@@ -555,7 +556,7 @@ impl Core {
     /// Whether anything waits to be transmitted.
     pub fn has_output(&self) -> bool {
         self.owe_conn_ping
-            || self.owe_conn_pong.is_some()
+            || !self.owe_conn_pong.is_empty()
             || !self.stateless.is_empty()
             || !self.control.is_empty()
             || self.ready.iter().any(|r| !r.is_empty())
@@ -623,7 +624,7 @@ impl Core {
             r.clear();
         }
         self.owe_conn_ping = false;
-        self.owe_conn_pong = None;
+        self.owe_conn_pong.clear();
         self.deadlines.clear();
         self.queued_bytes = 0;
         self.queued_msgs = 0;

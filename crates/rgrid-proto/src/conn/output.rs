@@ -43,7 +43,7 @@ impl Core {
                 ..OutMsg::new(Op::PING, Flags::NONE)
             });
         }
-        if let Some(p) = self.owe_conn_pong.take() {
+        if let Some(p) = self.owe_conn_pong.pop_front() {
             return Some(p);
         }
         if let Some(m) = self.stateless.pop_front() {
