@@ -221,18 +221,6 @@ impl ConnShared {
         }
     }
 
-    /// Whether the test hook holds inbound frames now (always false without `test-util`).
-    pub(crate) fn inbound_blocked(&self) -> bool {
-        #[cfg(feature = "test-util")]
-        {
-            self.faults.inbound_blocked.load(Ordering::SeqCst)
-        }
-        #[cfg(not(feature = "test-util"))]
-        {
-            false
-        }
-    }
-
     /// Test hook: waits while inbound processing is blocked. Returns false if the session
     /// closed.
     pub(crate) async fn wait_inbound_unblocked(&self, session: &Session) -> bool {
