@@ -10,8 +10,9 @@
 //! filter: `cargo test -p rgrid-proto --test suite pair_fuzz::`.
 //!
 //! `no_alloc.rs` is a `[[test]]` of its own in `Cargo.toml` (`autotests = false`): it
-//! installs a counting global allocator. [`every_test_file_is_built`] fails when a file under
-//! `tests/` is in neither list.
+//! installs a counting global allocator. rgrid's suite (`every_test_file_is_built` in
+//! `crates/rgrid/tests/suite.rs`) fails when a file under this crate's `tests/` is in
+//! neither list.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "pair/harness.rs"]
@@ -23,33 +24,3 @@ mod pair;
 mod pair_fuzz;
 mod properties;
 mod who_dials;
-
-/// With `autotests = false`, cargo builds only the test targets `Cargo.toml` names: a new
-/// file under `tests/` that is neither a module of this suite nor a `[[test]]` of its own
-/// would never run. Exactly one of the two must name each file.
-#[test]
-fn every_test_file_is_built() {
-    let suite = include_str!("suite.rs");
-    let manifest = include_str!("../Cargo.toml");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
-        if name == "suite" {
-            continue;
-        }
-        let module = suite.lines().any(|l| l == format!("mod {name};"));
-        let own = manifest.contains(&format!("[[test]]\nname = \"{name}\"\n"));
-        assert!(
-            module != own,
-            "tests/{name}.rs must be either a `mod {name};` of tests/suite.rs or a [[test]] of \
-             its own in Cargo.toml (module: {module}, own test: {own})"
-        );
-        checked += 1;
-    }
-    assert!(checked > 1, "no test files found in {}", dir.display());
-}

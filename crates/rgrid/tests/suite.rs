@@ -40,13 +40,27 @@ mod typed;
 mod wire_order;
 
 /// With `autotests = false`, cargo builds only the test targets `Cargo.toml` names: a new
-/// file under `tests/` that is neither a module of this suite nor a `[[test]]` of its own
-/// would never run. Exactly one of the two must name each file.
+/// file under `tests/` that is neither a module of the crate's suite nor a `[[test]]` of its
+/// own would never run. Exactly one of the two must name each file, in this crate and in
+/// rgrid-proto (whose suite is checked from here, when its sources are beside this crate's).
 #[test]
 fn every_test_file_is_built() {
-    let suite = include_str!("suite.rs");
-    let manifest = include_str!("../Cargo.toml");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    check_test_files(here);
+    let proto = here.join("../rgrid-proto");
+    if proto.join("tests/suite.rs").exists() {
+        check_test_files(&proto);
+    } else {
+        eprintln!("NOT RUN for rgrid-proto: its sources are not beside this crate's");
+    }
+}
+
+/// Checks the crate at `krate`: every `tests/*.rs` but the suite is exactly one of a module
+/// of `tests/suite.rs` or a `[[test]]` of `Cargo.toml`.
+fn check_test_files(krate: &std::path::Path) {
+    let read = |p: &str| std::fs::read_to_string(krate.join(p)).unwrap();
+    let (suite, manifest) = (read("tests/suite.rs"), read("Cargo.toml"));
+    let dir = krate.join("tests");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -61,8 +75,9 @@ fn every_test_file_is_built() {
         let own = manifest.contains(&format!("[[test]]\nname = \"{name}\"\n"));
         assert!(
             module != own,
-            "tests/{name}.rs must be either a `mod {name};` of tests/suite.rs or a [[test]] of \
-             its own in Cargo.toml (module: {module}, own test: {own})"
+            "{}: tests/{name}.rs must be either a `mod {name};` of tests/suite.rs or a \
+             [[test]] of its own in Cargo.toml (module: {module}, own test: {own})",
+            krate.display()
         );
         checked += 1;
     }
