@@ -135,7 +135,10 @@
 //!   holder of the role drains what others queued meanwhile, so frames still merge under load
 //!   (up to 50 messages / 31 KiB per `OpMerged` frame). A writer task takes the role over only
 //!   when the socket is full (or after four frames), and waits for it, bounded by
-//!   [`Options::write_timeout`]. A reader task reads frames and feeds them to the core;
+//!   [`Options::write_timeout`]; it also writes a stream message sent with credits to spare
+//!   (a window above one), after the sender yields, so a burst of messages leaves in one
+//!   frame instead of a write each, while a message that takes a stream's last credit (such
+//!   as MinIO's windows of one) leaves before its `send` returns. A reader task reads frames and feeds them to the core;
 //!   every single handler runs in a task of its own, so one that blocks delays nobody else,
 //!   except handlers that opt in to running inline ([`Manager::register_single_inline`],
 //!   [`typed::SingleHandler::inline`]): those get their first poll on the reader and their

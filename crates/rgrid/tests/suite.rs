@@ -33,6 +33,7 @@ mod services;
 mod sim;
 mod single_roundtrip;
 mod stream_capacities;
+mod stream_frames;
 mod stream_wire;
 mod streams;
 mod tls;

@@ -233,6 +233,19 @@ impl Core {
         Poll::Ready(Ok(()))
     }
 
+    /// Input credits a stream has left now: how many more messages [`Core::stream_send`]
+    /// would take at once (0 for an unknown mux or one that is not open).
+    pub fn stream_credits(&self, mux: u64) -> u32 {
+        match self.clients.get(&mux).map(|m| &m.kind) {
+            Some(ClientKind::Stream(s))
+                if matches!(s.state, StreamState::Open) && s.input == Input::Open =>
+            {
+                s.credits.available()
+            }
+            _ => 0,
+        }
+    }
+
     /// Closes a stream's input: the EOF leaves after the messages already queued.
     /// Idempotent.
     pub fn stream_close_send(&mut self, mux: u64) {

@@ -133,6 +133,15 @@ impl Core {
         Poll::Ready(Ok(()))
     }
 
+    /// Output credits a served stream has left now: how many more messages
+    /// [`Core::serve_send`] would take at once (0 for an unknown mux or one not open).
+    pub fn serve_credits(&self, mux: u64) -> u32 {
+        match self.servers.get(&mux).map(|m| &m.kind) {
+            Some(ServerKind::Stream(s)) if s.state == ServeState::Open => s.credits.available(),
+            _ => 0,
+        }
+    }
+
     /// Whether a served stream was cancelled (or is gone).
     pub fn serve_is_cancelled(&self, mux: u64) -> bool {
         match self.servers.get(&mux).map(|m| &m.kind) {

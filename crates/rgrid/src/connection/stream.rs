@@ -277,6 +277,11 @@ impl<C: Codec> StreamSender<C> {
         let res = poll_fn(|cx| {
             let mut g = session.lock();
             let r = g.core.stream_send(mux.id, &mut payload, cx.waker());
+            if let Poll::Ready(Ok(())) = r
+                && g.core.stream_credits(mux.id) > 0
+            {
+                g.defer_write();
+            }
             if r.is_ready() {
                 let done = session.collect(&mut g);
                 drop(g);

@@ -9,7 +9,9 @@
 //! ([`writer`]). So there is one writer at a time, whoever holds the role also drains what
 //! others queued meanwhile (frames still merge under load), and a call at low concurrency
 //! crosses no task hand-off on its way out. The writer task only takes over when a write
-//! would block, or after a few frames so that a reader never stays a writer for long.
+//! would block, or after a few frames so that a reader never stays a writer for long, or for
+//! a stream message sent with credits to spare (more may follow at once: they leave merged
+//! once the sender yields, see [`Inner::defer_write`]).
 
 mod reader;
 mod relay;
@@ -62,6 +64,10 @@ pub(crate) struct Inner {
     /// The last frame carried several messages: the connection is under load, and the
     /// writer task (which yields once so more can queue) merges better than inline writes.
     loaded: bool,
+    /// The change being collected was a stream message sent with credits to spare: its
+    /// sender may queue more at once, so the writer task (which yields once first) writes
+    /// them together instead of one frame per message ([`Inner::defer_write`]).
+    defer: bool,
     /// Cancellation tokens of the streams, and of the single requests in tasks of their own,
     /// served here, fired on [`Event::Cancel`].
     pub(crate) served: HashMap<u64, CancellationToken>,
@@ -77,6 +83,14 @@ impl Inner {
     /// The cancellation token of a served stream.
     pub(crate) fn served_token(&self, mux: u64) -> Option<CancellationToken> {
         self.served.get(&mux).cloned()
+    }
+
+    /// Marks the change being made as one that more output may follow at once (a stream
+    /// message sent with credits to spare): if it takes the writer role, the writer task
+    /// writes, after the sender yields, so a burst of messages leaves in one frame (as
+    /// tonic's HTTP/2 connection task batches them) instead of a write per message.
+    pub(crate) fn defer_write(&mut self) {
+        self.defer = true;
     }
 
     /// Forgets a served stream's token once its handler ended.
@@ -237,6 +251,7 @@ impl Session {
                 core: Core::new(cfg, now()),
                 writer_busy: false,
                 loaded: false,
+                defer: false,
                 served: HashMap::new(),
                 reason: None,
                 timer_at: None,
@@ -317,11 +332,13 @@ impl Session {
                 other => events.push(other),
             }
         }
+        let defer = std::mem::take(&mut g.defer);
         let mut write = !g.writer_busy && g.core.has_output();
         if write {
             g.writer_busy = true;
-            if g.loaded {
-                // Under load, one task writes merged frames; a lone call writes its own.
+            if g.loaded || defer {
+                // Under load, or with more messages about to follow, one task writes merged
+                // frames; a lone call writes its own.
                 write = false;
                 self.hand_off();
             }

@@ -1,0 +1,187 @@
+//! How stream messages leave in frames: a burst sent with credits to spare leaves merged in
+//! one frame, in both directions (the writer task writes it once the sender yields, as
+//! tonic's HTTP/2 connection task batches a stream's messages), while a message that takes
+//! the last credit (MinIO's windows of 1) is written before its `send` returns, so a
+//! credit-bound stream gains no latency.
+//!
+//! The raw peer talks to an in-memory node on paused time (see `common::raw`): a frame the
+//! node wrote is in the pipe at once, so "already there" is a single poll, not a wait.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common;
+
+use bytes::Bytes;
+use common::bounded;
+use common::raw::{Got, assert_no_active, connected_peer, mem_node, recv_msgs, send_mux};
+use futures_util::FutureExt;
+use rgrid::proto::{Flags, HandlerId, Message, MuxId, Op};
+use rgrid::{
+    CallOptions, HandlerCtx, Manager, Options, RawStreamHandler, RemoteError, StreamIn, StreamOut,
+    WebSocket,
+};
+
+const BURST: usize = 10;
+
+/// Reads frames until `done` holds for the messages read; returns, per frame read, the
+/// messages of `mux` it carried (frames with none of them are left out).
+async fn frames_until(
+    ws: &mut WebSocket,
+    mux: u64,
+    done: impl Fn(&[Got]) -> bool,
+) -> Vec<Vec<Got>> {
+    let mut frames: Vec<Vec<Got>> = Vec::new();
+    let mut all: Vec<Got> = Vec::new();
+    while !done(&all) {
+        let msgs = bounded(recv_msgs(ws)).await.expect("socket closed");
+        let mine: Vec<Got> = msgs.into_iter().filter(|m| m.mux == mux).collect();
+        if !mine.is_empty() {
+            all.extend(mine.iter().cloned());
+            frames.push(mine);
+        }
+    }
+    frames
+}
+
+fn count(msgs: &[Got], op: Op) -> usize {
+    msgs.iter().filter(|m| m.op == op).count()
+}
+
+/// A handler that sends `BURST` messages at once, then ends.
+fn burst_handler(out_cap: usize) -> RawStreamHandler {
+    RawStreamHandler::new(
+        0,
+        out_cap,
+        |_: HandlerCtx, _: Bytes, _: Option<StreamIn>, out: StreamOut| async move {
+            for i in 0..BURST {
+                out.send(vec![u8::try_from(i).unwrap()])
+                    .await
+                    .map_err(|e| RemoteError::new(e.to_string()))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handlers_burst_leaves_in_one_frame() {
+    let n = mem_node(Options::default(), |m: &Manager| {
+        m.register_stream(HandlerId::TEST, None, burst_handler(16))
+            .unwrap();
+    })
+    .await;
+    let mut ws = connected_peer(&n).await;
+    const MUX: u64 = 3;
+    common::raw::send(
+        &mut ws,
+        Message {
+            mux_id: MuxId(MUX),
+            handler: HandlerId::TEST,
+            flags: Flags::CRC | Flags::EOF,
+            payload: Some(b"go"),
+            ..Message::new(Op::CONNECT_MUX)
+        },
+    )
+    .await;
+    let frames = frames_until(&mut ws, MUX, |all| {
+        all.iter()
+            .any(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
+    })
+    .await;
+    let data: Vec<usize> = frames
+        .iter()
+        .map(|f| count(f, Op::MUX_SERVER_MSG))
+        .filter(|&c| c > 0)
+        .collect();
+    println!("messages (with the end) per frame: {data:?}");
+    // The 10 messages and the end (11 server messages) in one frame.
+    assert_eq!(data, vec![BURST + 1], "frames: {frames:?}");
+    // The handler's output is all out: grant nothing more, the stream ends cleanly.
+    assert_no_active(&n).await;
+    n.manager.shutdown().await;
+}
+
+/// The node calls a stream on the raw peer with an input window of `window`, sends `BURST`
+/// messages without yielding, and returns how many input messages each frame carried.
+/// `at_once` records, after each send, whether its message was already in the pipe.
+async fn caller_burst(window: usize) -> (Vec<usize>, Vec<bool>) {
+    let n = mem_node(Options::default(), |_: &Manager| {}).await;
+    let mut ws = connected_peer(&n).await;
+    let conn = n.manager.connection(&n.peer).unwrap();
+    let mut st = bounded(conn.open_stream_with(
+        HandlerId::TEST,
+        "hi",
+        &CallOptions::new().capacities(window, 1),
+    ))
+    .await
+    .unwrap();
+    let open = loop {
+        let msgs = bounded(recv_msgs(&mut ws)).await.unwrap();
+        if let Some(m) = msgs.into_iter().find(|m| m.op == Op::CONNECT_MUX) {
+            break m;
+        }
+    };
+    let mux = open.mux;
+    send_mux(&mut ws, Op::ACK_MUX, mux, 0, Flags::NONE, None).await;
+    let mut per_frame = Vec::new();
+    let mut at_once = Vec::new();
+    let mut credits_back = 0u32;
+    let mut seq = 1;
+    for i in 0..BURST {
+        if window == 1 && i > 0 {
+            // Give the credit back for the message read, as a handler would.
+            send_mux(&mut ws, Op::UNBLOCK_CL_MUX, mux, seq, Flags::NONE, None).await;
+            seq += 1;
+            credits_back += 1;
+        }
+        bounded(st.send(vec![u8::try_from(i).unwrap()]))
+            .await
+            .unwrap();
+        // One poll: is the message's frame already written?
+        match recv_msgs(&mut ws).now_or_never() {
+            Some(msgs) => {
+                at_once.push(true);
+                let c = count(&msgs.unwrap(), Op::MUX_CLIENT_MSG);
+                if c > 0 {
+                    per_frame.push(c);
+                }
+            }
+            None => at_once.push(false),
+        }
+    }
+    st.close_send();
+    let sent: usize = per_frame.iter().sum();
+    let rest = frames_until(&mut ws, mux, |all| {
+        count(all, Op::MUX_CLIENT_MSG) >= BURST - sent
+    })
+    .await;
+    per_frame.extend(
+        rest.iter()
+            .map(|f| count(f, Op::MUX_CLIENT_MSG))
+            .filter(|&c| c > 0),
+    );
+    assert_eq!(
+        credits_back as usize,
+        if window == 1 { BURST - 1 } else { 0 }
+    );
+    drop(st);
+    n.manager.shutdown().await;
+    (per_frame, at_once)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_burst_leaves_in_one_frame() {
+    let (per_frame, at_once) = caller_burst(16).await;
+    println!("input messages per frame: {per_frame:?}");
+    // The 10 messages and the end of input (an EOF message), closed before yielding.
+    assert_eq!(per_frame, vec![BURST + 1]);
+    // Each message waited for the sender to yield (that is how they merged).
+    assert_eq!(at_once, vec![false; BURST]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_taking_the_last_credit_leaves_before_send_returns() {
+    let (per_frame, at_once) = caller_burst(1).await;
+    println!("input messages per frame: {per_frame:?}");
+    assert_eq!(per_frame, vec![1; BURST]);
+    assert_eq!(at_once, vec![true; BURST]);
+}
