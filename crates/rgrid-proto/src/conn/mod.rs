@@ -332,14 +332,19 @@ pub struct CoreStats {
     pub max_rtt: Option<Duration>,
 }
 
+/// The muxes of one direction by id. Looked up several times per message, so hashed with
+/// foldhash (a fraction of SipHash's cost) rather than std's default; its seed is random per
+/// map, so a peer that picks its mux ids cannot aim them at one bucket.
+type MuxMap<V> = HashMap<u64, V, foldhash::fast::RandomState>;
+
 /// The state of one grid connection (see the module docs).
 #[derive(Debug)]
 pub struct Core {
     cfg: Config,
     limits: DecodeLimits,
     next_mux: u64,
-    clients: HashMap<u64, ClientMux>,
-    servers: HashMap<u64, ServerMux>,
+    clients: MuxMap<ClientMux>,
+    servers: MuxMap<ServerMux>,
     /// Muxes that owe control messages.
     control: VecDeque<Key>,
     /// Streams holding back credits below their batch (see "Credits" in the module docs);
@@ -421,8 +426,8 @@ impl Core {
             cfg,
             limits,
             next_mux: 1,
-            clients: HashMap::new(),
-            servers: HashMap::new(),
+            clients: MuxMap::default(),
+            servers: MuxMap::default(),
             control: VecDeque::new(),
             held: Vec::new(),
             stateless: VecDeque::new(),

@@ -55,10 +55,7 @@ impl Core {
         }
     }
 
-    fn server_stream_mut(
-        servers: &mut HashMap<u64, ServerMux>,
-        mux: u64,
-    ) -> Option<&mut ServerStream> {
+    fn server_stream_mut(servers: &mut MuxMap<ServerMux>, mux: u64) -> Option<&mut ServerStream> {
         match &mut servers.get_mut(&mux)?.kind {
             ServerKind::Stream(s) => Some(s),
             ServerKind::Request(_) => None,

@@ -588,7 +588,8 @@ impl Connection {
         let label = crate::metrics::label(subroute.map(|(_, r)| r), handler);
         let mut metrics = crate::metrics::Call::start(crate::metrics::Side::Call, label);
         let call = session.roundtrip(handler, sub, payload, deadline, priority, &metrics);
-        let started = tokio::time::Instant::now();
+        // The clock is read for the debug event only when it is on.
+        let started = (!span.is_disabled()).then(tokio::time::Instant::now);
         let res = match tokio::time::timeout_at(at, call)
             .instrument(span.clone())
             .await
@@ -600,7 +601,7 @@ impl Connection {
             Ok(res) => res,
             Err(_) => Err(Error::DeadlineExceeded),
         };
-        let took = started.elapsed();
+        let took = started.map(|t| t.elapsed()).unwrap_or_default();
         span.in_scope(|| match &res {
             Ok(body) => tracing::debug!(bytes = body.len(), took = ?took, "call answered"),
             Err(e) => tracing::debug!(error = %e, took = ?took, "call failed"),

@@ -369,15 +369,17 @@ impl Session {
 
     /// Acts on what [`Session::collect`] gathered, outside the lock.
     pub(crate) fn act(self: &Arc<Self>, done: Released) {
-        for w in done.wakers {
-            w.wake();
+        // Each list is usually empty: checked first, as building and dropping an iterator
+        // over one is most of what an empty loop costs.
+        if !done.wakers.is_empty() {
+            done.wakers.into_iter().for_each(Waker::wake);
         }
         // Last, so an answered caller is the one this worker runs next.
-        for w in done.answered {
-            w.wake();
+        if !done.answered.is_empty() {
+            done.answered.into_iter().for_each(Waker::wake);
         }
-        for t in done.cancels {
-            t.cancel();
+        if !done.cancels.is_empty() {
+            done.cancels.into_iter().for_each(|t| t.cancel());
         }
         if !done.events.is_empty() {
             self.run_events(done.events);

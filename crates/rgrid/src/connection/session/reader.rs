@@ -15,11 +15,16 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
     let cancelled = session.cancel.clone().cancelled_owned();
     tokio::pin!(cancelled);
     let reason = loop {
+        // The socket first: the cancellation future (a lock and a waker check per poll) is
+        // polled only when no frame is ready, and a closed session is noticed below.
         let next = tokio::select! {
             biased;
-            () = &mut cancelled => break None,
             m = stream.next() => m,
+            () = &mut cancelled => break None,
         };
+        if session.cancel.is_cancelled() {
+            break None;
+        }
         let msg = match next {
             None => break Some("the peer closed the connection".to_owned()),
             Some(Err(e)) => {
@@ -55,11 +60,9 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
             }
             session.collect(&mut g)
         };
-        // Closing (if the frame broke a rule) was logged and started by `collect`.
+        // Closing (if the frame broke a rule) was logged and started by `collect`; the
+        // check above ends the loop.
         session.act(done);
-        if session.cancel.is_cancelled() {
-            break None;
-        }
     };
     if let Some(why) = reason {
         // Calls in flight see `Disconnected`; `why` goes to `Connection::last_error`.
