@@ -152,7 +152,7 @@
 //!   [`RawStreamHandler::priority`] or [`CallOptions::priority`]), round-robin among the calls
 //!   of a class, one message per turn; a lower class still gets one message after 32 of
 //!   higher classes. A small call therefore waits for at most one message of each busier
-//!   class; `TCP_NOTSENT_LOWAT` (128 KiB, Linux) keeps the kernel's unsent buffer short so
+//!   class; `TCP_NOTSENT_LOWAT` (32 KiB, Linux) keeps the kernel's unsent buffer short so
 //!   the scheduler, not the socket, decides the order. Priority is local: the wire has no
 //!   field for it, and Go peers are unaffected.
 //! * Each side pings the connection every second ([`Options::ping_interval`]); a peer
