@@ -41,9 +41,9 @@ pub use tokio_websockets;
 /// in the kernel unsent, not what is in flight, so it does not cap throughput on long links.
 ///
 /// 32 KiB, measured with `rgrid-bench --only hol` (8 small calls next to a stream pushing
-/// 256 KiB messages, 2 vCPUs, runs alternated): small-call p99 at bulk window 4 read
-/// 2.2-2.7x idle in 5 of 5 runs against 3.8-4.7x with 128 KiB, bulk throughput no lower;
-/// 16 KiB and 64 KiB measured worse. `RGRID_NOTSENT_LOWAT` (bytes; 0 leaves the kernel's
+/// 256 KiB messages, 2 vCPUs, runs alternated): small-call p99 at bulk window 4 was lower
+/// than with 128 KiB in 6 of 8 pairs (median 2.7x idle against 4.0x), bulk throughput no
+/// lower; 16 KiB and 64 KiB measured worse. `RGRID_NOTSENT_LOWAT` (bytes; 0 leaves the kernel's
 /// default) overrides it, for such measurements.
 pub(crate) const NOTSENT_LOWAT: u32 = 32 * 1024;
 
