@@ -220,8 +220,11 @@ impl<Req: Payload, Resp: Payload> StreamIn<Msgpack<Req, Resp>> {
 }
 
 /// A stream handler's output. Each message waits for a credit from the caller, so a slow
-/// caller slows the handler down instead of filling memory. `C` is the
-/// [codec](crate::codec), as for [`StreamIn`]. Cheap to clone.
+/// caller slows the handler down instead of filling memory. A message that takes the last
+/// credit is written before `send` returns; with credits to spare it leaves when the handler
+/// next yields, merged with the messages sent meanwhile (bounded; see the crate docs,
+/// "Ownership and locking"). `C` is the [codec](crate::codec), as for [`StreamIn`]. Cheap
+/// to clone.
 pub struct StreamOut<C: Codec = Raw> {
     served: Arc<dyn ServedStream>,
     _codec: PhantomData<fn() -> C>,

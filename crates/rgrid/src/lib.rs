@@ -138,7 +138,9 @@
 //!   [`Options::write_timeout`]; it also writes a stream message sent with credits to spare
 //!   (a window above one), after the sender yields, so a burst of messages leaves in one
 //!   frame instead of a write each, while a message that takes a stream's last credit (such
-//!   as MinIO's windows of one) leaves before its `send` returns. A reader task reads frames and feeds them to the core;
+//!   as MinIO's windows of one) leaves before its `send` returns. A sender that does not
+//!   yield holds its messages back for at most 16 messages, or until it sends again 100 µs
+//!   later; messages of 15.5 KiB or more are written at once. A reader task reads frames and feeds them to the core;
 //!   every single handler runs in a task of its own, so one that blocks delays nobody else,
 //!   except handlers that opt in to running inline ([`Manager::register_single_inline`],
 //!   [`typed::SingleHandler::inline`]): those get their first poll on the reader and their

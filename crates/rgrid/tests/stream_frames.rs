@@ -2,13 +2,16 @@
 //! one frame, in both directions (the writer task writes it once the sender yields, as
 //! tonic's HTTP/2 connection task batches a stream's messages), while a message that takes
 //! the last credit (MinIO's windows of 1) is written before its `send` returns, so a
-//! credit-bound stream gains no latency.
+//! credit-bound stream gains no latency. A sender that does not yield holds its messages
+//! back for at most 16 messages, or until it sends again 100 µs after the deferral began.
 //!
 //! The raw peer talks to an in-memory node on paused time (see `common::raw`): a frame the
 //! node wrote is in the pipe at once, so "already there" is a single poll, not a wait.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::bounded;
@@ -48,11 +51,23 @@ fn count(msgs: &[Got], op: Op) -> usize {
 
 /// A handler that sends `BURST` messages at once, then ends.
 fn burst_handler(out_cap: usize) -> RawStreamHandler {
+    sending_handler(out_cap, BURST, Duration::ZERO)
+}
+
+/// A handler that sends `count` messages without yielding, keeping its thread busy for
+/// `work` between two sends (computing, as far as the runtime can tell), then ends.
+fn sending_handler(out_cap: usize, count: usize, work: Duration) -> RawStreamHandler {
     RawStreamHandler::new(
         0,
         out_cap,
-        |_: HandlerCtx, _: Bytes, _: Option<StreamIn>, out: StreamOut| async move {
-            for i in 0..BURST {
+        move |_: HandlerCtx, _: Bytes, _: Option<StreamIn>, out: StreamOut| async move {
+            for i in 0..count {
+                if i > 0 && !work.is_zero() {
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < work {
+                        std::hint::spin_loop();
+                    }
+                }
                 out.send(vec![u8::try_from(i).unwrap()])
                     .await
                     .map_err(|e| RemoteError::new(e.to_string()))?;
@@ -62,11 +77,11 @@ fn burst_handler(out_cap: usize) -> RawStreamHandler {
     )
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_handlers_burst_leaves_in_one_frame() {
-    let n = mem_node(Options::default(), |m: &Manager| {
-        m.register_stream(HandlerId::TEST, None, burst_handler(16))
-            .unwrap();
+/// Opens a stream on the node's handler TEST (no input) and returns how many of its messages
+/// (the end included) each frame carried, once the end arrived; checks no mux is left.
+async fn served_frames(handler: RawStreamHandler) -> Vec<usize> {
+    let n = mem_node(Options::default(), move |m: &Manager| {
+        m.register_stream(HandlerId::TEST, None, handler).unwrap();
     })
     .await;
     let mut ws = connected_peer(&n).await;
@@ -93,11 +108,33 @@ async fn a_handlers_burst_leaves_in_one_frame() {
         .filter(|&c| c > 0)
         .collect();
     println!("messages (with the end) per frame: {data:?}");
-    // The 10 messages and the end (11 server messages) in one frame.
-    assert_eq!(data, vec![BURST + 1], "frames: {frames:?}");
-    // The handler's output is all out: grant nothing more, the stream ends cleanly.
+    // The handler's output is all out: the stream ends cleanly.
     assert_no_active(&n).await;
     n.manager.shutdown().await;
+    data
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handlers_burst_leaves_in_one_frame() {
+    // The 10 messages and the end (11 server messages) in one frame.
+    assert_eq!(served_frames(burst_handler(16)).await, vec![BURST + 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_burst_leaves_sixteen_messages_at_a_time() {
+    // 40 messages with credits for all: the sender writes every 16th itself, so no frame
+    // waits for more than 16 (the last 8 leave with the end once the handler returns).
+    let frames = served_frames(sending_handler(64, 40, Duration::ZERO)).await;
+    assert_eq!(frames, vec![16, 16, 9]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sender_busy_between_sends_does_not_hold_its_messages() {
+    // 4 messages, 1 ms of work between two: each send after the first finds the deferral
+    // older than its bound and writes what waits, so messages leave in pairs instead of all
+    // at the end. (The bound is on the process's clock: the work is real time.)
+    let frames = served_frames(sending_handler(16, 4, Duration::from_millis(1))).await;
+    assert_eq!(frames, vec![2, 2, 1]);
 }
 
 /// The node calls a stream on the raw peer with an input window of `window`, sends `BURST`

@@ -156,10 +156,10 @@ impl ServedStream for Served {
         };
         let mut g = self.session.lock();
         let r = g.core.serve_send(self.mux, msg, cx.waker());
-        if let (Some(_), Poll::Ready(Ok(()))) = (size, &r)
+        if let (Some(size), Poll::Ready(Ok(()))) = (size, &r)
             && g.core.serve_credits(self.mux) > 0
         {
-            g.defer_write();
+            g.defer_write(size);
         }
         if let (Some(size), Poll::Ready(Ok(())), None) = (size, &r, &*msg) {
             self.metrics.sent(size);

@@ -250,6 +250,10 @@ impl<C: Codec> FuturesStream for CallStream<C> {
 }
 
 /// The sending half of a stream. Dropping it closes the input (like [`StreamSender::close`]).
+///
+/// A message that takes the last credit is written before `send` returns; with credits to
+/// spare it leaves when the sending task next yields, merged with the messages sent
+/// meanwhile (bounded; see the crate docs, "Ownership and locking").
 #[derive(Debug)]
 pub struct StreamSender<C: Codec = Raw> {
     mux: Arc<ClientMux>,
@@ -280,7 +284,7 @@ impl<C: Codec> StreamSender<C> {
             if let Poll::Ready(Ok(())) = r
                 && g.core.stream_credits(mux.id) > 0
             {
-                g.defer_write();
+                g.defer_write(size);
             }
             if r.is_ready() {
                 let done = session.collect(&mut g);

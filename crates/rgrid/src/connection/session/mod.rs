@@ -68,6 +68,9 @@ pub(crate) struct Inner {
     /// sender may queue more at once, so the writer task (which yields once first) writes
     /// them together instead of one frame per message ([`Inner::defer_write`]).
     defer: bool,
+    /// Since when, and for how many deferred messages, the writer role has waited for the
+    /// writer task after a hand-off (`None` otherwise); see [`Inner::defer_write`].
+    deferred: Option<(StdInstant, usize)>,
     /// Cancellation tokens of the streams, and of the single requests in tasks of their own,
     /// served here, fired on [`Event::Cancel`].
     pub(crate) served: HashMap<u64, CancellationToken>,
@@ -86,11 +89,18 @@ impl Inner {
     }
 
     /// Marks the change being made as one that more output may follow at once (a stream
-    /// message sent with credits to spare): if it takes the writer role, the writer task
-    /// writes, after the sender yields, so a burst of messages leaves in one frame (as
-    /// tonic's HTTP/2 connection task batches them) instead of a write per message.
-    pub(crate) fn defer_write(&mut self) {
-        self.defer = true;
+    /// message of `size` bytes sent with credits to spare): if it takes the writer role, the
+    /// writer task writes, after the sender yields, so a burst of messages leaves in one
+    /// frame (as tonic's HTTP/2 connection task batches them) instead of a write per message.
+    ///
+    /// Bounded, for a sender that keeps sending without yielding (computing between sends,
+    /// say): once [`DEFER_MAX_MESSAGES`] messages were deferred, or a send comes
+    /// [`DEFER_MAX_WAIT`] after the writer role was handed to the writer task (for a
+    /// deferral, or because the connection is loaded), that sender takes the role back (if
+    /// the writer task has not started) and writes at once. Messages of
+    /// [`DEFER_MAX_SIZE`] or more are not deferred: they could not share a frame anyway.
+    pub(crate) fn defer_write(&mut self, size: usize) {
+        self.defer = size < DEFER_MAX_SIZE;
     }
 
     /// Forgets a served stream's token once its handler ended.
@@ -98,6 +108,15 @@ impl Inner {
         self.served.remove(&mux);
     }
 }
+
+/// Messages a deferral lets queue before the sender writes them itself
+/// ([`Inner::defer_write`]).
+const DEFER_MAX_MESSAGES: usize = 16;
+/// How long after a deferral began a further send writes them itself (the process's clock:
+/// this bounds the real time a busy sender holds its messages, paused test time or not).
+const DEFER_MAX_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+/// Messages this large are written at once rather than deferred (half a merged frame).
+const DEFER_MAX_SIZE: usize = crate::options::MAX_MERGE_BYTES / 2;
 
 /// The writer's tools, used only by the holder of the writer role.
 struct WriterState {
@@ -252,6 +271,7 @@ impl Session {
                 writer_busy: false,
                 loaded: false,
                 defer: false,
+                deferred: None,
                 served: HashMap::new(),
                 reason: None,
                 timer_at: None,
@@ -340,7 +360,20 @@ impl Session {
                 // Under load, or with more messages about to follow, one task writes merged
                 // frames; a lone call writes its own.
                 write = false;
+                g.deferred = Some((StdInstant::now(), 1));
                 self.hand_off();
+            }
+        } else if defer && let Some((since, n)) = &mut g.deferred {
+            *n += 1;
+            // Bounded (see `Inner::defer_write`): take the role back if the writer task has
+            // not started; once it has, it is writing.
+            if (*n >= DEFER_MAX_MESSAGES || since.elapsed() >= DEFER_MAX_WAIT)
+                && self
+                    .handed_off
+                    .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                g.deferred = None;
+                write = true;
             }
         }
         if let Some(at) = g.core.next_timeout()

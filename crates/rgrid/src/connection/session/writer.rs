@@ -74,6 +74,7 @@ impl Session {
                 == 0
             {
                 g.writer_busy = false;
+                g.deferred = None;
                 return Step::Idle;
             }
             g.loaded = w.batch.len() > 1;
