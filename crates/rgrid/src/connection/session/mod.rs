@@ -112,8 +112,8 @@ impl Inner {
 /// Messages a deferral lets queue before the sender writes them itself
 /// ([`Inner::defer_write`]).
 const DEFER_MAX_MESSAGES: usize = 16;
-/// How long after a deferral began a further send writes them itself (the process's clock:
-/// this bounds the real time a busy sender holds its messages, paused test time or not).
+/// How long after a deferral began a further send writes them itself (on tokio's clock, so a
+/// test on paused time decides when it passes; otherwise the process's clock).
 const DEFER_MAX_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
 /// Messages this large are written at once rather than deferred (half a merged frame).
 const DEFER_MAX_SIZE: usize = crate::options::MAX_MERGE_BYTES / 2;
@@ -360,14 +360,15 @@ impl Session {
                 // Under load, or with more messages about to follow, one task writes merged
                 // frames; a lone call writes its own.
                 write = false;
-                g.deferred = Some((StdInstant::now(), 1));
+                g.deferred = Some((now(), 1));
                 self.hand_off();
             }
         } else if defer && let Some((since, n)) = &mut g.deferred {
             *n += 1;
             // Bounded (see `Inner::defer_write`): take the role back if the writer task has
             // not started; once it has, it is writing.
-            if (*n >= DEFER_MAX_MESSAGES || since.elapsed() >= DEFER_MAX_WAIT)
+            if (*n >= DEFER_MAX_MESSAGES
+                || now().saturating_duration_since(*since) >= DEFER_MAX_WAIT)
                 && self
                     .handed_off
                     .swap(false, std::sync::atomic::Ordering::AcqRel)
