@@ -753,11 +753,11 @@ impl Flood {
                         );
                         tokio::spawn(async move {
                             while !stop.load(Ordering::Relaxed) {
-                                let Ok(mut s) = flood_connect(src, target).await else {
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                let Some(mut s) =
+                                    flood_connect_counted(src, target, &connects).await
+                                else {
                                     continue;
                                 };
-                                connects.fetch_add(1, Ordering::Relaxed);
                                 let now = open.fetch_add(1, Ordering::Relaxed) + 1;
                                 peak.fetch_max(now, Ordering::Relaxed);
                                 // Say nothing; wait until the node closes the socket.
@@ -789,11 +789,11 @@ impl Flood {
                         let (stop, connects) = (stop.clone(), connects.clone());
                         tokio::spawn(async move {
                             while !stop.load(Ordering::Relaxed) {
-                                let Ok(mut s) = flood_connect(src, target).await else {
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                let Some(mut s) =
+                                    flood_connect_counted(src, target, &connects).await
+                                else {
                                     continue;
                                 };
-                                connects.fetch_add(1, Ordering::Relaxed);
                                 let _ = tokio::io::AsyncWriteExt::write_all(
                                     &mut s,
                                     b"GET /minio/grid/v1 HTTP/1.1\r\nxx\r\n\r\n\x00\xff",
@@ -838,6 +838,25 @@ impl Drop for Flood {
 }
 
 /// A TCP connection from `src` (port chosen by the kernel) to `to`, 2 s at most.
+/// [`flood_connect`], counted in `connects`; a failed attempt backs off 50 ms (so a refusing
+/// node does not get a loop that leaves no CPU to the grid) and gives `None`.
+async fn flood_connect_counted(
+    src: IpAddr,
+    to: SocketAddr,
+    connects: &AtomicU64,
+) -> Option<tokio::net::TcpStream> {
+    match flood_connect(src, to).await {
+        Ok(s) => {
+            connects.fetch_add(1, Ordering::Relaxed);
+            Some(s)
+        }
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 async fn flood_connect(src: IpAddr, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
     let s = tokio::net::TcpSocket::new_v4()?;
     s.bind(SocketAddr::new(src, 0))?;

@@ -1232,24 +1232,33 @@ fn a_short_dead_after_finds_a_silent_peer_in_seconds() {
     );
 }
 
+/// A pair whose B side allows `limit` connection pings per interval.
+fn pair_with_ping_limit(limit: u32) -> Pair {
+    let cfg_b = Config {
+        max_pings_per_interval: limit,
+        ..Config::default()
+    };
+    Pair::with(Config::default(), cfg_b, routes(), routes())
+}
+
+/// Connection pongs (mux 0) B sent since the log was last cleared.
+fn conn_pongs_sent_by_b(p: &Pair) -> usize {
+    p.sent_by(B)
+        .iter()
+        .filter(|m| m.op == Op::PONG && m.mux_id == 0)
+        .count()
+}
+
 /// Connection pings that arrive before the writer runs each get their pong (as from Go), in
 /// order; past `max_pings_per_interval` owed, the oldest is dropped.
 #[test]
 fn every_connection_ping_gets_its_pong() {
-    let cfg_b = Config {
-        max_pings_per_interval: 3,
-        ..Config::default()
-    };
-    let mut p = Pair::with(Config::default(), cfg_b, routes(), routes());
+    let mut p = pair_with_ping_limit(3);
     let ping = OutPing::conn();
     p.inject(B, &[ping.clone(), ping.clone(), ping.clone()])
         .unwrap();
     p.transmit_all(B);
-    let pongs = p
-        .sent_by(B)
-        .iter()
-        .filter(|m| m.op == Op::PONG && m.mux_id == 0)
-        .count();
+    let pongs = conn_pongs_sent_by_b(&p);
     assert_eq!(pongs, 3);
     // Two intervals' pings while the writer does not run: at most the limit stays owed.
     p.clear_log();
@@ -1259,21 +1268,13 @@ fn every_connection_ping_gets_its_pong() {
     p.advance_to(secs(20), false);
     p.inject(B, &[ping.clone(), ping.clone()]).unwrap();
     p.transmit_all(B);
-    let pongs = p
-        .sent_by(B)
-        .iter()
-        .filter(|m| m.op == Op::PONG && m.mux_id == 0)
-        .count();
+    let pongs = conn_pongs_sent_by_b(&p);
     assert_eq!(pongs, 3, "owed pongs are bounded by the ping limit");
 }
 
 #[test]
 fn a_ping_flood_closes_the_connection() {
-    let cfg_b = Config {
-        max_pings_per_interval: 3,
-        ..Config::default()
-    };
-    let mut p = Pair::with(Config::default(), cfg_b, routes(), routes());
+    let mut p = pair_with_ping_limit(3);
     let ping = OutPing::conn();
     for _ in 0..3 {
         p.inject(B, std::slice::from_ref(&ping)).unwrap();
