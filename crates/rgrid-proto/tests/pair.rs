@@ -14,7 +14,9 @@ use bytes::{Bytes, BytesMut};
 use harness::{
     A, B, Pair, TestRoutes, counting_waker, expect_request, expect_stream, msg, tables_empty,
 };
-use rgrid_proto::conn::{CallError, Class, CloseReason, Config, Event, STARVATION_LIMIT, ServeMsg};
+use rgrid_proto::conn::{
+    CallError, Class, CloseReason, Config, Event, PROMPT_CREDIT_BYTES, STARVATION_LIMIT, ServeMsg,
+};
 use rgrid_proto::{
     DecodeError, Flags, GridTime, HandlerId, MuxConnectError, Op, PingMsg, PongMsg, SubrouteId,
 };
@@ -1598,8 +1600,249 @@ fn a_latency_request_overtakes_queued_bulk_data() {
         (p.log[0].frame + 1, Op::REQUEST, r),
         "the request leaves first in the very next frame"
     );
-    // The bulk data goes on behind it.
-    assert_eq!(p.log[2].msg.op, Op::MUX_SERVER_MSG);
+    // The bulk gate holds the rest until A has consumed the message ahead of the request.
+    assert_eq!(p.transmit(B), 0, "held by the bulk gate");
+    p.deliver_all(B);
+    assert!(matches!(p.recv(A, s), Poll::Ready(Some(Ok(_)))));
+    p.transmit_all(A);
+    p.deliver_all(A);
+    // Then the bulk data goes on behind it.
+    assert_eq!(p.transmit(B), 1);
+    assert_eq!(p.log.last().map(|l| l.msg.op), Some(Op::MUX_SERVER_MSG));
+}
+
+/// B serves A a bulk stream (window 64) with `n` messages of `size` bytes queued; returns
+/// the stream.
+fn bulk_queued(p: &mut Pair, n: usize, size: usize) -> u64 {
+    let s = open_acked(p, 10);
+    let data = Bytes::from(vec![7u8; size]);
+    for _ in 0..n {
+        assert!(p.serve_send(B, s, ServeMsg::Data(data.clone())).is_ready());
+    }
+    p.clear_log();
+    s
+}
+
+/// Stream messages of stream `s` (bulk or not) that B transmitted so far.
+fn bulk_sent(p: &Pair, s: u64) -> usize {
+    p.ops_on(B, s)
+        .iter()
+        .filter(|&&o| o == Op::MUX_SERVER_MSG)
+        .count()
+}
+
+/// A consumes one message of `s` and the credit goes back to B.
+fn consume_one(p: &mut Pair, s: u64) {
+    p.deliver_all(B);
+    assert!(matches!(p.recv(A, s), Poll::Ready(Some(Ok(_)))));
+    p.transmit_all(A);
+    p.deliver_all(A);
+}
+
+#[test]
+fn without_small_calls_a_bulk_stream_uses_its_whole_window() {
+    let mut p = pair();
+    let s = bulk_queued(&mut p, 8, 64 << 10);
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, s), 8);
+    assert_eq!(p.b().stats().paced_streams, 0);
+}
+
+/// B's handler of stream `s` ends it, A reads it to the end, and nothing is left.
+fn end_bulk(p: &mut Pair, s: u64) {
+    assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
+    p.serve_done(B, s);
+    // Everything flows again once A reads (each read returns a credit).
+    for _ in 0..64 {
+        p.pump();
+        if p.recv_all(A, s).last() == Some(&None) {
+            break;
+        }
+    }
+    p.a().stream_release(s);
+    assert_quiet_and_empty(p);
+}
+
+/// A answers every small call B made (`calls`), and B takes the answers.
+fn answer_small_calls(p: &mut Pair, calls: &[u64]) {
+    p.deliver_all(B);
+    for ev in p.events(A) {
+        if let Event::Request { mux, .. } = ev {
+            p.respond(A, mux, Some(Ok(b"r")));
+        }
+    }
+    p.transmit_all(A);
+    p.deliver_all(A);
+    for &c in calls {
+        assert!(p.response(B, c).is_ready(), "call {c} answered");
+    }
+}
+
+/// The bulk gate: while small calls are in flight, a bulk stream of large messages keeps one
+/// message ahead of its consumer, each credit letting exactly one more go.
+#[test]
+fn while_small_calls_flow_a_bulk_stream_keeps_one_message_ahead() {
+    let mut p = pair();
+    let s = bulk_queued(&mut p, 8, 64 << 10);
+    assert_eq!(p.transmit(B), 1);
+    let mut calls = vec![p.request(B, 78, b"small")];
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, s), 1, "held once the call is in flight");
+    assert_eq!(p.b().stats().paced_streams, 1);
+    assert_eq!(p.b().queued().1, 7, "the held data stays queued");
+    for sent in 2..=5 {
+        // Small calls keep flowing: one more message per credit, not a window's worth.
+        calls.push(p.request(B, 78, b"small"));
+        consume_one(&mut p, s);
+        p.transmit_all(B);
+        assert_eq!(bulk_sent(&p, s), sent);
+    }
+    // The small calls end: after its next credit the stream has its window back.
+    answer_small_calls(&mut p, &calls);
+    consume_one(&mut p, s);
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, s), 8);
+    assert_eq!(p.b().stats().paced_streams, 0);
+    end_bulk(&mut p, s);
+}
+
+/// A latency-class message that leaves between two bulk messages holds the second, even
+/// when no call is in flight any more (an answer B served, say).
+#[test]
+fn an_answer_served_between_bulk_messages_holds_the_next() {
+    let mut p = pair();
+    let s = bulk_queued(&mut p, 3, 64 << 10);
+    let r = p.request(A, 78, b"small");
+    p.transmit_all(A);
+    p.deliver_all(A);
+    let (mux, _) = expect_request(&mut p, B);
+    assert_eq!(p.transmit(B), 1, "the first bulk message");
+    p.respond(B, mux, Some(Ok(b"answer")));
+    p.transmit_all(B);
+    assert_eq!(p.b().stats().incoming_muxes, 1, "only the stream is left");
+    assert_eq!(bulk_sent(&p, s), 1, "held behind the answer");
+    consume_one(&mut p, s);
+    assert!(p.response(A, r).is_ready());
+    p.transmit_all(B);
+    assert_eq!(
+        bulk_sent(&p, s),
+        3,
+        "no small call since: the window is back"
+    );
+}
+
+/// Messages below PROMPT_CREDIT_BYTES: the consumer may hold their credits below a batch
+/// (half the window), so the gate holds only once a whole batch is out, and a consumer that
+/// read everything never leaves the stream waiting.
+#[test]
+fn the_bulk_gate_with_small_messages_holds_at_a_credit_batch() {
+    let routes = routes().stream(11, 0, 4, Class::Bulk);
+    let mut p = Pair::new(routes);
+    let s = open_acked(&mut p, 11);
+    for _ in 0..4 {
+        assert!(p.serve_data(B, s, b"small bulk").is_ready());
+    }
+    p.clear_log();
+    let call = p.request(B, 78, b"q");
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, s), 2, "held at a batch of 2 (window 4)");
+    // A reads one: its credit is held below the batch, so the gate must not wait for it.
+    p.deliver_all(B);
+    assert!(matches!(p.recv(A, s), Poll::Ready(Some(Ok(_)))));
+    assert_eq!(p.transmit_all(A), 0, "A holds one credit below its batch");
+    // A reads the second: the batch goes back and B sends on.
+    assert!(matches!(p.recv(A, s), Poll::Ready(Some(Ok(_)))));
+    p.transmit_all(A);
+    p.deliver_all(A);
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, s), 4);
+    answer_small_calls(&mut p, &[call]);
+    end_bulk(&mut p, s);
+}
+
+/// A large message's credit goes back at once, with those held before it; a small one's
+/// waits for its batch.
+#[test]
+fn a_large_message_returns_its_credit_at_once() {
+    let mut p = pair();
+    let s = open_acked(&mut p, 10);
+    assert!(p.serve_data(B, s, b"small").is_ready());
+    let big = Bytes::from(vec![1u8; PROMPT_CREDIT_BYTES]);
+    assert!(p.serve_send(B, s, ServeMsg::Data(big)).is_ready());
+    p.transmit_all(B);
+    p.deliver_all(B);
+    p.clear_log();
+    assert!(matches!(p.recv(A, s), Poll::Ready(Some(Ok(_)))));
+    assert_eq!(p.transmit_all(A), 0, "the small message's credit is held");
+    assert!(matches!(p.recv(A, s), Poll::Ready(Some(Ok(_)))));
+    p.transmit_all(A);
+    assert_eq!(
+        p.ops_on(A, s),
+        [Op::UNBLOCK_SRV_MUX, Op::UNBLOCK_SRV_MUX],
+        "the large message's credit and the one held"
+    );
+}
+
+/// The gate holds data only: a held stream's end, its final disconnect and a cancelled
+/// stream's teardown all leave; a normal-class stream is never held.
+#[test]
+fn the_bulk_gate_holds_no_end_and_no_normal_stream() {
+    let routes = routes().stream(12, 0, 64, Class::Normal);
+    let mut p = Pair::new(routes);
+    let n = open_acked(&mut p, 12);
+    let s = bulk_queued(&mut p, 1, 64 << 10);
+    let big = Bytes::from(vec![3u8; 64 << 10]);
+    assert!(p.serve_send(B, n, ServeMsg::Data(big.clone())).is_ready());
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, s), 1);
+    let call = p.request(B, 78, b"q");
+    assert!(p.serve_send(B, s, ServeMsg::Data(big.clone())).is_ready());
+    for _ in 0..4 {
+        assert!(p.serve_send(B, n, ServeMsg::Data(big.clone())).is_ready());
+    }
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, s), 1, "the bulk stream is held");
+    assert_eq!(bulk_sent(&p, n), 5, "the normal stream is not");
+    // Its end is not held: once the data ahead of it is out, it leaves with a message
+    // unconsumed and the call still in flight, and so does the final disconnect.
+    consume_one(&mut p, s);
+    assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
+    p.serve_done(B, s);
+    p.transmit_all(B);
+    assert_eq!(
+        p.ops_on(B, s),
+        [
+            Op::MUX_SERVER_MSG,
+            Op::MUX_SERVER_MSG,
+            Op::MUX_SERVER_MSG,
+            Op::DISCONNECT_CLIENT_MUX
+        ]
+    );
+    // A held stream the caller cancels is torn down.
+    let h = bulk_queued(&mut p, 4, 64 << 10);
+    p.transmit_all(B);
+    assert_eq!(bulk_sent(&p, h), 1);
+    assert_eq!(p.b().stats().paced_streams, 1);
+    p.a().stream_release(h);
+    p.pump();
+    assert_eq!(p.b().stats().paced_streams, 0);
+    assert_eq!(p.b().queued(), (0, 0));
+    assert!(
+        p.events(B)
+            .iter()
+            .any(|e| matches!(e, Event::Cancel { mux } if *mux == h)),
+        "the handler is told to stop"
+    );
+    p.serve_done(B, h);
+    answer_small_calls(&mut p, &[call]);
+    p.pump();
+    assert_eq!(
+        p.recv_all(A, s).last(),
+        Some(&None),
+        "the bulk stream ended"
+    );
+    p.a().stream_release(s);
+    end_bulk(&mut p, n);
 }
 
 #[test]

@@ -349,8 +349,10 @@ impl RawStreamHandler {
     /// Sets the scheduling class of the stream's messages on the wire, on both ends (the
     /// caller's input uses the caller's registration, the handler's output this one).
     /// Default [`Priority::Normal`]. Mark large transfers [`Priority::Bulk`] so small calls
-    /// on the same connection never wait behind more than one of their messages; the wire
-    /// carries no priority, so peers are unaffected.
+    /// on the same connection never wait behind more than one of their messages: the writer
+    /// sends them first, and while they are in flight a bulk stream keeps one message ahead
+    /// of its consumer instead of its whole window (the crate docs, "Bulk yields its
+    /// window"). The wire carries no priority, so peers are unaffected.
     pub fn priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
         self

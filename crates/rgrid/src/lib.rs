@@ -157,6 +157,16 @@
 //!   class; `TCP_NOTSENT_LOWAT` (32 KiB, Linux) keeps the kernel's unsent buffer short so
 //!   the scheduler, not the socket, decides the order. Priority is local: the wire has no
 //!   field for it, and Go peers are unaffected.
+//! * **Bulk yields its window.** What a bulk stream already sent sits ahead of a small call
+//!   in the socket buffers and the peer's reader, whatever the writer's order. So while
+//!   latency-class calls are in flight on the connection (either way), a bulk stream keeps
+//!   only one message of 16 KiB or more ahead of its consumer (a credit batch of smaller
+//!   ones): each further message waits for the peer to consume the one before, as with a
+//!   window of one. When the small calls stop, it has its whole window back after its next
+//!   credit. Only data waits, never a stream's end or teardown, and what it waits for is a
+//!   credit the consumer sends on reading, so it slows but never stalls. Measured with
+//!   `rgrid-bench --only hol` (README): next to a window-4 bulk stream, small calls keep
+//!   about half their idle throughput instead of a quarter.
 //! * Each side pings the connection every second ([`Options::ping_interval`]); a peer
 //!   heard nothing from (no pong, no data) for 2.5 s ([`Options::dead_after`]) is presumed
 //!   dead: the connection is dropped, every call in flight on it fails with

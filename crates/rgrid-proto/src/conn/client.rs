@@ -36,7 +36,7 @@ impl Core {
         let id = self.new_client_id();
         self.queued_bytes += payload.len();
         self.queued_msgs += 1;
-        self.clients.insert(
+        self.insert_client(
             id,
             ClientMux {
                 handler,
@@ -78,7 +78,7 @@ impl Core {
             }
             ClientKind::Stream(_) => return Poll::Ready(Err(CallError::Local("not a request"))),
         }
-        match self.clients.remove(&mux).map(|m| m.kind) {
+        match self.remove_client(mux).map(|m| m.kind) {
             Some(ClientKind::Request(RequestState::Done(res))) => Poll::Ready(res),
             _ => Poll::Ready(Err(CallError::Local("unknown request"))),
         }
@@ -104,7 +104,7 @@ impl Core {
                 if let Some(ClientMux {
                     kind: ClientKind::Request(RequestState::Queued { payload, .. }),
                     ..
-                }) = self.clients.remove(&mux)
+                }) = self.remove_client(mux)
                 {
                     self.queued_bytes -= payload.len();
                     self.queued_msgs -= 1;
@@ -160,8 +160,9 @@ impl Core {
             released: false,
             last_alive: now,
             pinged: deadline.is_none_or(|d| d > self.cfg.stream_ping_interval),
+            pace: Pace::default(),
         };
-        self.clients.insert(
+        self.insert_client(
             id,
             ClientMux {
                 handler,
@@ -281,7 +282,8 @@ impl Core {
             if s.window.release() && !matches!(s.state, StreamState::Ended(_)) {
                 s.owed_credits += 1;
                 let (owed, window) = (s.owed_credits, s.window.size());
-                self.owe_credit(Key::client(mux), owed, window);
+                let large = msg.len() >= PROMPT_CREDIT_BYTES;
+                self.owe_credit(Key::client(mux), owed, window, large);
             }
             return Poll::Ready(Some(Ok(msg)));
         }
@@ -358,7 +360,7 @@ impl Core {
             }
             _ => false,
         };
-        if remove && let Some(m) = self.clients.remove(&mux) {
+        if remove && let Some(m) = self.remove_client(mux) {
             self.remove_deadline(m.deadline, Key::client(mux));
         }
     }

@@ -99,7 +99,7 @@ impl Core {
                         // The caller gave up on a single request (an rgrid caller says so;
                         // MinIO's never does): its handler is told to stop, and its answer
                         // will find no mux.
-                        self.servers.remove(&id);
+                        self.remove_server(id);
                         self.events.push_back(Event::Cancel { mux: id });
                         return;
                     }
@@ -200,7 +200,7 @@ impl Core {
         }
         let deadline =
             (m.deadline_ms > 0).then(|| now + Duration::from_millis(u64::from(m.deadline_ms)));
-        self.servers.insert(
+        self.insert_server(
             id,
             ServerMux {
                 class,
@@ -268,9 +268,10 @@ impl Core {
             watched: deadline.is_none_or(|d| d > watch_after),
             in_waker: None,
             out_waker: None,
+            pace: Pace::default(),
         };
         let at = deadline.map(|d| now + d);
-        self.servers.insert(
+        self.insert_server(
             id,
             ServerMux {
                 class: route.class,
@@ -358,6 +359,10 @@ impl Core {
                 // A credit beyond the window is ignored (MinIO logs "overflow").
                 let _ = s.credits.grant();
                 wake(&mut c.tx_waker, &mut self.wake);
+                if s.pace.credited() {
+                    // Held by the bulk gate: it may send again.
+                    self.schedule_data(Key::client(id));
+                }
             }
             Op::DISCONNECT_CLIENT_MUX => {
                 let err = if m.flags.contains(Flags::PAYLOAD_IS_ERR) {
@@ -443,6 +448,10 @@ impl Core {
             Op::UNBLOCK_SRV_MUX => {
                 let _ = s.credits.grant();
                 wake(&mut s.out_waker, &mut self.wake);
+                if s.pace.credited() {
+                    // Held by the bulk gate: it may send again.
+                    self.schedule_data(Key::server(id));
+                }
             }
             Op::MUX_CLIENT_MSG => {
                 if s.in_capacity == 0 {

@@ -38,6 +38,7 @@
 //! credit on the next message instead of a frame of its own, and a stream read as fast as it
 //! arrives sends one frame of credits per half window instead of one per message. The peer's
 //! view is unchanged (a Go peer counts credits the same way); only when they arrive changes.
+//! A message of [`PROMPT_CREDIT_BYTES`] or more returns its credit at once, with any held.
 //!
 //! # Scheduling
 //!
@@ -47,6 +48,22 @@
 //! per turn. A lower class gets one message after [`STARVATION_LIMIT`] consecutive messages of
 //! higher classes while it waits, so bulk traffic slows down under load but never stops. A
 //! small call therefore waits for at most one message of each busier class.
+//!
+//! The writer's order decides only what has not reached the socket yet; what a bulk stream
+//! already sent sits ahead of everything else in the kernel's buffers and the peer's reader.
+//! So a bulk-class stream also yields its window (the bulk gate): while latency-class muxes
+//! are live on the connection (calls in flight either way), or once a latency-class message
+//! has left after its last message, it sends its next message only when the peer has consumed
+//! what it sent before (a credit came back for each; for messages below
+//! [`PROMPT_CREDIT_BYTES`], all but the credit batch the peer may hold back). While small
+//! calls flow, a bulk stream thus keeps one message ahead of its consumer, as with a window
+//! of one; when they stop, it gets its whole window back after its next credit. Only data
+//! is held (never an ack, an end, an error or the final disconnect), and a held stream is
+//! scheduled again by the credit it waits for, which its consumer sends on reading: a held
+//! stream slows, it does not stall. (That reasoning assumes both ends register the stream
+//! with the same window, as MinIO's do: a consumer with a larger window holds back more
+//! credits of small messages, and a held stream then waits until the consumer's node next
+//! transmits, at most a connection ping interval.) Normal and latency classes are never held.
 //!
 //! # Deadlines and timers
 //!
@@ -71,8 +88,8 @@ use bytes::{Bytes, BytesMut};
 
 use self::sched::{Key, Side};
 use self::state::{
-    ClientKind, ClientMux, ClientStream, Connect, End, Input, OwedPong, RequestState, ServeState,
-    ServedRequest, ServerKind, ServerMux, ServerStream, StreamState,
+    ClientKind, ClientMux, ClientStream, Connect, End, Input, OwedPong, Pace, RequestState,
+    ServeState, ServedRequest, ServerKind, ServerMux, ServerStream, StreamState,
 };
 use crate::{
     Credits, DecodeError, DecodeLimits, Flags, Frame, GridTime, HandlerId, Message,
@@ -98,7 +115,9 @@ pub enum Class {
     /// Streams by default.
     #[default]
     Normal = 1,
-    /// Large transfers: opt-in per handler or per call.
+    /// Large transfers: opt-in per handler or per call. Sent after the other classes, and
+    /// held to one message ahead of its consumer while latency-class calls are in flight
+    /// (the bulk gate, see "Scheduling" in the module docs).
     Bulk = 2,
 }
 
@@ -326,6 +345,9 @@ pub struct CoreStats {
     pub queued_bytes: usize,
     /// Answers to no live mux waiting for the writer.
     pub stateless_answers: usize,
+    /// Bulk streams the bulk gate holds until the peer returns a credit (their data counts
+    /// in `queued_messages`; see "Scheduling" in the module docs).
+    pub paced_streams: usize,
     /// Last connection ping round trip.
     pub last_rtt: Option<Duration>,
     /// Largest connection ping round trip.
@@ -356,6 +378,11 @@ pub struct Core {
     ready: [VecDeque<Key>; 3],
     /// Per class: messages of higher classes sent in a row while it waited.
     waited: [u32; 3],
+    /// Latency-class muxes in `clients` and `servers`: calls in flight either way.
+    latency_live: usize,
+    /// Latency-class messages transmitted (wrapping): the bulk gate compares it with each
+    /// bulk stream's [`Pace::mark`].
+    latency_sent: u64,
     owe_conn_ping: bool,
     /// Pongs owed for connection pings, oldest first (at most `max_pings_per_interval`).
     owe_conn_pong: VecDeque<OutMsg>,
@@ -433,6 +460,8 @@ impl Core {
             stateless: VecDeque::new(),
             ready: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
             waited: [0; 3],
+            latency_sent: 0,
+            latency_live: 0,
             owe_conn_ping: false,
             owe_conn_pong: VecDeque::new(),
             events: VecDeque::new(),
@@ -489,6 +518,16 @@ impl Core {
             queued_messages: self.queued_msgs,
             queued_bytes: self.queued_bytes,
             stateless_answers: self.stateless.len(),
+            paced_streams: self
+                .clients
+                .values()
+                .filter(|m| matches!(&m.kind, ClientKind::Stream(s) if s.pace.gated && !s.outq.is_empty()))
+                .count()
+                + self
+                    .servers
+                    .values()
+                    .filter(|m| matches!(&m.kind, ServerKind::Stream(s) if s.pace.gated && !s.outq.is_empty()))
+                    .count(),
             last_rtt: self.last_rtt,
             max_rtt: self.max_rtt,
         }
@@ -605,6 +644,7 @@ impl Core {
             wake(&mut mux.rx_waker, &mut self.wake);
             wake(&mut mux.tx_waker, &mut self.wake);
         }
+        self.latency_live = 0; // Nothing is transmitted any more: the gate is moot.
         self.clients.retain(|_, m| match &m.kind {
             ClientKind::Stream(s) => !s.released,
             // Nobody waits for a cancelling request, and its cancel will not be sent.
@@ -653,10 +693,11 @@ impl Core {
     }
 
     /// A consumed message of stream `key` owes the peer a credit (`owed` in all now): it
-    /// leaves at once when `owed` reached the batch of a `window`-message window, else it is
-    /// held until then or until anything else is transmitted.
-    fn owe_credit(&mut self, key: Key, owed: u32, window: u32) {
-        if owed >= credit_batch(window) {
+    /// leaves at once when `owed` reached the batch of a `window`-message window or the
+    /// message was `large` ([`PROMPT_CREDIT_BYTES`]), else it is held until then or until
+    /// anything else is transmitted.
+    fn owe_credit(&mut self, key: Key, owed: u32, window: u32, large: bool) {
+        if large || owed >= credit_batch(window) {
             return self.schedule_control(key);
         }
         let flag = match key.side {
@@ -684,6 +725,35 @@ impl Core {
                 self.schedule_control(key);
             }
         }
+    }
+
+    // Every mux enters and leaves the tables here, so `latency_live` stays exact (until
+    // `close`, after which it is moot).
+
+    fn insert_client(&mut self, id: u64, m: ClientMux) {
+        self.latency_live += usize::from(m.class == Class::Latency);
+        self.clients.insert(id, m);
+    }
+
+    fn remove_client(&mut self, id: u64) -> Option<ClientMux> {
+        let m = self.clients.remove(&id)?;
+        self.latency_live = self
+            .latency_live
+            .saturating_sub(usize::from(m.class == Class::Latency));
+        Some(m)
+    }
+
+    fn insert_server(&mut self, id: u64, m: ServerMux) {
+        self.latency_live += usize::from(m.class == Class::Latency);
+        self.servers.insert(id, m);
+    }
+
+    fn remove_server(&mut self, id: u64) -> Option<ServerMux> {
+        let m = self.servers.remove(&id)?;
+        self.latency_live = self
+            .latency_live
+            .saturating_sub(usize::from(m.class == Class::Latency));
+        Some(m)
     }
 
     fn schedule_data(&mut self, key: Key) {
@@ -731,6 +801,12 @@ mod input;
 mod output;
 mod server;
 mod timers;
+
+/// A consumed message of this many payload bytes or more returns its credit (and any held
+/// before it) at once instead of in a batch: a frame of credits costs little next to such a
+/// message, and a bulk stream held by the bulk gate waits for exactly that credit (see
+/// "Scheduling" in the module docs).
+pub const PROMPT_CREDIT_BYTES: usize = 16 * 1024;
 
 /// Credits a stream returns together: half its window (one at a time for windows of one or
 /// two messages, where the peer needs each credit to send at all). While fewer are owed,

@@ -86,7 +86,7 @@ impl Core {
             ClientKind::Stream(s) => s,
             ClientKind::Request(RequestState::Cancelling) => {
                 let msg = follow(Op::DISCONNECT_SERVER_MUX, c.send_seq.advance(), Flags::NONE);
-                self.clients.remove(&id);
+                self.remove_client(id);
                 return (Some(msg), false);
             }
             ClientKind::Request(_) => return (None, false),
@@ -217,6 +217,9 @@ impl Core {
                 }
             }
             let key = self.ready.get_mut(class)?.pop_front()?;
+            if class == Class::Bulk as usize && self.gate(key) {
+                continue;
+            }
             let (msg, more) = match key.side {
                 Side::Client => self.client_data(key.id),
                 Side::Server => self.server_data(key.id),
@@ -232,9 +235,53 @@ impl Core {
                 }
             }
             if let Some(m) = msg {
+                if class == Class::Latency as usize {
+                    self.latency_sent = self.latency_sent.wrapping_add(1);
+                }
                 return Some(m);
             }
         }
+    }
+
+    /// The bulk gate (see "Scheduling" in the module docs): whether the stream of `key` must
+    /// wait for a credit before its next message. A held stream leaves the ready queue; the
+    /// credit puts it back (`on_client_stream_msg`, `on_server_stream_msg`).
+    fn gate(&mut self, key: Key) -> bool {
+        let (latency_sent, latency_live) = (self.latency_sent, self.latency_live > 0);
+        let (pace, in_ready, window) = match key.side {
+            Side::Client => match self.clients.get_mut(&key.id) {
+                Some(ClientMux {
+                    kind: ClientKind::Stream(s),
+                    in_ready,
+                    ..
+                }) if matches!(s.state, StreamState::Open)
+                    && s.connect.is_none()
+                    && !s.outq.is_empty() =>
+                {
+                    (&mut s.pace, in_ready, s.credits.window())
+                }
+                _ => return false,
+            },
+            Side::Server => match self.servers.get_mut(&key.id) {
+                Some(ServerMux {
+                    kind: ServerKind::Stream(s),
+                    in_ready,
+                    ..
+                }) if s.state == ServeState::Open
+                    && !s.owe_ack
+                    && s.outq.front().is_some_and(|(f, _)| *f == Flags::NONE) =>
+                {
+                    (&mut s.pace, in_ready, s.credits.window())
+                }
+                _ => return false,
+            },
+        };
+        if !pace.holds(latency_live, latency_sent, window) {
+            return false;
+        }
+        pace.gated = true;
+        *in_ready = false;
+        true
     }
 
     fn dequeued(&mut self, payload: usize) {
@@ -298,6 +345,7 @@ impl Core {
                     return (Some(msg), more);
                 }
                 if let Some(p) = s.outq.pop_front() {
+                    s.pace.sent(self.latency_sent, p.len());
                     let msg = OutMsg {
                         mux_id: id,
                         seq: c.send_seq.advance(),
@@ -339,7 +387,7 @@ impl Core {
                     payload: Some(payload),
                     ..OutMsg::new(Op::RESPONSE, base | Flags::EOF | flags)
                 };
-                self.servers.remove(&id);
+                self.remove_server(id);
                 self.answers_queued = self.answers_queued.saturating_sub(1);
                 self.dequeued(msg.payload_len());
                 (Some(msg), false)
@@ -356,6 +404,10 @@ impl Core {
                     return (Some(msg), true);
                 }
                 if let Some((flags, payload)) = s.outq.pop_front() {
+                    if flags == Flags::NONE {
+                        s.pace
+                            .sent(self.latency_sent, payload.as_ref().map_or(0, Bytes::len));
+                    }
                     let msg = OutMsg {
                         mux_id: id,
                         seq: sm.send_seq.advance(),
@@ -379,7 +431,7 @@ impl Core {
                         mux_id: id,
                         ..OutMsg::new(Op::DISCONNECT_CLIENT_MUX, base)
                     };
-                    if let Some(sm) = self.servers.remove(&id) {
+                    if let Some(sm) = self.remove_server(id) {
                         self.remove_deadline(sm.deadline, Key::server(id));
                     }
                     return (Some(msg), false);

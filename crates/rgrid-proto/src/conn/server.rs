@@ -20,11 +20,11 @@ impl Core {
         let late = m.deadline.is_some_and(|at| now > at);
         let (flags, payload) = match answer {
             Some(_) if late => {
-                self.servers.remove(&mux);
+                self.remove_server(mux);
                 return;
             }
             None => {
-                self.servers.remove(&mux);
+                self.remove_server(mux);
                 return;
             }
             Some(Ok(body)) if body.len() > self.cfg.max_message_size => (
@@ -76,7 +76,8 @@ impl Core {
             if credit {
                 s.owed_credits += 1;
                 let (owed, window) = (s.owed_credits, s.window.size());
-                self.owe_credit(Key::server(mux), owed, window);
+                let large = msg.len() >= PROMPT_CREDIT_BYTES;
+                self.owe_credit(Key::server(mux), owed, window, large);
             }
             return Poll::Ready(Some(msg));
         }
@@ -165,7 +166,7 @@ impl Core {
         wake(&mut s.out_waker, &mut self.wake);
         if self.closed.is_some() {
             // Nothing is transmitted any more: forget it (and queue no key for it).
-            self.servers.remove(&mux);
+            self.remove_server(mux);
         } else if closing {
             self.schedule_data(Key::server(mux));
         }

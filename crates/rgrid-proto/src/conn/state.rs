@@ -113,6 +113,52 @@ pub(crate) struct Connect {
     pub(crate) deadline_ms: u32,
 }
 
+/// How far a stream's output runs ahead of the peer's consumer: what the bulk gate reads
+/// (see "Scheduling" in the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// Messages that took a credit, were transmitted, and were not credited back yet.
+    pub(crate) unacked: u32,
+    /// [`super::Core`]'s count of latency-class messages sent when the last one left.
+    pub(crate) mark: u64,
+    /// Held back by the gate and out of the ready queue until a credit comes back.
+    pub(crate) gated: bool,
+    /// Whether the last message sent was large enough for the peer to credit it back at
+    /// once ([`super::PROMPT_CREDIT_BYTES`]), with every credit it held before.
+    pub(crate) last_large: bool,
+}
+
+impl Pace {
+    /// A message of `len` payload bytes that took a credit was transmitted.
+    pub(crate) fn sent(&mut self, latency_sent: u64, len: usize) {
+        self.unacked = self.unacked.saturating_add(1);
+        self.mark = latency_sent;
+        self.last_large = len >= super::PROMPT_CREDIT_BYTES;
+    }
+
+    /// A credit came back; whether the stream was held back by the gate (it must be
+    /// scheduled again).
+    pub(crate) fn credited(&mut self) -> bool {
+        self.unacked = self.unacked.saturating_sub(1);
+        std::mem::take(&mut self.gated)
+    }
+
+    /// Whether the gate holds the next message of a stream of `window` credits: small calls
+    /// flow (`latency_live`, or a latency-class message left since the last one), and a
+    /// message is not credited back yet. The peer returns the credit of a large last message
+    /// at once, with all it held; after a small one it may hold up to a credit batch less one
+    /// ([`super::credit_batch`]), so the gate then holds only at a whole batch (holding at
+    /// fewer could wait for nothing).
+    pub(crate) fn holds(&self, latency_live: bool, latency_sent: u64, window: u32) -> bool {
+        let limit = if self.last_large {
+            1
+        } else {
+            super::credit_batch(window)
+        };
+        (latency_live || self.mark != latency_sent) && self.unacked >= limit
+    }
+}
+
 /// A stream opened from this side.
 #[derive(Debug)]
 pub(crate) struct ClientStream {
@@ -137,6 +183,8 @@ pub(crate) struct ClientStream {
     pub(crate) last_alive: Instant,
     /// Whether the keepalive pings this stream (no deadline, or a long one).
     pub(crate) pinged: bool,
+    /// Input sent ahead of the handler (the bulk gate).
+    pub(crate) pace: Pace,
 }
 
 /// A mux opened from this side.
@@ -222,6 +270,8 @@ pub(crate) struct ServerStream {
     pub(crate) watched: bool,
     pub(crate) in_waker: Option<Waker>,
     pub(crate) out_waker: Option<Waker>,
+    /// Output sent ahead of the caller (the bulk gate).
+    pub(crate) pace: Pace,
 }
 
 /// A single request served here, until its answer is sent.
