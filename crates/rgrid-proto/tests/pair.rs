@@ -376,44 +376,97 @@ fn a_cancelling_request_is_forgotten_when_the_connection_closes() {
 // =========================================================================================
 // Streams
 
+/// Input may follow the open at once, up to the handler's window (the registration's, like
+/// every credit), without waiting a round trip for the ack; the ack adds no credits.
 #[test]
-fn stream_open_ack_wakes_the_sender() {
+fn stream_input_follows_the_open_before_the_ack() {
     let mut p = pair();
     let (w, woken) = counting_waker();
     let s = p.open(A, 78, b"init");
-    // No input before the ack: the sender waits.
-    let mut input = Some(Bytes::from_static(b"in"));
-    assert!(p.a().stream_send(s, &mut input, &w).is_pending());
-    assert!(input.is_some(), "a pending send keeps its payload");
+    // Window 2 (route 78): two messages go at once, the third waits for a credit.
+    for m in [&b"in1"[..], b"in2"] {
+        let mut input = Some(Bytes::copy_from_slice(m));
+        assert_eq!(p.a().stream_send(s, &mut input, &w), Poll::Ready(Ok(())));
+    }
+    let mut third = Some(Bytes::from_static(b"in3"));
+    assert!(p.a().stream_send(s, &mut third, &w).is_pending());
+    assert!(third.is_some(), "a pending send keeps its payload");
     p.transmit_all(A);
+    let wire: Vec<(Op, u32, HandlerId, Flags, u32)> = p
+        .sent_on(A, s)
+        .iter()
+        .map(|m| (m.op, m.seq, m.handler, m.flags, m.deadline_ms))
+        .collect();
+    assert_eq!(
+        wire,
+        [
+            (Op::CONNECT_MUX, 0, HandlerId(78), Flags::CRC, 0),
+            (Op::MUX_CLIENT_MSG, 1, HandlerId(0), Flags::CRC, 0),
+            (Op::MUX_CLIENT_MSG, 2, HandlerId(0), Flags::CRC, 0),
+        ],
+        "the open, then the input, in one flight"
+    );
     p.deliver_all(A);
     let (mux, payload) = expect_stream(&mut p, B);
     assert_eq!((mux, &payload[..]), (s, &b"init"[..]));
-    let open = &p.sent_on(A, s)[0];
     assert_eq!(
-        (
-            open.op,
-            open.seq,
-            open.handler,
-            open.flags,
-            open.deadline_ms
-        ),
-        (Op::CONNECT_MUX, 0, HandlerId(78), Flags::CRC, 0)
+        p.serve_recv(B, s),
+        Poll::Ready(Some(Bytes::from_static(b"in1")))
     );
-    assert_eq!(woken.get(), 0);
     p.pump();
     let ack = &p.sent_on(B, s)[0];
     assert_eq!(
         (ack.op, ack.seq, ack.handler),
         (Op::ACK_MUX, 0, HandlerId(0))
     );
-    assert_eq!(woken.get(), 1, "the ack wakes the waiting sender");
-    assert_eq!(p.a().stream_send(s, &mut input, &w), Poll::Ready(Ok(())));
+    assert_eq!(woken.get(), 1, "the first credit wakes the waiting sender");
+    assert_eq!(p.a().stream_send(s, &mut third, &w), Poll::Ready(Ok(())));
+    let mut fourth = Some(Bytes::from_static(b"in4"));
+    assert!(
+        p.a().stream_send(s, &mut fourth, &w).is_pending(),
+        "the ack added no credit: still one per message read"
+    );
     p.pump();
     assert_eq!(
         p.serve_recv(B, s),
-        Poll::Ready(Some(Bytes::from_static(b"in")))
+        Poll::Ready(Some(Bytes::from_static(b"in2")))
     );
+    assert_eq!(
+        p.serve_recv(B, s),
+        Poll::Ready(Some(Bytes::from_static(b"in3")))
+    );
+}
+
+/// Input that followed the open of a stream the handler side refuses: the caller reports the
+/// refusal (not a disconnect), and the answers to the early input (one `OpDisconnectClientMux`
+/// each, as Go answers input for an unknown mux) end nothing else and start no exchange.
+#[test]
+fn early_input_to_a_refused_stream_reports_the_refusal() {
+    let mut p = pair();
+    // Route 78 on A only: B has no stream handler 78.
+    p.nodes[B].routes = TestRoutes::default().single(78, Class::Latency);
+    let s = p.open(A, 78, b"init");
+    for m in [&b"in1"[..], b"in2"] {
+        assert_eq!(p.send(A, s, m), Poll::Ready(Ok(())));
+    }
+    p.pump();
+    let answers: Vec<Op> = p.sent_by(B).iter().map(|m| m.op).collect();
+    assert_eq!(
+        answers,
+        [
+            Op::MUX_CONNECT_ERROR,
+            Op::DISCONNECT_CLIENT_MUX,
+            Op::DISCONNECT_CLIENT_MUX
+        ]
+    );
+    let got = p.recv(A, s);
+    let Poll::Ready(Some(Err(CallError::Remote(e)))) = &got else {
+        panic!("expected the refusal, got {got:?}");
+    };
+    assert!(e.starts_with("Invalid Handler for type: "), "{e}");
+    assert_eq!(p.recv(A, s), ENDED);
+    p.a().stream_release(s);
+    assert_quiet_and_empty(&mut p);
 }
 
 #[test]
@@ -1359,13 +1412,21 @@ fn handler_stream_deadline() {
 fn follow_up_messages_carry_handler_zero() {
     let mut p = pair();
     let s = open_acked(&mut p, 78);
+    // Each side reads what arrived until its peer's send goes through (a few rounds at
+    // most: windows of 2).
     for i in 0..4u8 {
+        let mut rounds = 0;
         while p.send(A, s, &[i]).is_pending() {
+            rounds += 1;
+            assert!(rounds < 8, "input {i} never got a credit");
             p.pump();
             while matches!(p.serve_recv(B, s), Poll::Ready(Some(_))) {}
             p.pump();
         }
+        let mut rounds = 0;
         while p.serve_data(B, s, &[i]).is_pending() {
+            rounds += 1;
+            assert!(rounds < 8, "output {i} never got a credit");
             p.pump();
             while matches!(p.recv(A, s), Poll::Ready(Some(_))) {}
             p.pump();

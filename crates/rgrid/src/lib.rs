@@ -235,7 +235,10 @@
 //! pings, cancels) overtake other calls' data but never the stream's own messages. Credits
 //! of windows larger than two go back in batches of half the window, or sooner with any other
 //! frame (see `rgrid_proto::conn`, "Credits"): a peer is never kept waiting for them, and a
-//! two-way exchange carries them on its next message instead of frames of their own.
+//! two-way exchange carries them on its next message instead of frames of their own. Input
+//! does not wait for the handler side's ack: the first `in_capacity` messages may leave right
+//! behind the open, so a stream with input costs one round trip less than MinIO's (whose
+//! handler side buffers them the same way).
 //!
 //! Dropping the stream (or its [`Responses`] half), [`CallStream::cancel`], or the stream's
 //! deadline cancels it on both sides; the handler's future is dropped. A lost connection

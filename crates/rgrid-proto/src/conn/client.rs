@@ -152,7 +152,9 @@ impl Core {
             }),
             outq: VecDeque::new(),
             responses: VecDeque::new(),
-            credits: Credits::new(0, in_cap),
+            // The handler's window is the registration's, so input may leave right behind the
+            // open instead of a round trip later (see "Streams" in the module docs).
+            credits: Credits::new(in_cap, in_cap),
             window: Window::new(route.out_capacity.max(1)),
             owed_credits: 0,
             owe_ping: false,
@@ -207,11 +209,8 @@ impl Core {
             StreamState::Ended(End::Eof) => {
                 return Poll::Ready(Err(CallError::Local("stream already ended")));
             }
-            StreamState::Connecting => {
-                set_waker(&mut m.tx_waker, waker);
-                return Poll::Pending;
-            }
-            StreamState::Open => {}
+            // Input may follow the open before the ack (see "Streams" in the module docs).
+            StreamState::Connecting | StreamState::Open => {}
         }
         if s.input != Input::Open {
             return Poll::Ready(Err(CallError::Local("stream input already closed")));
@@ -239,7 +238,8 @@ impl Core {
     pub fn stream_credits(&self, mux: u64) -> u32 {
         match self.clients.get(&mux).map(|m| &m.kind) {
             Some(ClientKind::Stream(s))
-                if matches!(s.state, StreamState::Open) && s.input == Input::Open =>
+                if matches!(s.state, StreamState::Connecting | StreamState::Open)
+                    && s.input == Input::Open =>
             {
                 s.credits.available()
             }

@@ -350,9 +350,8 @@ impl Core {
         match m.op {
             Op::ACK_MUX => {
                 if matches!(s.state, StreamState::Connecting) {
+                    // The credits were there from the start: the ack adds none.
                     s.state = StreamState::Open;
-                    s.credits.fill();
-                    wake(&mut c.tx_waker, &mut self.wake);
                 }
             }
             Op::UNBLOCK_CL_MUX => {

@@ -40,6 +40,16 @@
 //! view is unchanged (a Go peer counts credits the same way); only when they arrive changes.
 //! A message of [`PROMPT_CREDIT_BYTES`] or more returns its credit at once, with any held.
 //!
+//! A stream's input credits start full: the caller may send its window's worth of input
+//! right behind the open (`OpConnectMux`, then `OpMuxClientMsg`s in the same flight) instead
+//! of a round trip later, and the ack adds no credits. Go's caller waits for the ack, but its
+//! handler side creates the mux and its input buffer of `InCapacity` while reading the open
+//! (spec §4.1), so input that follows the open is buffered like input after the ack. The
+//! window is the caller's registration of the handler, as it is for every credit in MinIO
+//! (the wire carries none). If the open is refused, the caller reports the refusal, which
+//! arrives first; the peer's answers to the early input (one `OpDisconnectClientMux` each,
+//! for a mux it does not know) find the stream ended and change nothing.
+//!
 //! # Scheduling
 //!
 //! [`Core::poll_transmit`] fills one frame: control first (connection pings and pongs, the
