@@ -622,6 +622,41 @@ fn credits_return_in_batches_of_half_the_window_or_with_other_output() {
     assert_eq!(p.ops_on(A, s), [Op::UNBLOCK_SRV_MUX; 8]);
 }
 
+/// Once the caller closed its input, the handler side returns no more credits for it: the
+/// caller sends nothing more, so they would only cost the caller's node a frame to read.
+/// Credits for messages read before the end arrived still go.
+#[test]
+fn no_credits_return_once_the_callers_input_ended() {
+    const W: u32 = 16;
+    let routes = TestRoutes::default().stream(78, W, W, Class::Normal);
+    let mut p = Pair::new(routes);
+    let s = open_acked(&mut p, 78);
+    for i in 0..W as u8 {
+        assert!(p.send(A, s, &[i]).is_ready());
+    }
+    p.pump();
+    p.clear_log();
+    // Eight read while the input is open: the batch goes.
+    for i in 0..8u8 {
+        assert_eq!(p.serve_recv(B, s), Poll::Ready(Some(Bytes::from(vec![i]))));
+    }
+    p.pump();
+    assert_eq!(p.ops_on(B, s), [Op::UNBLOCK_CL_MUX; 8]);
+    p.clear_log();
+    p.a().stream_close_send(s);
+    p.pump();
+    // The other eight and the end, read after the end arrived: no credit at all, not even
+    // with other output of the stream.
+    for i in 8..W as u8 {
+        assert_eq!(p.serve_recv(B, s), Poll::Ready(Some(Bytes::from(vec![i]))));
+    }
+    assert_eq!(p.serve_recv(B, s), Poll::Ready(None), "the input ended");
+    assert!(p.serve_data(B, s, b"answer").is_ready());
+    p.pump();
+    assert_eq!(p.ops_on(B, s), [Op::MUX_SERVER_MSG]);
+    assert_eq!(p.recv(A, s), ok(b"answer"));
+}
+
 /// Windows of one or two messages return each credit at once: the peer needs it to send.
 #[test]
 fn small_windows_return_each_credit_at_once() {

@@ -226,3 +226,147 @@ async fn a_message_taking_the_last_credit_leaves_before_send_returns() {
     assert_eq!(per_frame, vec![1; BURST]);
     assert_eq!(at_once, vec![true; BURST]);
 }
+
+/// On a quiet connection a stream's ack waits for the end of its handler's first poll, so it
+/// leaves with what the handler sent meanwhile: here the whole stream (the ack, 10 messages,
+/// the end and the final disconnect) is one frame, where it used to be the ack alone and
+/// then the rest.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_streams_ack_leaves_with_its_first_messages() {
+    let n = mem_node(Options::default(), |m: &Manager| {
+        m.register_stream(HandlerId::TEST, None, burst_handler(16))
+            .unwrap();
+    })
+    .await;
+    let mut ws = connected_peer(&n).await;
+    const MUX: u64 = 5;
+    common::raw::send(
+        &mut ws,
+        Message {
+            mux_id: MuxId(MUX),
+            handler: HandlerId::TEST,
+            flags: Flags::CRC | Flags::EOF,
+            payload: Some(b"go"),
+            ..Message::new(Op::CONNECT_MUX)
+        },
+    )
+    .await;
+    let frames = frames_until(&mut ws, MUX, |all| {
+        all.iter()
+            .any(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
+    })
+    .await;
+    let ops: Vec<Vec<Op>> = frames
+        .iter()
+        .map(|f| f.iter().map(|m| m.op).collect())
+        .collect();
+    let mut want = vec![Op::ACK_MUX];
+    want.extend([Op::MUX_SERVER_MSG; BURST + 1]);
+    want.push(Op::DISCONNECT_CLIENT_MUX);
+    assert_eq!(
+        ops,
+        vec![want],
+        "one frame: the ack, the messages, the end, the final disconnect"
+    );
+    assert_no_active(&n).await;
+    n.manager.shutdown().await;
+}
+
+/// The held ack does not wait for the handler's output: a handler whose first poll waits for
+/// input (a Go caller sends none before the ack) has its ack written when that poll ends.
+#[tokio::test(start_paused = true)]
+async fn a_handler_waiting_for_input_is_acked_at_once() {
+    let n = mem_node(Options::default(), |m: &Manager| {
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            RawStreamHandler::new(
+                4,
+                4,
+                |_: HandlerCtx, _: Bytes, input: Option<StreamIn>, out: StreamOut| async move {
+                    let mut input = input.unwrap();
+                    while let Some(m) = input.recv().await {
+                        out.send(m)
+                            .await
+                            .map_err(|e| RemoteError::new(e.to_string()))?;
+                    }
+                    Ok(())
+                },
+            ),
+        )
+        .unwrap();
+    })
+    .await;
+    let mut ws = connected_peer(&n).await;
+    const MUX: u64 = 9;
+    common::raw::send(
+        &mut ws,
+        Message {
+            mux_id: MuxId(MUX),
+            handler: HandlerId::TEST,
+            flags: Flags::CRC,
+            payload: Some(b"go"),
+            ..Message::new(Op::CONNECT_MUX)
+        },
+    )
+    .await;
+    // Paused time: the ack must come without the clock moving (a withheld ack would wait
+    // for the next timer, a ping seconds later).
+    let t0 = tokio::time::Instant::now();
+    let frames = frames_until(&mut ws, MUX, |all| count(all, Op::ACK_MUX) == 1).await;
+    assert_eq!(t0.elapsed(), Duration::ZERO, "the ack waited for a timer");
+    assert_eq!(frames.concat().len(), 1, "the ack alone: {frames:?}");
+    send_mux(
+        &mut ws,
+        Op::MUX_CLIENT_MSG,
+        MUX,
+        1,
+        Flags::NONE,
+        Some(b"ping"),
+    )
+    .await;
+    let echo = frames_until(&mut ws, MUX, |all| count(all, Op::MUX_SERVER_MSG) == 1).await;
+    let echo = echo.concat();
+    assert_eq!(echo.last().map(Got::text).as_deref(), Some("ping"));
+    send_mux(&mut ws, Op::MUX_CLIENT_MSG, MUX, 2, Flags::EOF, None).await;
+    frames_until(&mut ws, MUX, |all| {
+        all.iter()
+            .any(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
+    })
+    .await;
+    assert_no_active(&n).await;
+    n.manager.shutdown().await;
+}
+
+/// A caller's open is written once the caller yields, like a burst of input (input usually
+/// follows an open at once): the open, the messages sent before yielding and the end of the
+/// input leave in one frame.
+#[tokio::test(start_paused = true)]
+async fn a_callers_open_and_input_leave_in_one_frame() {
+    let n = mem_node(Options::default(), |_: &Manager| {}).await;
+    let mut ws = connected_peer(&n).await;
+    let conn = n.manager.connection(&n.peer).unwrap();
+    let mut st = bounded(conn.open_stream_with(
+        HandlerId::TEST,
+        "hi",
+        &CallOptions::new().capacities(16, 1),
+    ))
+    .await
+    .unwrap();
+    for i in 0..BURST {
+        bounded(st.send(vec![u8::try_from(i).unwrap()]))
+            .await
+            .unwrap();
+    }
+    st.close_send();
+    let first = bounded(recv_msgs(&mut ws)).await.unwrap();
+    let ops: Vec<Op> = first.iter().map(|m| m.op).collect();
+    let mut want = vec![Op::CONNECT_MUX];
+    want.extend([Op::MUX_CLIENT_MSG; BURST + 1]);
+    assert_eq!(
+        ops, want,
+        "the open, the input and its end in the first frame"
+    );
+    drop(st);
+    n.manager.shutdown().await;
+}

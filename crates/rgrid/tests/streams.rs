@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    DropSignal, assert_no_active, bounded, grid_with, mem_grid_with, register_echo_stream,
-    waiting_stream, within,
+    DropSignal, assert_no_active, bounded, eventually, grid_with, mem_grid_with,
+    register_echo_stream, waiting_stream, within,
 };
 use futures_util::StreamExt;
 use rgrid::{
@@ -613,11 +613,19 @@ async fn reconnect_with_a_full_queue_and_blocked_senders() {
     // The remote stops reading: socket buffers fill, the writer blocks, the queue fills.
     let block = g.conn(1, 0).block_inbound();
     let big = Bytes::from(vec![7u8; 256 * 1024]);
-    let mut senders = Vec::new();
+    let mut streams = Vec::new();
     for _ in 0..8 {
-        let st = bounded(conn.open_stream(HandlerId::TEST, ""))
-            .await
-            .unwrap();
+        streams.push(
+            bounded(conn.open_stream(HandlerId::TEST, ""))
+                .await
+                .unwrap(),
+        );
+    }
+    // The opens leave once this task yields (input usually follows an open at once, so an
+    // open waits for it); they must be out before the senders fill the queue.
+    eventually("the opens are written", || conn.stats().out_queue == 0).await;
+    let mut senders = Vec::new();
+    for st in streams {
         let big = big.clone();
         senders.push(tokio::spawn(async move {
             let (sender, _responses) = st.split();
@@ -629,8 +637,8 @@ async fn reconnect_with_a_full_queue_and_blocked_senders() {
             }
         }));
     }
-    // Stream input waits for the handler's ack, which the blocked remote never sends, so
-    // large single requests fill the socket buffers and then the outbound queue.
+    // The senders and large single requests fill the socket buffers, which the blocked
+    // remote does not drain, and then the outbound queue.
     let mut calls = Vec::new();
     for _ in 0..32 {
         let (conn, big) = (conn.clone(), big.clone());

@@ -512,6 +512,13 @@ impl Core {
         self.closed.as_ref()
     }
 
+    /// How many muxes the core holds state for, both directions: calls and streams of this
+    /// side not yet released, and requests and streams served here. Cheap, unlike
+    /// [`Core::stats`].
+    pub fn live_muxes(&self) -> usize {
+        self.clients.len() + self.servers.len()
+    }
+
     /// Counters.
     pub fn stats(&self) -> CoreStats {
         CoreStats {

@@ -72,7 +72,8 @@ impl Core {
             return Poll::Ready(None);
         }
         if let Some(msg) = s.inbound.pop_front() {
-            let credit = s.window.release() && s.state == ServeState::Open;
+            // No credit once the caller closed its input: it sends nothing more.
+            let credit = s.window.release() && s.state == ServeState::Open && !s.input_closed;
             if credit {
                 s.owed_credits += 1;
                 let (owed, window) = (s.owed_credits, s.window.size());

@@ -105,6 +105,24 @@ impl Session {
             session.with_core(|core| core.serve_done(mux));
             session.lock().forget_served(mux);
         };
+        // The task's first poll runs with this session's writes held (on a quiet connection):
+        // the ack, held since the reader started the handler, leaves with what the handler
+        // sends in that poll, or its end, in one frame (`holding_writes`).
+        let first = self.clone();
+        let task = async move {
+            let mut task = std::pin::pin!(task);
+            let mut polled = false;
+            std::future::poll_fn(move |cx| {
+                if !polled {
+                    polled = true;
+                    let r = super::session::holding_writes(&first, || task.as_mut().poll(cx));
+                    first.with_inner(|_| ());
+                    return r;
+                }
+                task.as_mut().poll(cx)
+            })
+            .await;
+        };
         conn.ctx.tracker.spawn(task.instrument(span));
     }
 }

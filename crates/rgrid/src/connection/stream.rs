@@ -140,7 +140,16 @@ pub(crate) async fn open<C: Codec>(
     session.wait_room().await?;
     let size = payload.len();
     let id = session
-        .with_core(|core| core.open_stream(now(), handler, subroute, payload, deadline, route))
+        .with_inner(|g| {
+            let id = g
+                .core
+                .open_stream(now(), handler, subroute, payload, deadline, route)?;
+            if in_capacity > 0 {
+                // Input usually follows the open at once: it leaves in the same frame.
+                g.defer_write(size);
+            }
+            Ok(id)
+        })
         .map_err(|e| session.error(e))?;
     let span = tracing::debug_span!("grid.stream", remote = %conn.remote, handler = %handler,
         route = route_name.as_deref(), mux = id);

@@ -12,6 +12,13 @@
 //! would block, or after a few frames so that a reader never stays a writer for long, or for
 //! a stream message sent with credits to spare (more may follow at once: they leave merged
 //! once the sender yields, see [`Inner::defer_write`]).
+//!
+//! A quiet connection ([`Inner::quiet`]: one call or stream each way at most) never waits
+//! for more output to merge with: each yield polls the I/O driver and can wake a sleeping
+//! worker thread, which then keeps waking the other, and on a small machine those wake-ups
+//! cost more than the work. There the writer task yields only while there is more to write,
+//! and a served stream's ack is held through its handler's first poll
+//! ([`holding_writes`]) so that it leaves with the handler's first messages.
 
 mod reader;
 mod relay;
@@ -68,6 +75,9 @@ pub(crate) struct Inner {
     /// sender may queue more at once, so the writer task (which yields once first) writes
     /// them together instead of one frame per message ([`Inner::defer_write`]).
     defer: bool,
+    /// The writer task was handed the role because of load (not a deferral): it yields once
+    /// before writing, so more can queue and merge.
+    merge_wait: bool,
     /// Since when, and for how many deferred messages, the writer role has waited for the
     /// writer task after a hand-off (`None` otherwise); see [`Inner::defer_write`].
     deferred: Option<(StdInstant, usize)>,
@@ -103,11 +113,25 @@ impl Inner {
         self.defer = size < DEFER_MAX_SIZE;
     }
 
+    /// Whether the connection is quiet: at most [`QUIET_MUXES`] calls and streams live, both
+    /// directions. On a quiet connection nothing waits for more output to merge with (a
+    /// yield costs a poll of the I/O driver, and any second runnable task wakes a sleeping
+    /// worker thread, tens of microseconds on a small machine): frames leave as soon as
+    /// the task that made them is done, and the writer task yields only while there is
+    /// more to write.
+    pub(crate) fn quiet(&self) -> bool {
+        self.core.live_muxes() <= QUIET_MUXES
+    }
+
     /// Forgets a served stream's token once its handler ended.
     pub(crate) fn forget_served(&mut self, mux: u64) {
         self.served.remove(&mux);
     }
 }
+
+/// Live muxes up to which a connection counts as quiet ([`Inner::quiet`]): one call or
+/// stream each way.
+const QUIET_MUXES: usize = 2;
 
 /// Messages a deferral lets queue before the sender writes them itself
 /// ([`Inner::defer_write`]).
@@ -210,6 +234,10 @@ impl<T> Few<T> {
     fn is_empty(&self) -> bool {
         self.inline[0].is_none()
     }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.inline.iter().flatten().chain(&self.more)
+    }
 }
 
 impl<T> Extend<T> for Few<T> {
@@ -271,6 +299,7 @@ impl Session {
                 writer_busy: false,
                 loaded: false,
                 defer: false,
+                merge_wait: false,
                 deferred: None,
                 served: HashMap::new(),
                 reason: None,
@@ -353,13 +382,29 @@ impl Session {
             }
         }
         let defer = std::mem::take(&mut g.defer);
-        let mut write = !g.writer_busy && g.core.has_output();
+        // On a quiet connection, output made while a stream's handler is being started, and
+        // by that handler's first poll, waits for the end of that poll: the ack leaves with
+        // the handler's first messages, or its end, in one frame (see `holding_writes`).
+        let (held, hold_ended) = if g.quiet() {
+            match self.hold(defer) {
+                Hold::None => (
+                    events.iter().any(|e| matches!(e, Event::Stream { .. })),
+                    false,
+                ),
+                Hold::Held => (true, false),
+                Hold::Ended => (false, true),
+            }
+        } else {
+            (false, false)
+        };
+        let mut write = !held && !g.writer_busy && g.core.has_output();
         if write {
             g.writer_busy = true;
-            if g.loaded || defer {
+            if !hold_ended && (g.loaded || defer) {
                 // Under load, or with more messages about to follow, one task writes merged
                 // frames; a lone call writes its own.
                 write = false;
+                g.merge_wait = !defer || !g.quiet();
                 g.deferred = Some((now(), 1));
                 self.hand_off();
             }
@@ -585,4 +630,74 @@ impl Session {
             self.room.notify_waiters();
         }
     }
+}
+
+/// A hold on one session's writes by the task running on this thread ([`holding_writes`]).
+#[derive(Clone, Copy)]
+struct HoldState {
+    /// The session (its address, only compared).
+    session: usize,
+    /// When the hold began.
+    since: StdInstant,
+    /// Deferrable messages sent under it.
+    sends: usize,
+}
+
+thread_local! {
+    /// Set while this thread runs code inside [`holding_writes`].
+    static HOLDING: std::cell::Cell<Option<HoldState>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether this thread holds a session's writes ([`Session::hold`]).
+enum Hold {
+    /// Not this session's.
+    None,
+    /// Held: write nothing yet.
+    Held,
+    /// The hold reached its bound ([`DEFER_MAX_MESSAGES`] messages or [`DEFER_MAX_WAIT`]):
+    /// write what waits at once.
+    Ended,
+}
+
+impl Session {
+    /// Whether a release on this thread falls under a hold of this session's writes;
+    /// `defer`: it sent a message (counted against the bound).
+    fn hold(&self, defer: bool) -> Hold {
+        let Some(mut h) = HOLDING.get() else {
+            return Hold::None;
+        };
+        if h.session != std::ptr::from_ref(self) as usize {
+            return Hold::None;
+        }
+        if defer {
+            h.sends += 1;
+            HOLDING.set(Some(h));
+        }
+        if h.sends >= DEFER_MAX_MESSAGES
+            || now().saturating_duration_since(h.since) >= DEFER_MAX_WAIT
+        {
+            // This release writes; later ones defer as usual.
+            HOLDING.set(None);
+            Hold::Ended
+        } else {
+            Hold::Held
+        }
+    }
+}
+
+/// Runs `f` (the first poll of a served stream's task) with this thread's writes to
+/// `session` held while the connection is quiet ([`Inner::quiet`]): what `f` makes leaves
+/// when the caller releases the session once more, merged into one frame, so a stream's ack
+/// leaves with its first messages, or its end. Bounded like a deferral
+/// ([`Inner::defer_write`]): after [`DEFER_MAX_MESSAGES`] messages or [`DEFER_MAX_WAIT`],
+/// releases write again. Other tasks write as usual (and take the held output with them).
+pub(crate) fn holding_writes<R>(session: &Session, f: impl FnOnce() -> R) -> R {
+    let before = HOLDING.replace(Some(HoldState {
+        session: std::ptr::from_ref(session) as usize,
+        since: now(),
+        sends: 0,
+    }));
+    let r = f();
+    HOLDING.set(before);
+    r
 }

@@ -75,6 +75,10 @@ impl Session {
             {
                 g.writer_busy = false;
                 g.deferred = None;
+                if g.quiet() {
+                    // A burst on a quiet connection is not load: the next call writes inline.
+                    g.loaded = false;
+                }
                 return Step::Idle;
             }
             g.loaded = w.batch.len() > 1;
@@ -173,8 +177,15 @@ pub(super) async fn run(session: Arc<Session>) {
             continue;
         }
         // Under load, give other tasks one chance to queue more so small messages merge
-        // (MinIO yields once the same way).
-        tokio::task::yield_now().await;
+        // (MinIO yields once the same way). A deferral needs no yield on a quiet connection:
+        // this task runs once the sender yields.
+        let merge_wait = {
+            let mut g = session.lock();
+            std::mem::take(&mut g.merge_wait) || !g.quiet()
+        };
+        if merge_wait {
+            tokio::task::yield_now().await;
+        }
         loop {
             if !session.conn.wait_outbound_unblocked(&session).await {
                 return session.conn.session_ended(&session);
@@ -193,8 +204,16 @@ pub(super) async fn run(session: Arc<Session>) {
                 Step::Idle => break,
                 Step::Failed => return session.conn.session_ended(&session),
                 Step::Wrote | Step::Blocked => {
-                    // Let others run between frames; the next flush finishes this one.
-                    tokio::task::yield_now().await;
+                    // Let others run between frames; the next flush finishes this one. On
+                    // a quiet connection with nothing more to write, no yield (see
+                    // `Inner::quiet`).
+                    let more = {
+                        let g = session.lock();
+                        !g.quiet() || g.core.has_output()
+                    };
+                    if more {
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
         }
