@@ -692,12 +692,17 @@ impl Session {
 /// ([`Inner::defer_write`]): after [`DEFER_MAX_MESSAGES`] messages or [`DEFER_MAX_WAIT`],
 /// releases write again. Other tasks write as usual (and take the held output with them).
 pub(crate) fn holding_writes<R>(session: &Session, f: impl FnOnce() -> R) -> R {
-    let before = HOLDING.replace(Some(HoldState {
+    /// Restores the hold found on entry, also if `f` panics.
+    struct Restore(Option<HoldState>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HOLDING.set(self.0);
+        }
+    }
+    let _restore = Restore(HOLDING.replace(Some(HoldState {
         session: std::ptr::from_ref(session) as usize,
         since: now(),
         sends: 0,
-    }));
-    let r = f();
-    HOLDING.set(before);
-    r
+    })));
+    f()
 }
