@@ -152,14 +152,15 @@
 //!   two runnable tasks on one worker wakes a sleeping worker thread, and that one then wakes
 //!   the first when it finds work: a futex call and a context switch each time, tens of
 //!   microseconds on a small machine, more than a stream's whole work. So while a
-//!   connection has at most one call or stream each way, nothing yields to wait for more
-//!   output: the writer task yields only while there is more to write, a frame with several
-//!   messages does not mark the connection as loaded, a stream's open with input leaves
-//!   with the input sent before the caller yields, and a served stream's ack waits for the
-//!   end of its handler's first poll, so it leaves in one frame with what the handler sent
-//!   meanwhile (bounded like any deferral: 16 messages or 100 µs). A stream of 10 messages
-//!   then costs two writes and no thread wake-up, where it cost two to three of each. Busier
-//!   connections keep the yields that merge many callers' messages into one frame.
+//!   connection has at most four calls and streams live (both directions), nothing yields
+//!   to wait for more output: the writer task yields only while there is more to write, a
+//!   frame with several messages does not mark the connection as loaded, a stream's open
+//!   with input leaves with the input sent before the caller yields, and a served stream's
+//!   ack waits for the end of its handler's first poll, so it leaves in one frame with what
+//!   the handler sent meanwhile (bounded like any deferral: 16 messages or 100 µs). A
+//!   stream of 10 messages then costs two writes and no thread wake-up, where it cost two
+//!   writes and two to three wake-ups. Busier connections keep the yields that merge many
+//!   callers' messages into one frame.
 //! * **Scheduling.** The writer sends control first, then data by [`Priority`]: single
 //!   requests and their answers ([`Priority::Latency`]) before streams
 //!   ([`Priority::Normal`]) before bulk transfers ([`Priority::Bulk`], opt-in with
