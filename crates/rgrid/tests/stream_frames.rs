@@ -78,40 +78,57 @@ fn sending_handler(out_cap: usize, count: usize, work: Duration) -> RawStreamHan
     )
 }
 
-/// Opens a stream on the node's handler TEST (no input) and returns how many of its messages
-/// (the end included) each frame carried, once the end arrived; checks no mux is left.
-async fn served_frames(handler: RawStreamHandler) -> Vec<usize> {
+/// Sends the raw peer's open of a stream on handler TEST, as mux `mux`.
+async fn open_mux(ws: &mut WebSocket, mux: u64, flags: Flags) {
+    common::raw::send(
+        ws,
+        Message {
+            mux_id: MuxId(mux),
+            handler: HandlerId::TEST,
+            flags: Flags::CRC | flags,
+            payload: Some(b"go"),
+            ..Message::new(Op::CONNECT_MUX)
+        },
+    )
+    .await;
+}
+
+/// Whether the handler's end is among `all`.
+fn ended(all: &[Got]) -> bool {
+    all.iter()
+        .any(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
+}
+
+/// Opens a stream on the node's handler TEST (no input) and returns the ops of the stream's
+/// messages in each frame, once the end arrived; checks no mux is left.
+async fn served_ops(handler: RawStreamHandler) -> Vec<Vec<Op>> {
     let n = mem_node(Options::default(), move |m: &Manager| {
         m.register_stream(HandlerId::TEST, None, handler).unwrap();
     })
     .await;
     let mut ws = connected_peer(&n).await;
     const MUX: u64 = 3;
-    common::raw::send(
-        &mut ws,
-        Message {
-            mux_id: MuxId(MUX),
-            handler: HandlerId::TEST,
-            flags: Flags::CRC | Flags::EOF,
-            payload: Some(b"go"),
-            ..Message::new(Op::CONNECT_MUX)
-        },
-    )
-    .await;
-    let frames = frames_until(&mut ws, MUX, |all| {
-        all.iter()
-            .any(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
-    })
-    .await;
-    let data: Vec<usize> = frames
-        .iter()
-        .map(|f| count(f, Op::MUX_SERVER_MSG))
-        .filter(|&c| c > 0)
-        .collect();
-    println!("messages (with the end) per frame: {data:?}");
+    open_mux(&mut ws, MUX, Flags::EOF).await;
+    let frames = frames_until(&mut ws, MUX, ended).await;
     // The handler's output is all out: the stream ends cleanly.
     assert_no_active(&n).await;
     n.manager.shutdown().await;
+    frames
+        .iter()
+        .map(|f| f.iter().map(|m| m.op).collect())
+        .collect()
+}
+
+/// How many of the handler's messages (the end included) each frame carried
+/// ([`served_ops`]).
+async fn served_frames(handler: RawStreamHandler) -> Vec<usize> {
+    let data: Vec<usize> = served_ops(handler)
+        .await
+        .iter()
+        .map(|f| f.iter().filter(|&&op| op == Op::MUX_SERVER_MSG).count())
+        .filter(|&c| c > 0)
+        .collect();
+    println!("messages (with the end) per frame: {data:?}");
     data
 }
 
@@ -233,33 +250,7 @@ async fn a_message_taking_the_last_credit_leaves_before_send_returns() {
 /// then the rest.
 #[tokio::test(start_paused = true)]
 async fn a_quiet_streams_ack_leaves_with_its_first_messages() {
-    let n = mem_node(Options::default(), |m: &Manager| {
-        m.register_stream(HandlerId::TEST, None, burst_handler(16))
-            .unwrap();
-    })
-    .await;
-    let mut ws = connected_peer(&n).await;
-    const MUX: u64 = 5;
-    common::raw::send(
-        &mut ws,
-        Message {
-            mux_id: MuxId(MUX),
-            handler: HandlerId::TEST,
-            flags: Flags::CRC | Flags::EOF,
-            payload: Some(b"go"),
-            ..Message::new(Op::CONNECT_MUX)
-        },
-    )
-    .await;
-    let frames = frames_until(&mut ws, MUX, |all| {
-        all.iter()
-            .any(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
-    })
-    .await;
-    let ops: Vec<Vec<Op>> = frames
-        .iter()
-        .map(|f| f.iter().map(|m| m.op).collect())
-        .collect();
+    let ops = served_ops(burst_handler(16)).await;
     let mut want = vec![Op::ACK_MUX];
     want.extend([Op::MUX_SERVER_MSG; BURST + 1]);
     want.push(Op::DISCONNECT_CLIENT_MUX);
@@ -268,8 +259,6 @@ async fn a_quiet_streams_ack_leaves_with_its_first_messages() {
         vec![want],
         "one frame: the ack, the messages, the end, the final disconnect"
     );
-    assert_no_active(&n).await;
-    n.manager.shutdown().await;
 }
 
 /// The held ack does not wait for the handler's output: a handler whose first poll waits for
@@ -299,17 +288,7 @@ async fn a_handler_waiting_for_input_is_acked_at_once() {
     .await;
     let mut ws = connected_peer(&n).await;
     const MUX: u64 = 9;
-    common::raw::send(
-        &mut ws,
-        Message {
-            mux_id: MuxId(MUX),
-            handler: HandlerId::TEST,
-            flags: Flags::CRC,
-            payload: Some(b"go"),
-            ..Message::new(Op::CONNECT_MUX)
-        },
-    )
-    .await;
+    open_mux(&mut ws, MUX, Flags::NONE).await;
     // Paused time: the ack must come without the clock moving (a withheld ack would wait
     // for the next timer, a ping seconds later).
     let t0 = tokio::time::Instant::now();
@@ -329,11 +308,7 @@ async fn a_handler_waiting_for_input_is_acked_at_once() {
     let echo = echo.concat();
     assert_eq!(echo.last().map(Got::text).as_deref(), Some("ping"));
     send_mux(&mut ws, Op::MUX_CLIENT_MSG, MUX, 2, Flags::EOF, None).await;
-    frames_until(&mut ws, MUX, |all| {
-        all.iter()
-            .any(|m| m.op == Op::MUX_SERVER_MSG && m.flags.contains(Flags::EOF))
-    })
-    .await;
+    frames_until(&mut ws, MUX, ended).await;
     assert_no_active(&n).await;
     n.manager.shutdown().await;
 }
