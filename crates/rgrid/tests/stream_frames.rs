@@ -158,20 +158,27 @@ async fn a_sender_busy_between_sends_does_not_hold_its_messages() {
     assert_eq!(frames, vec![2, 2, 1]);
 }
 
-/// The node calls a stream on the raw peer with an input window of `window`, sends `BURST`
-/// messages without yielding, and returns how many input messages each frame carried.
-/// `at_once` records, after each send, whether its message was already in the pipe.
-async fn caller_burst(window: usize) -> (Vec<usize>, Vec<bool>) {
+/// A node, the raw peer connected to it, and a stream the node opened on the peer's handler
+/// TEST with an input window of `window`.
+async fn caller_stream(window: usize) -> (common::raw::Node, WebSocket, rgrid::CallStream) {
     let n = mem_node(Options::default(), |_: &Manager| {}).await;
-    let mut ws = connected_peer(&n).await;
+    let ws = connected_peer(&n).await;
     let conn = n.manager.connection(&n.peer).unwrap();
-    let mut st = bounded(conn.open_stream_with(
+    let st = bounded(conn.open_stream_with(
         HandlerId::TEST,
         "hi",
         &CallOptions::new().capacities(window, 1),
     ))
     .await
     .unwrap();
+    (n, ws, st)
+}
+
+/// The node calls a stream on the raw peer with an input window of `window`, sends `BURST`
+/// messages without yielding, and returns how many input messages each frame carried.
+/// `at_once` records, after each send, whether its message was already in the pipe.
+async fn caller_burst(window: usize) -> (Vec<usize>, Vec<bool>) {
+    let (n, mut ws, mut st) = caller_stream(window).await;
     let open = loop {
         let msgs = bounded(recv_msgs(&mut ws)).await.unwrap();
         if let Some(m) = msgs.into_iter().find(|m| m.op == Op::CONNECT_MUX) {
@@ -266,24 +273,8 @@ async fn a_quiet_streams_ack_leaves_with_its_first_messages() {
 #[tokio::test(start_paused = true)]
 async fn a_handler_waiting_for_input_is_acked_at_once() {
     let n = mem_node(Options::default(), |m: &Manager| {
-        m.register_stream(
-            HandlerId::TEST,
-            None,
-            RawStreamHandler::new(
-                4,
-                4,
-                |_: HandlerCtx, _: Bytes, input: Option<StreamIn>, out: StreamOut| async move {
-                    let mut input = input.unwrap();
-                    while let Some(m) = input.recv().await {
-                        out.send(m)
-                            .await
-                            .map_err(|e| RemoteError::new(e.to_string()))?;
-                    }
-                    Ok(())
-                },
-            ),
-        )
-        .unwrap();
+        m.register_stream(HandlerId::TEST, None, common::echo_stream(4, 4))
+            .unwrap();
     })
     .await;
     let mut ws = connected_peer(&n).await;
@@ -318,16 +309,7 @@ async fn a_handler_waiting_for_input_is_acked_at_once() {
 /// input leave in one frame.
 #[tokio::test(start_paused = true)]
 async fn a_callers_open_and_input_leave_in_one_frame() {
-    let n = mem_node(Options::default(), |_: &Manager| {}).await;
-    let mut ws = connected_peer(&n).await;
-    let conn = n.manager.connection(&n.peer).unwrap();
-    let mut st = bounded(conn.open_stream_with(
-        HandlerId::TEST,
-        "hi",
-        &CallOptions::new().capacities(16, 1),
-    ))
-    .await
-    .unwrap();
+    let (n, mut ws, mut st) = caller_stream(16).await;
     for i in 0..BURST {
         bounded(st.send(vec![u8::try_from(i).unwrap()]))
             .await

@@ -155,6 +155,9 @@ struct WriterState {
     /// would share its allocation). So each frame is encoded into a buffer of its own,
     /// exactly sized: the one allocation the copy cost, without copying the frame.
     masks: bool,
+    /// Whether the writer task yields after the frame just pulled: the connection is not
+    /// quiet, or more output waited when it was pulled ([`Inner::quiet`]).
+    yield_next: bool,
 }
 
 /// A live websocket session.
@@ -317,6 +320,7 @@ impl Session {
                     BytesMut::with_capacity(32 * 1024)
                 },
                 masks,
+                yield_next: false,
             }),
             cancel: conn.ctx.shutdown.child_token(),
             writer_wake: Notify::new(),

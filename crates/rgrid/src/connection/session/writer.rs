@@ -82,6 +82,7 @@ impl Session {
                 return Step::Idle;
             }
             g.loaded = w.batch.len() > 1;
+            w.yield_next = !g.quiet() || g.core.has_output();
             if was_full {
                 self.signal_room(&g);
             }
@@ -207,10 +208,7 @@ pub(super) async fn run(session: Arc<Session>) {
                     // Let others run between frames; the next flush finishes this one. On
                     // a quiet connection with nothing more to write, no yield (see
                     // `Inner::quiet`).
-                    let more = {
-                        let g = session.lock();
-                        !g.quiet() || g.core.has_output()
-                    };
+                    let more = super::lock(&session.writer).yield_next;
                     if more {
                         tokio::task::yield_now().await;
                     }
