@@ -59,6 +59,18 @@ fn open_acked(p: &mut Pair, h: u8) -> u64 {
     s
 }
 
+/// A pair with a stream of windows `w` both ways, acked, whose caller sent its whole input
+/// window (one byte each: 0, 1, ...).
+fn window_of_input_sent(w: u32) -> (Pair, u64) {
+    let routes = TestRoutes::default().stream(78, w, w, Class::Normal);
+    let mut p = Pair::new(routes);
+    let s = open_acked(&mut p, 78);
+    for i in 0..w as u8 {
+        assert!(p.send(A, s, &[i]).is_ready());
+    }
+    (p, s)
+}
+
 fn remote(t: &str) -> CallError {
     CallError::Remote(t.to_owned())
 }
@@ -566,12 +578,7 @@ fn caller_credits_bound_messages_in_flight() {
 #[test]
 fn credits_return_in_batches_of_half_the_window_or_with_other_output() {
     const W: u32 = 16;
-    let routes = TestRoutes::default().stream(78, W, W, Class::Normal);
-    let mut p = Pair::new(routes);
-    let s = open_acked(&mut p, 78);
-    for i in 0..W as u8 {
-        assert!(p.send(A, s, &[i]).is_ready());
-    }
+    let (mut p, s) = window_of_input_sent(W);
     assert!(
         p.send(A, s, b"over").is_pending(),
         "the caller used its window"
@@ -628,12 +635,7 @@ fn credits_return_in_batches_of_half_the_window_or_with_other_output() {
 #[test]
 fn no_credits_return_once_the_callers_input_ended() {
     const W: u32 = 16;
-    let routes = TestRoutes::default().stream(78, W, W, Class::Normal);
-    let mut p = Pair::new(routes);
-    let s = open_acked(&mut p, 78);
-    for i in 0..W as u8 {
-        assert!(p.send(A, s, &[i]).is_ready());
-    }
+    let (mut p, s) = window_of_input_sent(W);
     p.pump();
     p.clear_log();
     // Eight read while the input is open: the batch goes.
