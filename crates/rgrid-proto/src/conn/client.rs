@@ -228,7 +228,7 @@ impl Core {
         };
         self.queued_bytes += p.len();
         self.queued_msgs += 1;
-        s.outq.push_back(p);
+        push_queued(&mut s.outq, p, s.credits.window());
         self.schedule_data(Key::client(mux));
         Poll::Ready(Ok(()))
     }

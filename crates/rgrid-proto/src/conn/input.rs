@@ -393,7 +393,7 @@ impl Core {
                         ));
                         return self.fail_client_stream(id, err, true);
                     }
-                    s.responses.push_back(p);
+                    push_queued(&mut s.responses, p, s.window.size());
                     wake(&mut c.rx_waker, &mut self.wake);
                 }
                 if eof {
@@ -466,7 +466,7 @@ impl Core {
                     if s.input_closed || s.window.accept().is_err() {
                         return self.cancel_server_stream(id, Some("handler blocked".to_owned()));
                     }
-                    s.inbound.push_back(p);
+                    push_queued(&mut s.inbound, p, s.window.size());
                 }
                 if eof {
                     s.input_closed = true;

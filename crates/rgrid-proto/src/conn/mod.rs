@@ -99,7 +99,7 @@ use bytes::{Bytes, BytesMut};
 use self::sched::{Key, Side};
 use self::state::{
     ClientKind, ClientMux, ClientStream, Connect, End, Input, OwedPong, Pace, RequestState,
-    ServeState, ServedRequest, ServerKind, ServerMux, ServerStream, StreamState,
+    ServeState, ServedRequest, ServerKind, ServerMux, ServerStream, StreamState, push_queued,
 };
 use crate::{
     Credits, DecodeError, DecodeLimits, Flags, Frame, GridTime, HandlerId, Message,
@@ -732,7 +732,9 @@ impl Core {
     /// Moves every held credit to the control queue (something is being transmitted, so
     /// they leave with it, merged into the same frame when there is room).
     fn release_held(&mut self) {
-        for key in std::mem::take(&mut self.held) {
+        // Drained through a vector taken out and put back, so its room is kept.
+        let mut held = std::mem::take(&mut self.held);
+        for key in held.drain(..) {
             let flag = match key.side {
                 Side::Client => self.clients.get_mut(&key.id).map(|m| &mut m.in_held),
                 Side::Server => self.servers.get_mut(&key.id).map(|m| &mut m.in_held),
@@ -741,6 +743,11 @@ impl Core {
                 *f = false;
                 self.schedule_control(key);
             }
+        }
+        // Scheduling control holds nothing back, so `self.held` is still empty. Room for a
+        // burst of many streams is given back.
+        if held.capacity() <= KEEP_HELD_ROOM {
+            self.held = held;
         }
     }
 
@@ -818,6 +825,9 @@ mod input;
 mod output;
 mod server;
 mod timers;
+
+/// Held-credit slots the core keeps allocated between releases ([`Core::release_held`]).
+const KEEP_HELD_ROOM: usize = 256;
 
 /// A consumed message of this many payload bytes or more returns its credit (and any held
 /// before it) at once instead of in a batch: a frame of credits costs little next to such a

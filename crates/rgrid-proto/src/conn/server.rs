@@ -127,7 +127,7 @@ impl Core {
         }
         self.queued_bytes += payload.as_ref().map_or(0, Bytes::len);
         self.queued_msgs += 1;
-        s.outq.push_back((flags, payload));
+        push_queued(&mut s.outq, (flags, payload), s.credits.window());
         self.schedule_data(Key::server(mux));
         Poll::Ready(Ok(()))
     }
