@@ -671,6 +671,72 @@ async fn reconnect_with_a_full_queue_and_blocked_senders() {
     g.shutdown().await;
 }
 
+/// A stream sender that finds the outbound queue full waits for room, then goes on: the
+/// queue never holds more than its bound, and every message arrives, in order.
+#[tokio::test]
+async fn a_stream_sender_waits_for_room_in_the_outbound_queue() {
+    const QUEUE: usize = 4;
+    const N: usize = 64;
+    let options = Options {
+        out_queue: QUEUE,
+        ..Options::default()
+    };
+    let g = grid_with(options, |_, m| {
+        m.register_stream(
+            HandlerId::TEST,
+            None,
+            // The window takes every message: only the outbound queue can hold the sender.
+            RawStreamHandler::new(N, 1, |_, _, input: Option<StreamIn>, _| async move {
+                let mut input = input.unwrap();
+                let mut next = 0usize;
+                while let Some(m) = input.recv().await {
+                    if m.first().copied() != Some(next as u8) {
+                        return Err(RemoteError::new(format!("message {next} out of order")));
+                    }
+                    next += 1;
+                }
+                if next != N {
+                    return Err(RemoteError::new(format!("got {next} messages, want {N}")));
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+    })
+    .await;
+    let conn = g.conn(0, 1);
+    let st = bounded(conn.open_stream(HandlerId::TEST, ""))
+        .await
+        .unwrap();
+    eventually("the open is written", || conn.stats().out_queue == 0).await;
+    // The remote stops reading: socket buffers fill, the writer blocks, the queue fills.
+    let block = g.conn(1, 0).block_inbound();
+    let (sender, responses) = st.split();
+    let mut sender = sender.unwrap();
+    let sending = tokio::spawn(async move {
+        for i in 0..N {
+            let mut m = vec![0u8; 256 * 1024];
+            m[0] = i as u8;
+            sender.send(m).await?;
+        }
+        sender.close();
+        Ok::<(), Error>(())
+    });
+    eventually("the queue fills", || conn.stats().out_queue >= QUEUE).await;
+    // Held at its bound while the remote does not read (sampled while the sender waits).
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+        let queued = conn.stats().out_queue;
+        assert!(queued <= QUEUE, "{queued} messages queued, bound {QUEUE}");
+    }
+    assert!(!sending.is_finished(), "the sender went past a full queue");
+    drop(block);
+    bounded(sending).await.unwrap().unwrap();
+    bounded(responses.results(|_| Ok(()))).await.unwrap();
+    assert_no_active(&g).await;
+    g.shutdown().await;
+}
+
 /// MinIO bug 02a67cbd2: a cancel racing with the end of a buffered stream either delivers
 /// every message and a clean end, or fails with the cancel: never a lost final message with
 /// a success result.

@@ -137,10 +137,11 @@ pub(crate) async fn open<C: Codec>(
         out_capacity,
         class: opts.priority.unwrap_or(class),
     };
-    session.wait_room().await?;
     let size = payload.len();
+    let mut payload = Some(payload);
     let id = session
-        .with_inner(|g| {
+        .admit(|g| {
+            let payload = payload.take().unwrap_or_default();
             let id = g
                 .core
                 .open_stream(now(), handler, subroute, payload, deadline, route)?;
@@ -150,6 +151,7 @@ pub(crate) async fn open<C: Codec>(
             }
             Ok(id)
         })
+        .await?
         .map_err(|e| session.error(e))?;
     let span = tracing::debug_span!("grid.stream", remote = %conn.remote, handler = %handler,
         route = route_name.as_deref(), mux = id);
@@ -284,25 +286,36 @@ impl<C: Codec> StreamSender<C> {
         if self.closed {
             return Err(Error::Usage("stream input already closed".to_owned()));
         }
-        session.wait_room().await?;
         let size = payload.len();
         let mut payload = Some(payload);
-        let res = poll_fn(|cx| {
-            let mut g = session.lock();
-            let r = g.core.stream_send(mux.id, &mut payload, cx.waker());
-            if let Poll::Ready(Ok(())) = r
-                && g.core.stream_credits(mux.id) > 0
-            {
-                g.defer_write(size);
+        // The room check and the send share one lock; only a full outbound queue (or a
+        // closed session, whose error `wait_room` returns) waits outside it, then tries
+        // again.
+        let res = loop {
+            let sent = poll_fn(|cx| {
+                let mut g = session.lock();
+                if !g.has_room() {
+                    return Poll::Ready(None);
+                }
+                let r = g.core.stream_send(mux.id, &mut payload, cx.waker());
+                if let Poll::Ready(Ok(())) = r
+                    && g.core.stream_credits(mux.id) > 0
+                {
+                    g.defer_write(size);
+                }
+                if r.is_ready() {
+                    let done = session.collect(&mut g);
+                    drop(g);
+                    session.act(done);
+                }
+                r.map(Some)
+            })
+            .await;
+            match sent {
+                Some(r) => break r,
+                None => session.wait_room().await?,
             }
-            if r.is_ready() {
-                let done = session.collect(&mut g);
-                drop(g);
-                session.act(done);
-            }
-            r
-        })
-        .await;
+        };
         if res.is_ok() {
             mux.metrics.sent(size);
         }

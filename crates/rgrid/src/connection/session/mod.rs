@@ -123,6 +123,12 @@ impl Inner {
         self.core.live_muxes() <= QUIET_MUXES
     }
 
+    /// Whether a message may be queued now: the session is open and the outbound queue is
+    /// below its bounds (else [`Session::wait_room`] says which, or waits).
+    pub(crate) fn has_room(&self) -> bool {
+        self.reason.is_none() && !self.core.queue_full()
+    }
+
     /// Forgets a served stream's token once its handler ended.
     pub(crate) fn forget_served(&mut self, mux: u64) {
         self.served.remove(&mux);
@@ -549,12 +555,12 @@ impl Session {
         }
     }
 
-    /// Runs `f` on the core as soon as the outbound queue is below its bounds
+    /// Runs `f` on the locked state as soon as the outbound queue is below its bounds
     /// ([`crate::Options::out_queue`], [`crate::Options::out_queue_bytes`]): the check and
     /// `f` happen under one lock, so no more callers get in than the bounds allow.
     pub(crate) async fn admit<R>(
         self: &Arc<Self>,
-        mut f: impl FnMut(&mut Core) -> R,
+        mut f: impl FnMut(&mut Inner) -> R,
     ) -> Result<R, Error> {
         // Fast path: no waiter registration (it takes the notifier's lock) while there is
         // room, which is nearly always.
@@ -571,7 +577,7 @@ impl Session {
                     return Err(r.clone());
                 }
                 if !g.core.queue_full() {
-                    let r = f(&mut g.core);
+                    let r = f(&mut g);
                     let done = self.collect(&mut g);
                     drop(g);
                     self.act(done);

@@ -182,9 +182,10 @@ impl Session {
         let size = payload.len();
         let mut payload = Some(payload);
         let mux = self
-            .admit(|core| {
+            .admit(|g| {
                 let payload = payload.take().unwrap_or_default();
-                core.start_request(handler, subroute, payload, deadline, priority)
+                g.core
+                    .start_request(handler, subroute, payload, deadline, priority)
             })
             .await?
             .map_err(|e| self.error(e))?;
