@@ -179,6 +179,12 @@ impl<'a> Reader<'a> {
     /// Reads any msgpack integer form and checks that it is non-negative and fits `u64`.
     #[inline]
     pub(crate) fn uint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        // A positive fixint (one byte, 0x00..=0x7f) is most fields of a message; every other
+        // form goes through rmp, with its checks.
+        if let [b @ 0..=0x7f, tail @ ..] = self.rest() {
+            self.rd = Bytes::new(tail);
+            return Ok(u64::from(*b));
+        }
         decode::read_int::<u64, _>(&mut self.rd).map_err(|e| num_err(e, field))
     }
 
@@ -586,6 +592,17 @@ mod tests {
         assert!(matches!(
             Reader::new(&[0xc4, 0x00]).uint("x"),
             Err(DecodeError::UnexpectedType { .. })
+        ));
+        // A fixint takes one byte, at both ends of its range; nothing to read is an error.
+        for b in [0x00u8, 0x7f] {
+            let input = [b, 0x01];
+            let mut rd = Reader::new(&input);
+            assert_eq!(rd.uint("x"), Ok(u64::from(b)));
+            assert_eq!(rd.rest(), [0x01]);
+        }
+        assert!(matches!(
+            Reader::new(&[]).uint("x"),
+            Err(DecodeError::Truncated { .. })
         ));
     }
 }
