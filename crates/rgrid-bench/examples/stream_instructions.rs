@@ -1,5 +1,5 @@
 //! A workload for counting instructions per stream with `valgrind --tool=callgrind`: `N`
-//! two-way streams of 10 messages of 512 bytes each way (windows of 16), `K` at a time, on a
+//! two-way streams (the benchmark's `twoway` exchange) of 10 messages of 512 bytes each way (windows of 16), `K` at a time, on a
 //! current-thread runtime over in-memory pipes (no sockets, one thread). Instruction counts
 //! do not move with the machine's speed the way timings do, so a small change to the per-message
 //! path shows; runs still differ by about 1.5% (the deferral bounds read the clock), so compare
@@ -15,15 +15,9 @@
 //! ```
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
-use rgrid::{CallOptions, Error, HandlerId, Options, RawStreamHandler, RemoteError};
-
-/// Messages each way per stream.
-const MESSAGES: usize = 10;
-/// The streams' in and out windows.
-const WINDOW: usize = 16;
-const SUBROUTE: &str = "some-subroute";
+use rgrid::{CallOptions, Error, HandlerId, Options, RawStreamHandler};
+use rgrid_bench::streams::{SUBROUTE, WIDE_WINDOW, twoway, twoway_handler};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -39,13 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn run(streams: usize, at_once: usize) -> Result<(), Error> {
     let grid = LocalGrid::start_in_memory(2, Options::default(), |_, m| {
-        let echo = RawStreamHandler::new(WINDOW, WINDOW, |_, _, input, out| async move {
-            let mut input = input.ok_or_else(|| RemoteError::new("no input"))?;
-            while let Some(msg) = input.recv().await {
-                out.send(msg).await?;
-            }
-            Ok::<(), RemoteError>(())
-        });
+        let echo = RawStreamHandler::new(WIDE_WINDOW, WIDE_WINDOW, twoway_handler);
         let _ = m.register_stream(HandlerId::TEST, Some(SUBROUTE), echo);
     })
     .await?;
@@ -61,30 +49,7 @@ async fn run(streams: usize, at_once: usize) -> Result<(), Error> {
                 let st = conn
                     .open_stream_with(HandlerId::TEST, payload.clone(), &route)
                     .await?;
-                let (sender, mut responses) = st.split();
-                let mut sender =
-                    sender.ok_or_else(|| Error::Protocol("the stream takes no input".into()))?;
-                let p = payload.clone();
-                let send = async move {
-                    for _ in 0..MESSAGES {
-                        sender.send(p.clone()).await?;
-                    }
-                    sender.close();
-                    Ok::<(), Error>(())
-                };
-                let receive = async {
-                    let mut n = 0;
-                    while let Some(m) = responses.next().await {
-                        m?;
-                        n += 1;
-                    }
-                    Ok::<usize, Error>(n)
-                };
-                let (sent, n) = tokio::join!(send, receive);
-                sent?;
-                if n? != MESSAGES {
-                    return Err(Error::Protocol("a stream lost messages".into()));
-                }
+                twoway(st, &payload).await?;
             }
             Ok::<(), Error>(())
         }));

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use rgrid::test_util::LocalGrid;
 use rgrid::{
-    CallOptions, Connection, Error, HandlerCtx, HandlerId, RawStreamHandler, RemoteError, StreamIn,
-    StreamOut,
+    CallOptions, CallStream, Connection, Error, HandlerCtx, HandlerId, RawStreamHandler,
+    RemoteError, StreamIn, StreamOut,
 };
 
 use crate::measure::{Point, Timing, closed_loop};
@@ -118,7 +118,8 @@ async fn responses_handler(
     Ok(())
 }
 
-async fn twoway_handler(
+/// The `twoway` handler: echoes every input message, then ends.
+pub async fn twoway_handler(
     _: HandlerCtx,
     _: Bytes,
     input: Option<StreamIn>,
@@ -196,33 +197,37 @@ async fn one_stream(
             .await?;
             expect_count(n)
         }
-        Shape::TwoWay => {
-            let (sender, mut responses) = st.split();
-            let mut sender =
-                sender.ok_or_else(|| Error::Protocol("twoway stream takes no input".into()))?;
-            // Sending and receiving run side by side in this task: no task per stream and
-            // no extra wake-up of another task per message.
-            let send = async move {
-                for _ in 0..MESSAGES {
-                    sender.send(payload.clone()).await?;
-                }
-                sender.close();
-                Ok::<(), Error>(())
-            };
-            let receive = async {
-                let mut n = 0;
-                while let Some(m) = responses.next().await {
-                    m?;
-                    n += 1;
-                }
-                Ok::<usize, Error>(n)
-            };
-            let (sent, n) = tokio::join!(send, receive);
-            let n = n?;
-            sent?;
-            expect_count(n)
-        }
+        Shape::TwoWay => twoway(st, payload).await,
     }
+}
+
+/// The `twoway` exchange on an open stream: sends [`MESSAGES`] copies of `payload` and
+/// closes the input while receiving every echo; fails unless exactly [`MESSAGES`] came
+/// back. Sending and receiving run side by side in the calling task: no task per stream and
+/// no extra wake-up of another task per message.
+pub async fn twoway(st: CallStream, payload: &Bytes) -> Result<(), Error> {
+    let (sender, mut responses) = st.split();
+    let mut sender =
+        sender.ok_or_else(|| Error::Protocol("twoway stream takes no input".into()))?;
+    let send = async move {
+        for _ in 0..MESSAGES {
+            sender.send(payload.clone()).await?;
+        }
+        sender.close();
+        Ok::<(), Error>(())
+    };
+    let receive = async {
+        let mut n = 0;
+        while let Some(m) = responses.next().await {
+            m?;
+            n += 1;
+        }
+        Ok::<usize, Error>(n)
+    };
+    let (sent, n) = tokio::join!(send, receive);
+    let n = n?;
+    sent?;
+    expect_count(n)
 }
 
 fn expect_count(n: usize) -> Result<(), Error> {
