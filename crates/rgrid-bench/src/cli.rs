@@ -23,6 +23,10 @@ options:
   --servers LIST          rgrid grid sizes, each at least 2 (default 2,4)
   --concurrency LIST      client tasks per point (default 1,2,4,8,16,32,64)
   --workers N             tokio worker threads (default 2)
+  --io-events-per-tick N  readiness events tokio's I/O driver hands out per poll (its
+                          max_io_events_per_tick; default tokio's 1024). 1 keeps a worker
+                          that finds two sockets ready from waking the idle worker for the
+                          second (see the README on 2 calls in flight)
   --only GROUPS           any of requests,streams,hol,scale (default: requests,streams,hol;
                           scale only when named)
   --no-baselines          skip the websocket floor and tonic
@@ -53,6 +57,8 @@ pub struct Args {
     pub servers: Vec<usize>,
     /// Tokio worker threads.
     pub workers: usize,
+    /// Tokio's `max_io_events_per_tick`, when set (`None`: tokio's default).
+    pub io_events_per_tick: Option<usize>,
     /// Client tasks per point.
     pub concurrency: Vec<usize>,
     /// Run the single-request group.
@@ -97,6 +103,7 @@ impl Default for Args {
             },
             servers: vec![2, 4],
             workers: 2,
+            io_events_per_tick: None,
             concurrency: vec![1, 2, 4, 8, 16, 32, 64],
             requests: true,
             streams: true,
@@ -149,6 +156,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 out.concurrency = list(&value("--concurrency")?, "--concurrency", 1)?;
             }
             "--workers" => out.workers = number(&value("--workers")?, "--workers", 1)?,
+            "--io-events-per-tick" => out.io_events_per_tick = Some(number(&value(a)?, a, 1)?),
             "--only" => {
                 let groups = value("--only")?;
                 out.requests = false;
@@ -308,6 +316,8 @@ mod tests {
             "streams,hol",
             "--workers",
             "3",
+            "--io-events-per-tick",
+            "1",
             "--json",
             "/tmp/x.json",
             "--svg",
@@ -324,6 +334,8 @@ mod tests {
         assert_eq!(a.concurrency, [1, 8]);
         assert!(!a.requests && a.streams && a.hol && !a.baselines);
         assert_eq!(a.workers, 3);
+        assert_eq!(a.io_events_per_tick, Some(1));
+        assert_eq!(run(&[]).io_events_per_tick, None);
         assert_eq!(a.hol_concurrency, 16);
         assert_eq!(a.hol_windows, [4]);
         assert_eq!(a.stream_windows, [1, 4, 16]);
@@ -353,6 +365,7 @@ mod tests {
         assert!(err(&["--only", "nope"]).contains("unknown group"));
         assert!(err(&["--bogus"]).contains("unknown argument"));
         assert!(err(&["--repeats", "0"]).contains("at least 1"));
+        assert!(err(&["--io-events-per-tick", "0"]).contains("at least 1"));
         assert!(err(&["--hol-windows", "0"]).contains("--hol-windows"));
         assert!(err(&["--stream-windows", "1,x"]).contains("--stream-windows"));
     }

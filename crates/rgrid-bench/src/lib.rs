@@ -63,11 +63,12 @@ pub fn run(args: Vec<String>) -> i32 {
 }
 
 fn run_parsed(args: &cli::Args) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(args.workers);
+    if let Some(n) = args.io_events_per_tick {
+        builder.max_io_events_per_tick(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: tokio runtime: {e}");

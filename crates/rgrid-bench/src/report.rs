@@ -499,6 +499,8 @@ pub struct Document {
     pub machine: Machine,
     /// Tokio worker threads.
     pub workers: usize,
+    /// Tokio's `max_io_events_per_tick`, when the run set it (`null`: tokio's default).
+    pub io_events_per_tick: Option<usize>,
     /// Timing of every point.
     pub timing: TimingMs,
     /// Payload size of every small message.
@@ -678,6 +680,7 @@ pub(crate) mod tests {
             benchmark: "rgrid-bench",
             machine: Machine::this(),
             workers: 2,
+            io_events_per_tick: None,
             timing: TimingMs {
                 warmup_ms: 200,
                 measure_ms: 1000,

@@ -145,10 +145,13 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
     let machine = Machine::this();
     let t = args.timing;
     println!(
-        "rgrid-bench: {} cores, {} tokio workers; every point {} x ({} ms warm-up + {} ms), median by ops/s, \
+        "rgrid-bench: {} cores, {} tokio workers{}; every point {} x ({} ms warm-up + {} ms), median by ops/s, \
          the repetitions of the systems at one concurrency interleaved; {PAYLOAD_BYTES}-byte payloads",
         machine.cores,
         args.workers,
+        args.io_events_per_tick
+            .map(|n| format!(" ({n} I/O events per tick)"))
+            .unwrap_or_default(),
         t.repeats,
         t.warmup.as_millis(),
         t.measure.as_millis()
@@ -197,6 +200,7 @@ pub async fn run_all(args: &Args) -> Result<Document, String> {
         benchmark: "rgrid-bench",
         machine,
         workers: args.workers,
+        io_events_per_tick: args.io_events_per_tick,
         timing: args.timing.into(),
         payload_bytes: PAYLOAD_BYTES,
         servers: args.servers.clone(),
