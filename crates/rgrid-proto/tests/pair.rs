@@ -1943,6 +1943,68 @@ fn the_bulk_gate_holds_no_end_and_no_normal_stream() {
     end_bulk(&mut p, n);
 }
 
+/// A message that would take a frame past its byte limit starts the next frame instead:
+/// small messages scheduled ahead of a large one leave in a frame of their own, so the peer
+/// handles them without first reading and checking the large one. Small messages still merge,
+/// and nothing is reordered.
+#[test]
+fn a_large_message_starts_a_frame_of_its_own() {
+    let mut p = pair();
+    let s = open_acked(&mut p, 78);
+    p.clear_log();
+    let big = vec![7u8; 64 << 10];
+    assert!(p.serve_data(B, s, &big).is_ready());
+    let calls: Vec<u64> = (0..3).map(|_| p.request(B, 78, b"q")).collect();
+    p.transmit_all(B);
+    let frames = |p: &Pair| -> Vec<(usize, Op)> {
+        p.log
+            .iter()
+            .filter(|x| x.from == B)
+            .map(|x| (x.frame, x.msg.op))
+            .collect()
+    };
+    let sent = frames(&p);
+    let f = sent.first().map_or(0, |x| x.0);
+    assert_eq!(
+        sent,
+        [
+            (f, Op::REQUEST),
+            (f, Op::REQUEST),
+            (f, Op::REQUEST),
+            (f + 1, Op::MUX_SERVER_MSG)
+        ],
+        "the requests leave in one frame, the large message in the next"
+    );
+    // Two messages that fit a frame only one at a time take one frame each, in order.
+    p.clear_log();
+    let medium = vec![9u8; 20 << 10];
+    assert!(p.serve_data(B, s, &medium).is_ready());
+    p.deliver_all(B);
+    assert_eq!(p.recv(A, s), ok(&big));
+    p.transmit_all(A);
+    p.deliver_all(A);
+    assert!(p.serve_data(B, s, &medium[..12 << 10]).is_ready());
+    p.transmit_all(B);
+    let sent = frames(&p);
+    assert_eq!(sent.len(), 2);
+    assert_ne!(
+        sent[0].0, sent[1].0,
+        "20 KiB + 12 KiB (over 31 KiB) do not share a frame"
+    );
+    p.deliver_all(B);
+    assert_eq!(p.recv(A, s), ok(&medium));
+    assert_eq!(p.recv(A, s), ok(&medium[..12 << 10]));
+    for (i, &c) in calls.iter().enumerate() {
+        let (mux, _) = expect_request(&mut p, A);
+        assert_eq!(mux, c, "request {i}");
+        p.respond(A, mux, Some(Ok(b"a")));
+    }
+    p.pump();
+    for &c in &calls {
+        assert!(matches!(p.response(B, c), Poll::Ready(Ok(_))));
+    }
+}
+
 #[test]
 fn round_robin_within_a_class() {
     let routes = TestRoutes::default().stream(78, 0, 8, Class::Normal);

@@ -133,8 +133,10 @@
 //!   timer task) wakes whoever the core says and, if there is output and nobody is writing,
 //!   takes the *writer role* and writes the frame itself, without waiting on the socket. The
 //!   holder of the role drains what others queued meanwhile, so frames still merge under load
-//!   (up to 50 messages / 31 KiB per `OpMerged` frame). A writer task takes the role over only
-//!   when the socket is full (or after four frames), and waits for it, bounded by
+//!   (up to 50 messages / 31 KiB per `OpMerged` frame; a larger message is never merged
+//!   behind smaller ones, which the peer can then handle before it has read the large one). A
+//!   writer task takes the role over only when the socket is full (or after four frames), and
+//!   waits for it, bounded by
 //!   [`Options::write_timeout`]; it also writes a stream message sent with credits to spare
 //!   (a window above one), after the sender yields, so a burst of messages leaves in one
 //!   frame instead of a write each, while a message that takes a stream's last credit (such

@@ -171,5 +171,6 @@ impl Options {
 
 /// Merge limits of the writer (spec §3.7): at most this many queued messages per frame ...
 pub(crate) const MAX_MERGE_MESSAGES: usize = 50;
-/// ... and below this many bytes (32 KiB − 1024).
+/// ... and at most this many bytes (32 KiB − 1024); a message that would cross it starts
+/// the next frame, and a larger one has a frame of its own (`Core::poll_transmit`).
 pub(crate) const MAX_MERGE_BYTES: usize = 32 * 1024 - 1024;

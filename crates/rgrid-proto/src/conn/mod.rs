@@ -58,6 +58,9 @@
 //! per turn. A lower class gets one message after [`STARVATION_LIMIT`] consecutive messages of
 //! higher classes while it waits, so bulk traffic slows down under load but never stops. A
 //! small call therefore waits for at most one message of each busier class.
+//! A message that would take the frame past its byte limit starts the next frame, so small
+//! messages ahead of a large one are not held back on the peer's side until it has read and
+//! checked the large one.
 //!
 //! The writer's order decides only what has not reached the socket yet; what a bulk stream
 //! already sent sits ahead of everything else in the kernel's buffers and the peer's reader.
@@ -394,6 +397,9 @@ pub struct Core {
     /// bulk stream's [`Pace::mark`].
     latency_sent: u64,
     owe_conn_ping: bool,
+    /// A message taken for a frame it did not fit in: the next frame starts with it (see
+    /// [`Core::poll_transmit`]).
+    carried: Option<OutMsg>,
     /// Pongs owed for connection pings, oldest first (at most `max_pings_per_interval`).
     owe_conn_pong: VecDeque<OutMsg>,
     events: VecDeque<Event>,
@@ -473,6 +479,7 @@ impl Core {
             latency_sent: 0,
             latency_live: 0,
             owe_conn_ping: false,
+            carried: None,
             owe_conn_pong: VecDeque::new(),
             events: VecDeque::new(),
             wake: Vec::new(),
@@ -616,7 +623,8 @@ impl Core {
 
     /// Whether anything waits to be transmitted.
     pub fn has_output(&self) -> bool {
-        self.owe_conn_ping
+        self.carried.is_some()
+            || self.owe_conn_ping
             || !self.owe_conn_pong.is_empty()
             || !self.stateless.is_empty()
             || !self.control.is_empty()
@@ -685,6 +693,7 @@ impl Core {
         for r in &mut self.ready {
             r.clear();
         }
+        self.carried = None;
         self.owe_conn_ping = false;
         self.owe_conn_pong.clear();
         self.deadlines.clear();

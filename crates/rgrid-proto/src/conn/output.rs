@@ -4,10 +4,17 @@ use super::*;
 
 impl Core {
     /// Fills `out` with the next messages to transmit, in order, until it holds `max_msgs`
-    /// messages or at least `max_bytes` encoded bytes (one frame: merge them with
-    /// [`encode_frame`]). Control first, then data by class, round-robin within a class (see
-    /// the module docs). Sequence numbers are assigned here, so each mux's messages leave in
-    /// sequence order. Returns the number of messages added.
+    /// messages or `max_bytes` encoded bytes (one frame: merge them with [`encode_frame`]).
+    /// Control first, then data by class, round-robin within a class (see the module docs).
+    /// Sequence numbers are assigned here, so each mux's messages leave in sequence order.
+    /// Returns the number of messages added.
+    ///
+    /// A message that would take the frame past `max_bytes` is not merged: it is carried to
+    /// the next call, which returns it first (so the order stays the one above). A frame is
+    /// read and checked whole before any of its messages is handled, so a small answer
+    /// merged in front of a large message would wait for all of it; on its own frame it is
+    /// handled as soon as its bytes arrive. A message larger than `max_bytes` has a frame of
+    /// its own.
     pub fn poll_transmit(
         &mut self,
         out: &mut Vec<OutMsg>,
@@ -20,10 +27,20 @@ impl Core {
         let start = out.len();
         let mut bytes = 0;
         while out.len() - start < max_msgs.max(1) && bytes < max_bytes {
-            let Some(m) = self.next_control().or_else(|| self.next_data()) else {
+            let Some(m) = self
+                .carried
+                .take()
+                .or_else(|| self.next_control())
+                .or_else(|| self.next_data())
+            else {
                 break;
             };
-            bytes += m.encoded_len();
+            let len = m.encoded_len();
+            if out.len() > start && bytes + len > max_bytes {
+                self.carried = Some(m);
+                break;
+            }
+            bytes += len;
             out.push(m);
         }
         out.len() - start
