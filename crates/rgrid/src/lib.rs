@@ -149,7 +149,10 @@
 //!   answer goes out in the same write. A timer task runs the core's timers. So a call to an
 //!   inline handler crosses one task hand-off (the reader waking the caller) instead of
 //!   three. The reader wakes answered callers one at a time, each waking the next, so a
-//!   frame of several answers does not wake an idle worker thread.
+//!   frame of several answers does not wake an idle worker thread. A caller that does not
+//!   poll its answered call (its task busy elsewhere, the future kept) holds up the answers
+//!   behind it only until the connection's next frame: when the reader comes back from
+//!   waiting for the socket, it wakes everyone still waiting.
 //! * **A quiet connection wakes nobody.** On tokio's multi-thread runtime, any moment with
 //!   two runnable tasks on one worker wakes a sleeping worker thread, and that one then wakes
 //!   the first when it finds work: a futex call and a context switch each time, tens of

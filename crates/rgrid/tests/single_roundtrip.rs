@@ -616,3 +616,124 @@ async fn answers_in_one_frame_reach_every_caller_even_if_the_first_gives_up() {
         n.manager.shutdown().await;
     }
 }
+
+/// A caller whose call was answered but who does not poll it (its task is busy with
+/// something else and keeps the future) holds up nobody: another caller's answer on the same
+/// connection arrives at once, on paused time. The answered caller still gets its answer
+/// when it comes back.
+#[tokio::test(start_paused = true)]
+async fn an_answered_call_left_unpolled_holds_up_no_other_caller() {
+    let g = mem_grid(register_echo_and_error).await;
+    let conn = g.conn(0, 1);
+    let before = conn.stats().incoming_messages;
+    let mut idle = Box::pin(conn.request(HandlerId::TEST, Bytes::from_static(b"idle")));
+    assert!(futures_util::poll!(&mut idle).is_pending());
+    common::eventually("the first call's answer arrived", || {
+        conn.stats().incoming_messages > before
+    })
+    .await;
+    for i in 0..3u8 {
+        let t0 = Instant::now();
+        let other = tokio::time::timeout(
+            Duration::from_secs(5),
+            conn.request(HandlerId::TEST, Bytes::from(vec![i])),
+        )
+        .await;
+        assert!(other.is_ok(), "call {i} waited for the unpolled one");
+        assert_eq!(other.unwrap().unwrap(), Bytes::from(vec![i]));
+        assert_eq!(t0.elapsed(), Duration::ZERO, "call {i}");
+    }
+    assert_eq!(bounded(idle).await.unwrap(), Bytes::from_static(b"idle"));
+    let s = conn.stats();
+    assert_eq!(s.outgoing_muxes, 0, "{s:?}");
+    g.shutdown().await;
+}
+
+/// Answers that arrive in the same frame as that of a caller who does not poll its call
+/// (woken, its task goes on to something else and keeps the future) wait behind it only
+/// until the connection's next frame: here a connection ping the peer sends once that caller
+/// went busy. The other two get their answers at that very moment, on paused time, while the
+/// busy caller still sleeps; it gets its own answer when it comes back.
+#[tokio::test(start_paused = true)]
+async fn answers_behind_a_caller_that_does_not_poll_wait_only_for_the_next_frame() {
+    use common::hostile::Msg;
+    use common::raw::{connected_peer, mem_node, recv_msgs};
+    use futures_util::SinkExt;
+    use rgrid::proto::{Flags, Message, MuxId, Op, put_merged_entry, put_merged_header};
+    use std::task::Poll;
+    use tokio::sync::oneshot;
+
+    let n = mem_node(Options::default(), |_| {}).await;
+    let mut ws = connected_peer(&n).await;
+    let conn = n.manager.connection(&n.peer).unwrap();
+    let (busy_tx, busy_rx) = oneshot::channel();
+    let mut busy_tx = Some(busy_tx);
+    let mut callers = Vec::new();
+    let mut muxes = Vec::new();
+    for i in 0..3u8 {
+        let conn = conn.clone();
+        let busy_tx = if i == 0 { busy_tx.take() } else { None };
+        callers.push(tokio::spawn(async move {
+            let mut call = Box::pin(conn.request(HandlerId::TEST, Bytes::from(vec![i])));
+            if let Some(busy_tx) = busy_tx {
+                // Polls the call once (it waits); woken by its answer, goes on to something
+                // else for an hour without polling it, then takes it.
+                let mut polled = false;
+                std::future::poll_fn(|cx| {
+                    if polled {
+                        return Poll::Ready(());
+                    }
+                    polled = true;
+                    assert!(call.as_mut().poll(cx).is_pending());
+                    Poll::Pending
+                })
+                .await;
+                let _ = busy_tx.send(());
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            (call.await.unwrap(), Instant::now())
+        }));
+        // One request at a time, so the answers' order is the callers' order.
+        let got = bounded(recv_msgs(&mut ws)).await.unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        muxes.push(got[0].mux);
+    }
+    let mut frame = bytes::BytesMut::new();
+    put_merged_header(&mut frame, 3);
+    for (i, mux) in muxes.iter().enumerate() {
+        let answer = Message {
+            mux_id: MuxId(*mux),
+            flags: Flags::CRC,
+            payload: Some(&[i as u8 + 10][..]),
+            ..Message::new(Op::RESPONSE)
+        }
+        .encode_to_vec()
+        .unwrap();
+        put_merged_entry(&mut frame, &answer).unwrap();
+    }
+    ws.send(tokio_websockets::Message::binary(frame.freeze()))
+        .await
+        .unwrap();
+    bounded(busy_rx).await.unwrap();
+    let next_frame_at = Instant::now();
+    ws.send(tokio_websockets::Message::binary(Msg::conn_ping().encode()))
+        .await
+        .unwrap();
+    let busy = callers.remove(0);
+    for (i, c) in callers.into_iter().enumerate() {
+        let (answer, at) = bounded(c).await.unwrap();
+        assert_eq!(answer, Bytes::from(vec![i as u8 + 11]));
+        assert_eq!(
+            at,
+            next_frame_at,
+            "caller {} waited for the busy one",
+            i + 1
+        );
+    }
+    let (answer, at) = common::within(Duration::from_secs(7200), busy)
+        .await
+        .unwrap();
+    assert_eq!(answer, Bytes::from_static(&[10]));
+    assert!(at >= next_frame_at + Duration::from_secs(3600));
+    n.manager.shutdown().await;
+}

@@ -1,7 +1,9 @@
 //! The reader task: feeds received frames to the core and starts the handlers it asks for.
 
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -16,11 +18,22 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
     tokio::pin!(cancelled);
     let reason = loop {
         // The socket first: the cancellation future (a lock and a waker check per poll) is
-        // polled only when no frame is ready, and a closed session is noticed below.
-        let next = tokio::select! {
-            biased;
-            m = stream.next() => m,
-            () = &mut cancelled => break None,
+        // polled only when no frame is ready, and a closed session is noticed below. Whether
+        // the reader waited for this frame starts a new pass of the relay (see `relay`).
+        let mut waited = false;
+        let next = poll_fn(|cx| {
+            if let Poll::Ready(m) = stream.poll_next_unpin(cx) {
+                return Poll::Ready(Some(m));
+            }
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            waited = true;
+            Poll::Pending
+        })
+        .await;
+        let Some(next) = next else {
+            break None;
         };
         if session.cancel.is_cancelled() {
             break None;
@@ -48,9 +61,13 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
         conn.counters
             .incoming_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let mut voided = Vec::new();
         let done = {
             let registry = conn.ctx.registry();
             let mut g = session.lock();
+            if waited {
+                g.relay.new_pass(&mut voided);
+            }
             let res = g.core.handle_frame(now(), &data, &*registry);
             drop(registry);
             if let Ok(n) = res {
@@ -63,6 +80,7 @@ pub(super) async fn run(session: Arc<Session>, mut stream: WsStream) {
         // Closing (if the frame broke a rule) was logged and started by `collect`; the
         // check above ends the loop.
         session.act(done);
+        voided.into_iter().for_each(std::task::Waker::wake);
     };
     if let Some(why) = reason {
         // Calls in flight see `Disconnected`; `why` goes to `Connection::last_error`.

@@ -10,8 +10,15 @@
 //! the workers are then busy anyway and the callers run in parallel.
 //!
 //! Invariant: while anyone waits in the relay, one woken caller holds the turn and has not
-//! finished, so it will pass the turn on (the turn holder always finishes: its answer is
-//! there, or it is dropped). Callers that finish while still waiting leave the relay.
+//! finished. A woken caller normally finishes at once (its answer is there), but its task may
+//! be busy elsewhere and keep the call's future without polling it. So a turn lasts one pass
+//! of the reader: when the reader comes back after waiting for the socket, the tasks it woke
+//! before have had their chance to run ([`Relay::new_pass`]), and a turn still held is void —
+//! everyone waiting is woken, and answers arriving from then on are not queued behind it. A
+//! caller that does not poll its answered call thus holds up only the answers that arrived in
+//! the same pass as its own, and only until the connection's next frame (at the latest the
+//! pong of the next connection ping). Callers that finish while still waiting leave the
+//! relay.
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -53,6 +60,16 @@ impl Relay {
         }
         self.turn = None;
         self.pass()
+    }
+
+    /// The reader handles a frame after waiting for the socket: the callers it woke before
+    /// had their chance to run. A turn still held is void (its holder is not polling its
+    /// call); everyone waiting behind it goes into `into`. The holder finishes whenever it
+    /// is polled again, and its [`Relay::done`] then wakes nobody.
+    pub(super) fn new_pass(&mut self, into: &mut impl Extend<Waker>) {
+        if self.turn.take().is_some() && !self.waiting.is_empty() {
+            into.extend(self.waiting.drain(..).map(|(_, w)| w));
+        }
     }
 
     /// Everyone waiting (the connection closed).
@@ -184,6 +201,44 @@ mod tests {
         // Caller 0 finishes but "forgets" to wake the next: 1 is stranded.
         let _ = relay.done(0);
         assert_eq!(*woken.lock().unwrap(), BTreeSet::from([0]));
+    }
+
+    /// A woken caller that does not take its answer (its task polls something else) holds
+    /// the turn only until the reader's next pass: then everyone waiting behind it is woken,
+    /// new answers are not queued behind it, and its own finish later wakes nobody. A turn
+    /// passed on in time is kept.
+    #[test]
+    fn a_turn_lasts_one_pass_of_the_reader() {
+        let woken = Arc::new(Mutex::new(BTreeSet::new()));
+        let waker = |m: u64| Waker::from(Arc::new(Rec(m, woken.clone())));
+        let mut relay = Relay::default();
+        let mut wake = Vec::new();
+        for m in 0..3 {
+            relay.push(m, waker(m));
+        }
+        relay.wake_after_push(&mut wake);
+        wake.drain(..).for_each(Waker::wake);
+        // Caller 0 finished in time and passed the turn to 1, which does not finish.
+        if let Some(w) = relay.done(0) {
+            w.wake();
+        }
+        assert_eq!(*woken.lock().unwrap(), BTreeSet::from([0, 1]));
+        relay.new_pass(&mut wake);
+        assert_eq!(wake.len(), 1, "caller 2 no longer waits for 1");
+        wake.drain(..).for_each(Waker::wake);
+        assert_eq!(*woken.lock().unwrap(), BTreeSet::from([0, 1, 2]));
+        // A new answer is not queued behind 1 either.
+        relay.push(3, waker(3));
+        relay.wake_after_push(&mut wake);
+        assert_eq!(wake.len(), 1);
+        wake.drain(..).for_each(Waker::wake);
+        assert!(woken.lock().unwrap().contains(&3));
+        assert!(relay.done(1).is_none() && relay.done(2).is_none());
+        // Without a new pass, answers behind a holder wait for it (the optimization).
+        relay.push(4, waker(4));
+        relay.wake_after_push(&mut wake);
+        assert!(wake.is_empty(), "4 waits for 3 in the same pass");
+        assert!(relay.done(3).is_some(), "3 finishing hands the turn to 4");
     }
 
     #[test]
