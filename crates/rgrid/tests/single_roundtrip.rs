@@ -534,6 +534,30 @@ async fn callers_giving_up_as_answers_arrive_strand_nobody() {
     g.shutdown().await;
 }
 
+/// The raw peer answers the requests `muxes` in one merged frame, in order: answer `i` is
+/// the one byte `10 + i`.
+async fn answer_in_one_frame(ws: &mut rgrid::WebSocket, muxes: &[u64]) {
+    use futures_util::SinkExt;
+    use rgrid::proto::{Flags, Message, MuxId, Op, put_merged_entry, put_merged_header};
+
+    let mut frame = bytes::BytesMut::new();
+    put_merged_header(&mut frame, u32::try_from(muxes.len()).unwrap());
+    for (i, mux) in muxes.iter().enumerate() {
+        let answer = Message {
+            mux_id: MuxId(*mux),
+            flags: Flags::CRC,
+            payload: Some(&[i as u8 + 10][..]),
+            ..Message::new(Op::RESPONSE)
+        }
+        .encode_to_vec()
+        .unwrap();
+        put_merged_entry(&mut frame, &answer).unwrap();
+    }
+    ws.send(tokio_websockets::Message::binary(frame.freeze()))
+        .await
+        .unwrap();
+}
+
 /// The deterministic case of the test above: three answers arrive in one merged frame, so
 /// one caller is woken and each wakes the next. Whether the first one takes its answer or
 /// gives up the moment it is woken (a `select!` whose other branch won), the other two get
@@ -541,8 +565,7 @@ async fn callers_giving_up_as_answers_arrive_strand_nobody() {
 #[tokio::test(start_paused = true)]
 async fn answers_in_one_frame_reach_every_caller_even_if_the_first_gives_up() {
     use common::raw::{connected_peer, mem_node, recv_msgs};
-    use futures_util::SinkExt;
-    use rgrid::proto::{Flags, Message, MuxId, Op, put_merged_entry, put_merged_header};
+    use rgrid::proto::Op;
     use std::task::Poll;
 
     for first_gives_up in [false, true] {
@@ -582,22 +605,7 @@ async fn answers_in_one_frame_reach_every_caller_even_if_the_first_gives_up() {
             );
             muxes.push(got[0].mux);
         }
-        let mut frame = bytes::BytesMut::new();
-        put_merged_header(&mut frame, 3);
-        for (i, mux) in muxes.iter().enumerate() {
-            let answer = Message {
-                mux_id: MuxId(*mux),
-                flags: Flags::CRC,
-                payload: Some(&[i as u8 + 10][..]),
-                ..Message::new(Op::RESPONSE)
-            }
-            .encode_to_vec()
-            .unwrap();
-            put_merged_entry(&mut frame, &answer).unwrap();
-        }
-        ws.send(tokio_websockets::Message::binary(frame.freeze()))
-            .await
-            .unwrap();
+        answer_in_one_frame(&mut ws, &muxes).await;
         let mut got = Vec::new();
         for c in callers {
             got.push(bounded(c).await.unwrap());
@@ -659,7 +667,6 @@ async fn answers_behind_a_caller_that_does_not_poll_wait_only_for_the_next_frame
     use common::hostile::Msg;
     use common::raw::{connected_peer, mem_node, recv_msgs};
     use futures_util::SinkExt;
-    use rgrid::proto::{Flags, Message, MuxId, Op, put_merged_entry, put_merged_header};
     use std::task::Poll;
     use tokio::sync::oneshot;
 
@@ -698,22 +705,7 @@ async fn answers_behind_a_caller_that_does_not_poll_wait_only_for_the_next_frame
         assert_eq!(got.len(), 1, "{got:?}");
         muxes.push(got[0].mux);
     }
-    let mut frame = bytes::BytesMut::new();
-    put_merged_header(&mut frame, 3);
-    for (i, mux) in muxes.iter().enumerate() {
-        let answer = Message {
-            mux_id: MuxId(*mux),
-            flags: Flags::CRC,
-            payload: Some(&[i as u8 + 10][..]),
-            ..Message::new(Op::RESPONSE)
-        }
-        .encode_to_vec()
-        .unwrap();
-        put_merged_entry(&mut frame, &answer).unwrap();
-    }
-    ws.send(tokio_websockets::Message::binary(frame.freeze()))
-        .await
-        .unwrap();
+    answer_in_one_frame(&mut ws, &muxes).await;
     bounded(busy_rx).await.unwrap();
     let next_frame_at = Instant::now();
     ws.send(tokio_websockets::Message::binary(Msg::conn_ping().encode()))
