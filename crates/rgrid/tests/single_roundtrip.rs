@@ -534,6 +534,21 @@ async fn callers_giving_up_as_answers_arrive_strand_nobody() {
     g.shutdown().await;
 }
 
+/// Polls `call` once (it must wait) and returns at the task's next wake-up without polling
+/// it again: a caller whose task goes on to something else.
+async fn poll_once_then_wait_for_a_wake<F: Future>(mut call: std::pin::Pin<&mut F>) {
+    let mut polled = false;
+    std::future::poll_fn(|cx| {
+        if polled {
+            return std::task::Poll::Ready(());
+        }
+        polled = true;
+        assert!(call.as_mut().poll(cx).is_pending());
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 /// The raw peer answers the requests `muxes` in one merged frame, in order: answer `i` is
 /// the one byte `10 + i`.
 async fn answer_in_one_frame(ws: &mut rgrid::WebSocket, muxes: &[u64]) {
@@ -566,7 +581,6 @@ async fn answer_in_one_frame(ws: &mut rgrid::WebSocket, muxes: &[u64]) {
 async fn answers_in_one_frame_reach_every_caller_even_if_the_first_gives_up() {
     use common::raw::{connected_peer, mem_node, recv_msgs};
     use rgrid::proto::Op;
-    use std::task::Poll;
 
     for first_gives_up in [false, true] {
         let n = mem_node(Options::default(), |_| {}).await;
@@ -582,18 +596,8 @@ async fn answers_in_one_frame_reach_every_caller_even_if_the_first_gives_up() {
                 if !give_up {
                     return Some(call.await.unwrap());
                 }
-                // Polls the call once (it waits), then gives up on the next wake-up,
-                // which is its answer's, without looking at it.
-                let mut polled = false;
-                std::future::poll_fn(|cx| {
-                    if polled {
-                        return Poll::Ready(());
-                    }
-                    polled = true;
-                    assert!(call.as_mut().poll(cx).is_pending());
-                    Poll::Pending
-                })
-                .await;
+                // Gives up on the next wake-up, its answer's, without looking at it.
+                poll_once_then_wait_for_a_wake(call.as_mut()).await;
                 None
             }));
             // One request at a time, so the answers' order is the callers' order.
@@ -667,7 +671,6 @@ async fn answers_behind_a_caller_that_does_not_poll_wait_only_for_the_next_frame
     use common::hostile::Msg;
     use common::raw::{connected_peer, mem_node, recv_msgs};
     use futures_util::SinkExt;
-    use std::task::Poll;
     use tokio::sync::oneshot;
 
     let n = mem_node(Options::default(), |_| {}).await;
@@ -683,18 +686,9 @@ async fn answers_behind_a_caller_that_does_not_poll_wait_only_for_the_next_frame
         callers.push(tokio::spawn(async move {
             let mut call = Box::pin(conn.request(HandlerId::TEST, Bytes::from(vec![i])));
             if let Some(busy_tx) = busy_tx {
-                // Polls the call once (it waits); woken by its answer, goes on to something
-                // else for an hour without polling it, then takes it.
-                let mut polled = false;
-                std::future::poll_fn(|cx| {
-                    if polled {
-                        return Poll::Ready(());
-                    }
-                    polled = true;
-                    assert!(call.as_mut().poll(cx).is_pending());
-                    Poll::Pending
-                })
-                .await;
+                // Woken by its answer, goes on to something else for an hour without polling
+                // the call, then takes it.
+                poll_once_then_wait_for_a_wake(call.as_mut()).await;
                 let _ = busy_tx.send(());
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
