@@ -1748,6 +1748,12 @@ fn without_small_calls_a_bulk_stream_uses_its_whole_window() {
 
 /// B's handler of stream `s` ends it, A reads it to the end, and nothing is left.
 fn end_bulk(p: &mut Pair, s: u64) {
+    end_bulk_leaving_others(p, s);
+    assert_quiet_and_empty(p);
+}
+
+/// B's handler of stream `s` ends it and A reads it to the end.
+fn end_bulk_leaving_others(p: &mut Pair, s: u64) {
     assert!(p.serve_send(B, s, ServeMsg::End(Ok(()))).is_ready());
     p.serve_done(B, s);
     // Everything flows again once A reads (each read returns a credit).
@@ -1758,7 +1764,7 @@ fn end_bulk(p: &mut Pair, s: u64) {
         }
     }
     p.a().stream_release(s);
-    assert_quiet_and_empty(p);
+    p.pump();
 }
 
 /// A answers every small call B made (`calls`), and B takes the answers.
@@ -2271,4 +2277,41 @@ fn pings_on_demand_measure_the_round_trip() {
         p.a().poll_pong(n2, &w),
         Poll::Ready(Err(CallError::ConnectionClosed))
     );
+}
+
+/// `bulk_live` says whether a bulk-class call or stream is live on either side: a bulk stream
+/// counts on both cores from its open until it is gone, normal and latency ones never do,
+/// and closing the connection clears it.
+#[test]
+fn bulk_live_follows_the_bulk_streams() {
+    let mut p = pair();
+    assert!(!p.a().bulk_live() && !p.b().bulk_live());
+    let s = open_acked(&mut p, 10);
+    assert!(p.a().bulk_live(), "the caller's side");
+    assert!(p.b().bulk_live(), "the serving side");
+    end_bulk(&mut p, s);
+    assert!(
+        !p.a().bulk_live() && !p.b().bulk_live(),
+        "gone on both sides"
+    );
+    // Two at once: the first to end leaves the count above zero.
+    let s1 = open_acked(&mut p, 10);
+    let s2 = open_acked(&mut p, 10);
+    end_bulk_leaving_others(&mut p, s1);
+    assert!(p.a().bulk_live() && p.b().bulk_live(), "s2 is still live");
+    end_bulk(&mut p, s2);
+    assert!(!p.a().bulk_live() && !p.b().bulk_live());
+    // Normal and latency muxes do not count; closing clears the count.
+    let _n = open_acked(&mut p, 79);
+    let _call = p.request(A, 78, b"q");
+    p.pump();
+    let _ = expect_request(&mut p, B);
+    assert!(
+        !p.a().bulk_live() && !p.b().bulk_live(),
+        "normal and latency muxes"
+    );
+    let _s3 = open_acked(&mut p, 10);
+    assert!(p.a().bulk_live() && p.b().bulk_live());
+    p.close_both(A, CloseReason::Local("test".to_owned()));
+    assert!(!p.a().bulk_live() && !p.b().bulk_live(), "closed");
 }

@@ -393,6 +393,8 @@ pub struct Core {
     waited: [u32; 3],
     /// Latency-class muxes in `clients` and `servers`: calls in flight either way.
     latency_live: usize,
+    /// Bulk-class muxes in `clients` and `servers` ([`Core::bulk_live`]).
+    bulk_live: usize,
     /// Latency-class messages transmitted (wrapping): the bulk gate compares it with each
     /// bulk stream's [`Pace::mark`].
     latency_sent: u64,
@@ -478,6 +480,7 @@ impl Core {
             waited: [0; 3],
             latency_sent: 0,
             latency_live: 0,
+            bulk_live: 0,
             owe_conn_ping: false,
             carried: None,
             owe_conn_pong: VecDeque::new(),
@@ -524,6 +527,13 @@ impl Core {
     /// [`Core::stats`].
     pub fn live_muxes(&self) -> usize {
         self.clients.len() + self.servers.len()
+    }
+
+    /// Whether a bulk-class call or stream is live, either direction (until the connection
+    /// closes). The async layer spends less CPU on latency then (its writer does not linger
+    /// for more output: a bulk transfer keeps the machine busy anyway).
+    pub fn bulk_live(&self) -> bool {
+        self.bulk_live > 0
     }
 
     /// Counters.
@@ -670,6 +680,7 @@ impl Core {
             wake(&mut mux.tx_waker, &mut self.wake);
         }
         self.latency_live = 0; // Nothing is transmitted any more: the gate is moot.
+        self.bulk_live = 0;
         self.clients.retain(|_, m| match &m.kind {
             ClientKind::Stream(s) => !s.released,
             // Nobody waits for a cancelling request, and its cancel will not be sent.
@@ -760,33 +771,39 @@ impl Core {
         }
     }
 
-    // Every mux enters and leaves the tables here, so `latency_live` stays exact (until
-    // `close`, after which it is moot).
+    // Every mux enters and leaves the tables here, so `latency_live` and `bulk_live` stay
+    // exact (until `close`, after which they are moot).
 
     fn insert_client(&mut self, id: u64, m: ClientMux) {
-        self.latency_live += usize::from(m.class == Class::Latency);
+        self.count_class(m.class, true);
         self.clients.insert(id, m);
     }
 
     fn remove_client(&mut self, id: u64) -> Option<ClientMux> {
         let m = self.clients.remove(&id)?;
-        self.latency_live = self
-            .latency_live
-            .saturating_sub(usize::from(m.class == Class::Latency));
+        self.count_class(m.class, false);
         Some(m)
     }
 
     fn insert_server(&mut self, id: u64, m: ServerMux) {
-        self.latency_live += usize::from(m.class == Class::Latency);
+        self.count_class(m.class, true);
         self.servers.insert(id, m);
     }
 
     fn remove_server(&mut self, id: u64) -> Option<ServerMux> {
         let m = self.servers.remove(&id)?;
-        self.latency_live = self
-            .latency_live
-            .saturating_sub(usize::from(m.class == Class::Latency));
+        self.count_class(m.class, false);
         Some(m)
+    }
+
+    /// Counts a mux of `class` entering (`live`) or leaving the tables.
+    fn count_class(&mut self, class: Class, live: bool) {
+        let n = match class {
+            Class::Latency => &mut self.latency_live,
+            Class::Bulk => &mut self.bulk_live,
+            Class::Normal => return,
+        };
+        *n = if live { *n + 1 } else { n.saturating_sub(1) };
     }
 
     fn schedule_data(&mut self, key: Key) {

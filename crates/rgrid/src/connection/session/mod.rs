@@ -164,6 +164,9 @@ struct WriterState {
     /// Whether the writer task yields after the frame just pulled: the connection is not
     /// quiet, or more output waited when it was pulled ([`Inner::quiet`]).
     yield_next: bool,
+    /// Bytes of the last frame written (whether the writer task may linger, see
+    /// `writer::Session::linger`).
+    last_frame: usize,
 }
 
 /// A live websocket session.
@@ -327,6 +330,7 @@ impl Session {
                 },
                 masks,
                 yield_next: false,
+                last_frame: 0,
             }),
             cancel: conn.ctx.shutdown.child_token(),
             writer_wake: Notify::new(),

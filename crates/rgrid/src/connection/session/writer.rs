@@ -23,9 +23,17 @@ use crate::options::{MAX_MERGE_BYTES, MAX_MERGE_MESSAGES};
 /// Frames a task other than the writer writes before handing the role on.
 const INLINE_FRAMES: usize = 4;
 
+/// Rounds of the scheduler the writer task stays runnable after draining a busy connection
+/// (see [`Session::linger`]).
+const LINGER_ROUNDS: usize = 3;
+
+/// Frames from this size on end the writer task's lingering (see [`Session::linger`]).
+const LINGER_MAX_FRAME: usize = MAX_MERGE_BYTES;
+
 enum Step {
-    /// Nothing more to write; the role was released.
-    Idle,
+    /// Nothing more to write; the role was released. `true`: the writer task may linger
+    /// ([`Session::linger`]): the connection is busy and the last frame was small.
+    Idle(bool),
     /// A frame is written (or buffered in the sink and flushed).
     Wrote,
     /// The socket did not take everything: the rest must be flushed by someone who can wait.
@@ -45,7 +53,7 @@ impl Session {
         let mut cx = Context::from_waker(Waker::noop());
         for _ in 0..INLINE_FRAMES {
             match self.write_one(&mut w, &mut cx) {
-                Step::Idle | Step::Failed => return,
+                Step::Idle(_) | Step::Failed => return,
                 Step::Wrote => {}
                 Step::Blocked => {
                     drop(w);
@@ -75,11 +83,14 @@ impl Session {
             {
                 g.writer_busy = false;
                 g.deferred = None;
-                if g.quiet() {
+                let quiet = g.quiet();
+                if quiet {
                     // A burst on a quiet connection is not load: the next call writes inline.
                     g.loaded = false;
                 }
-                return Step::Idle;
+                return Step::Idle(
+                    !quiet && !g.core.bulk_live() && w.last_frame < LINGER_MAX_FRAME,
+                );
             }
             g.loaded = w.batch.len() > 1;
             w.yield_next = !g.quiet() || g.core.has_output();
@@ -106,6 +117,7 @@ impl Session {
         let count = w.batch.len() as u64;
         w.batch.clear();
         let len = buf.len() as u64;
+        w.last_frame = buf.len();
         let frame = if own { own_buf } else { w.frame.split() };
         let msg = tokio_websockets::Message::binary(frame.freeze());
         let sink = Pin::new(&mut w.sink);
@@ -135,6 +147,41 @@ impl Session {
             }
             Poll::Pending => Step::Blocked,
         }
+    }
+
+    /// The writer task, having drained the output of a busy connection ([`Inner::quiet`]
+    /// false) with small frames, stays runnable for [`LINGER_ROUNDS`] rounds of the
+    /// scheduler before it sleeps: each `yield_now` lets every other ready task run and polls
+    /// the I/O driver without blocking. If output comes meanwhile and nobody holds the writer
+    /// role, it takes the role back and returns `true` (it then writes).
+    ///
+    /// Why: in a latency-bound exchange on a busy connection (streams with windows of 1, each
+    /// message waiting for a credit), the next output usually follows within microseconds.
+    /// A worker thread left with nothing to run parks, and its wake-up (a futex call and a
+    /// context switch, tens of microseconds on a small machine) then sits on the exchange's
+    /// critical path; the writer staying runnable keeps the worker awake through that gap.
+    /// Not while a bulk-class call or stream is live ([`rgrid_proto::conn::Core::bulk_live`]),
+    /// nor after a frame of [`LINGER_MAX_FRAME`] bytes or more: a bulk transfer keeps the
+    /// workers busy anyway, and lingering beside one took CPU from the small calls next to
+    /// it (head-of-line p99 about 10% higher in the benchmark). The cost is bounded: a few
+    /// polls of the I/O driver after a drain.
+    ///
+    /// [`Inner::quiet`]: super::Inner::quiet
+    async fn linger(self: &Arc<Self>) -> bool {
+        for _ in 0..LINGER_ROUNDS {
+            tokio::task::yield_now().await;
+            if self.cancel.is_cancelled() {
+                return false;
+            }
+            let mut g = self.lock();
+            // Someone else may hold the role meanwhile: then this task only keeps the worker
+            // awake (the holder hands on to it if it must).
+            if !g.writer_busy && g.core.has_output() {
+                g.writer_busy = true;
+                return true;
+            }
+        }
+        false
     }
 
     /// Flushes what the sink holds, waiting for the socket (bounded by the write timeout).
@@ -202,7 +249,12 @@ pub(super) async fn run(session: Arc<Session>) {
             })
             .await;
             match step {
-                Step::Idle => break,
+                Step::Idle(linger) => {
+                    if linger && session.linger().await {
+                        continue;
+                    }
+                    break;
+                }
                 Step::Failed => return session.conn.session_ended(&session),
                 Step::Wrote | Step::Blocked => {
                     // Let others run between frames; the next flush finishes this one. On
