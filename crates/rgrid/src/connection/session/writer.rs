@@ -163,7 +163,7 @@ impl Session {
     /// Not while a bulk-class call or stream is live ([`rgrid_proto::conn::Core::bulk_live`]),
     /// nor after a frame of [`LINGER_MAX_FRAME`] bytes or more: a bulk transfer keeps the
     /// workers busy anyway, and lingering beside one took CPU from the small calls next to
-    /// it (head-of-line p99 about 10% higher in the benchmark). The cost is bounded: a few
+    /// it (head-of-line p99 about 14% higher in the benchmark). The cost is bounded: a few
     /// polls of the I/O driver after a drain.
     ///
     /// [`Inner::quiet`]: super::Inner::quiet
