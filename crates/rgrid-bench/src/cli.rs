@@ -30,6 +30,8 @@ options:
   --only GROUPS           any of requests,streams,hol,scale (default: requests,streams,hol;
                           scale only when named)
   --no-baselines          skip the websocket floor and tonic
+  --systems LIST          only the request and stream systems named here, as printed
+                          (e.g. \"rgrid bytes,ws floor\"), to profile one system alone
   --stream-windows LIST   in/out windows of the rgrid stream shapes, in messages: 1 = MinIO's
                           capacities, others add w<N> variants (default 1,16)
   --hol-concurrency N     small calls in flight in the head-of-line scenario (default 8)
@@ -81,6 +83,8 @@ pub struct Args {
     pub scale_spread: Duration,
     /// Run the floor and tonic next to rgrid.
     pub baselines: bool,
+    /// Only the systems of this list (names as printed, e.g. `rgrid bytes`); empty: all.
+    pub systems: Vec<String>,
     /// Small calls in flight in the head-of-line scenario.
     pub hol_concurrency: usize,
     /// Output windows of the head-of-line scenario's bulk stream, in the order measured.
@@ -115,6 +119,7 @@ impl Default for Args {
             scale_idle: crate::scale::DEFAULT_IDLE,
             scale_spread: crate::scale::DEFAULT_SPREAD,
             baselines: true,
+            systems: Vec::new(),
             hol_concurrency: 8,
             hol_windows: crate::hol::DEFAULT_WINDOWS.to_vec(),
             stream_windows: vec![crate::streams::MINIO_WINDOW, crate::streams::WIDE_WINDOW],
@@ -178,6 +183,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 }
             }
             "--no-baselines" => out.baselines = false,
+            "--systems" => {
+                out.systems = value(a)?
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            }
             "--hol-concurrency" => {
                 out.hol_concurrency = number(&value("--hol-concurrency")?, "--hol-concurrency", 1)?;
             }
@@ -329,7 +341,10 @@ mod tests {
             "4",
             "--stream-windows",
             "16,1,4",
+            "--systems",
+            "rgrid bytes, ws floor",
         ]);
+        assert_eq!(a.systems, ["rgrid bytes", "ws floor"]);
         assert_eq!(a.servers, [2, 4]);
         assert_eq!(a.concurrency, [1, 8]);
         assert!(!a.requests && a.streams && a.hol && !a.baselines);

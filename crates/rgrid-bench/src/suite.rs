@@ -10,7 +10,7 @@ use rgrid::HandlerId;
 use rgrid::test_util::LocalGrid;
 
 use crate::cli::Args;
-use crate::measure::{self, Point, Timing};
+use crate::measure::{self, Point};
 use crate::report::{
     self, Document, FLOOR, Group, HOL_IDLE, Machine, RGRID_BYTES, RGRID_BYTES_SPAWNED,
     RGRID_REQUEST, RGRID_RESPONSES, RGRID_RPC, RGRID_TWOWAY, Record, TONIC_UNARY,
@@ -112,7 +112,11 @@ struct Job<'a> {
 /// job's median by ops/s. Interleaved, the repetitions of the systems compared at one
 /// concurrency spread over the same stretch of time, so a slow drift of the machine weighs on
 /// all of them alike instead of on whichever system ran last.
-async fn interleaved(jobs: Vec<Job<'_>>, timing: Timing, run: &mut Run) -> Result<(), String> {
+async fn interleaved(mut jobs: Vec<Job<'_>>, args: &Args, run: &mut Run) -> Result<(), String> {
+    if !args.systems.is_empty() {
+        jobs.retain(|j| args.systems.iter().any(|s| s.replace('_', " ") == j.system));
+    }
+    let timing = args.timing;
     let mut runs: Vec<Vec<Point>> = jobs.iter().map(|_| Vec::new()).collect();
     for _ in 0..timing.repeats.max(1) {
         for (job, runs) in jobs.iter().zip(&mut runs) {
@@ -360,7 +364,7 @@ async fn run_requests(
                     }),
                 });
             }
-            interleaved(jobs, args.timing, run).await?;
+            interleaved(jobs, args, run).await?;
         }
         Ok::<(), String>(())
     }
@@ -441,7 +445,7 @@ async fn run_streams(
                         }),
                     });
                 }
-                interleaved(jobs, args.timing, run).await?;
+                interleaved(jobs, args, run).await?;
             }
             Ok(())
         }
