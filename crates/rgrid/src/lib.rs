@@ -166,8 +166,9 @@
 //!   stream of 10 messages then costs two writes and no thread wake-up, where it cost two
 //!   writes and two to three wake-ups. Busier connections keep the yields that merge many
 //!   callers' messages into one frame. On those, the writer task lingers after it drained
-//!   the output: it stays runnable for three rounds of the scheduler (each polls the I/O
-//!   driver without blocking) and writes what came meanwhile, so that in an exchange where
+//!   the output: it stays runnable for three rounds of the scheduler (eight from six live
+//!   calls and streams; each round polls the I/O driver without blocking) and writes what
+//!   came meanwhile, so that in an exchange where
 //!   every message waits for an answer (streams with MinIO's windows of one) a worker thread
 //!   does not park and get woken between two messages. Not while a bulk-class call or
 //!   stream is live, nor after a large frame: the CPU goes to the transfer then.
