@@ -259,7 +259,11 @@
 //! pings, cancels) overtake other calls' data but never the stream's own messages. Credits
 //! of windows larger than two go back in batches of half the window, or sooner with any other
 //! frame (see `rgrid_proto::conn`, "Credits"): a peer is never kept waiting for them, and a
-//! two-way exchange carries them on its next message instead of frames of their own. Input
+//! two-way exchange carries them on its next message instead of frames of their own. On a
+//! quiet connection the credit for a message just taken leaves when the taker yields (with
+//! windows of one, one credit per message): what it sent meanwhile, such as an echo's answer,
+//! shares the frame, and a message that took its last credit then waits for that yield too.
+//! A taker that computes before it yields delays its peer's next message by as long. Input
 //! does not wait for the handler side's ack: the first `in_capacity` messages may leave right
 //! behind the open, so a stream with input costs one round trip less than MinIO's (whose
 //! handler side buffers them the same way).

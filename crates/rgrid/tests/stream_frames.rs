@@ -3,7 +3,9 @@
 //! tonic's HTTP/2 connection task batches a stream's messages), while a message that takes
 //! the last credit (MinIO's windows of 1) is written before its `send` returns, so a
 //! credit-bound stream gains no latency. A sender that does not yield holds its messages
-//! back for at most 16 messages, or until it sends again 100 µs after the deferral began.
+//! back for at most 16 messages, or until it sends again 100 µs after the deferral began. The
+//! credit for a message just taken (windows of 1) waits for the taker to yield, so it shares a
+//! frame with the answer or next message sent meanwhile.
 //!
 //! The raw peer talks to an in-memory node on paused time (see `common::raw`; one test runs
 //! in real time, and says why): a frame the node wrote is in the pipe at once, so "already
@@ -324,6 +326,108 @@ async fn a_callers_open_and_input_leave_in_one_frame() {
         ops, want,
         "the open, the input and its end in the first frame"
     );
+    drop(st);
+    n.manager.shutdown().await;
+}
+
+/// With windows of 1 each message taken returns a credit, and in a two-way exchange the
+/// taker usually answers at once. On a quiet connection the credit waits for the taker to
+/// yield, so it leaves in one frame with the answer (where it used to be a frame of its own,
+/// two writes per message): here an echo handler's credit and echo, three rounds.
+#[tokio::test(start_paused = true)]
+async fn a_served_streams_credit_leaves_with_its_answer() {
+    let n = mem_node(Options::default(), |m: &Manager| {
+        m.register_stream(HandlerId::TEST, None, common::echo_stream(1, 1))
+            .unwrap();
+    })
+    .await;
+    let mut ws = connected_peer(&n).await;
+    const MUX: u64 = 11;
+    open_mux(&mut ws, MUX, Flags::NONE).await;
+    frames_until(&mut ws, MUX, |all| count(all, Op::ACK_MUX) == 1).await;
+    let mut seq = 1;
+    for round in 1..=3usize {
+        if round > 1 {
+            // The credit for the echo read, as a caller gives it back.
+            send_mux(&mut ws, Op::UNBLOCK_SRV_MUX, MUX, seq, Flags::NONE, None).await;
+            seq += 1;
+        }
+        let text = format!("m{round}");
+        send_mux(
+            &mut ws,
+            Op::MUX_CLIENT_MSG,
+            MUX,
+            seq,
+            Flags::NONE,
+            Some(text.as_bytes()),
+        )
+        .await;
+        seq += 1;
+        let frames = frames_until(&mut ws, MUX, |all| count(all, Op::MUX_SERVER_MSG) == 1).await;
+        let ops: Vec<Vec<Op>> = frames
+            .iter()
+            .map(|f| f.iter().map(|m| m.op).collect())
+            .collect();
+        assert_eq!(
+            ops,
+            vec![vec![Op::UNBLOCK_CL_MUX, Op::MUX_SERVER_MSG]],
+            "round {round}: the credit and the echo in one frame"
+        );
+        assert_eq!(frames[0][1].text(), text);
+    }
+    send_mux(&mut ws, Op::UNBLOCK_SRV_MUX, MUX, seq, Flags::NONE, None).await;
+    send_mux(&mut ws, Op::MUX_CLIENT_MSG, MUX, seq + 1, Flags::EOF, None).await;
+    frames_until(&mut ws, MUX, ended).await;
+    assert_no_active(&n).await;
+    n.manager.shutdown().await;
+}
+
+/// The same on the calling side: the node takes an answer of a stream with windows of 1 and
+/// sends its next message before yielding; the credit for the answer and the message leave
+/// in one frame.
+#[tokio::test(start_paused = true)]
+async fn a_callers_credit_leaves_with_its_next_message() {
+    use futures_util::StreamExt;
+    let (n, mut ws, mut st) = caller_stream(1).await;
+    bounded(st.send(b"m0".to_vec())).await.unwrap();
+    let first = loop {
+        let msgs = bounded(recv_msgs(&mut ws)).await.unwrap();
+        if let Some(m) = msgs.into_iter().find(|m| m.op == Op::MUX_CLIENT_MSG) {
+            break m;
+        }
+    };
+    let mux = first.mux;
+    send_mux(&mut ws, Op::ACK_MUX, mux, 0, Flags::NONE, None).await;
+    let mut seq = 1;
+    for round in 1..=3usize {
+        // The credit for the caller's message, then an answer.
+        send_mux(&mut ws, Op::UNBLOCK_CL_MUX, mux, seq, Flags::NONE, None).await;
+        send_mux(
+            &mut ws,
+            Op::MUX_SERVER_MSG,
+            mux,
+            seq + 1,
+            Flags::NONE,
+            Some(b"r"),
+        )
+        .await;
+        seq += 2;
+        let answer = bounded(st.next()).await.unwrap().unwrap();
+        assert_eq!(&answer[..], b"r");
+        let text = format!("m{round}");
+        bounded(st.send(text.clone().into_bytes())).await.unwrap();
+        let frames = frames_until(&mut ws, mux, |all| count(all, Op::MUX_CLIENT_MSG) == 1).await;
+        let ops: Vec<Vec<Op>> = frames
+            .iter()
+            .map(|f| f.iter().map(|m| m.op).collect())
+            .collect();
+        assert_eq!(
+            ops,
+            vec![vec![Op::UNBLOCK_SRV_MUX, Op::MUX_CLIENT_MSG]],
+            "round {round}: the credit and the next message in one frame"
+        );
+        assert_eq!(frames[0][1].text(), text);
+    }
     drop(st);
     n.manager.shutdown().await;
 }

@@ -150,8 +150,21 @@ struct Served {
 impl ServedStream for Served {
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut g = self.session.lock();
+        let had_output = g.core.has_output();
         let r = g.core.serve_recv(self.mux, cx.waker());
         if r.is_ready() {
+            // Taking a message may owe the caller a credit. On a quiet connection, with
+            // credits to answer at once, the credit leaves when the handler yields (a
+            // deferral, see `Inner::defer_write`), so an echo's credit and answer share one
+            // frame instead of two.
+            if matches!(r, Poll::Ready(Some(_)))
+                && !had_output
+                && g.core.has_output()
+                && g.core.serve_credits(self.mux) > 0
+                && g.quiet()
+            {
+                g.defer_write(0);
+            }
             let done = self.session.collect(&mut g);
             drop(g);
             self.session.act(done);
