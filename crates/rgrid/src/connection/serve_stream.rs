@@ -153,17 +153,9 @@ impl ServedStream for Served {
         let had_output = g.core.has_output();
         let r = g.core.serve_recv(self.mux, cx.waker());
         if r.is_ready() {
-            // Taking a message may owe the caller a credit. On a quiet connection, with
-            // credits to answer at once, the credit leaves when the handler yields (a
-            // deferral, see `Inner::defer_write`), so an echo's credit and answer share one
-            // frame instead of two.
-            if matches!(r, Poll::Ready(Some(_)))
-                && !had_output
-                && g.core.has_output()
-                && g.core.serve_credits(self.mux) > 0
-                && g.quiet()
-            {
-                g.defer_write(0);
+            if matches!(r, Poll::Ready(Some(_))) {
+                let can_send = g.core.serve_credits(self.mux) > 0;
+                g.defer_credit(had_output, can_send);
             }
             let done = self.session.collect(&mut g);
             drop(g);

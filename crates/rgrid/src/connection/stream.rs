@@ -399,16 +399,9 @@ impl<C: Codec> FuturesStream for Responses<C> {
         let had_output = g.core.has_output();
         let r = g.core.stream_recv(mux.id, cx.waker());
         if r.is_ready() {
-            // As for a served stream (`Served::poll_recv`): on a quiet connection the credit
-            // for this answer leaves when the caller yields, with the message it sends next
-            // if it has the credit to send one.
-            if matches!(r, Poll::Ready(Some(Ok(_))))
-                && !had_output
-                && g.core.has_output()
-                && g.core.stream_credits(mux.id) > 0
-                && g.quiet()
-            {
-                g.defer_write(0);
+            if matches!(r, Poll::Ready(Some(Ok(_)))) {
+                let can_send = g.core.stream_credits(mux.id) > 0;
+                g.defer_credit(had_output, can_send);
             }
             // A credit may now be owed to the handler.
             let done = session.collect(&mut g);

@@ -113,6 +113,18 @@ impl Inner {
         self.defer = size < DEFER_MAX_SIZE;
     }
 
+    /// A stream message was just taken (`had_output`: whether output was waiting before).
+    /// If taking it made a credit owed, the connection is quiet and the taker has credits
+    /// to answer with (`can_send`), the credit is deferred like a message
+    /// ([`Inner::defer_write`]): it leaves when the taker yields, in one frame with what the
+    /// taker sent meanwhile (with windows of 1, an echo's credit and answer), instead of a
+    /// frame of its own. A taker that computes before it yields holds it as long.
+    pub(crate) fn defer_credit(&mut self, had_output: bool, can_send: bool) {
+        if !had_output && can_send && self.core.has_output() && self.quiet() {
+            self.defer_write(0);
+        }
+    }
+
     /// Whether the connection is quiet: at most [`QUIET_MUXES`] calls and streams live, both
     /// directions. On a quiet connection nothing waits for more output to merge with (a
     /// yield costs a poll of the I/O driver, and any second runnable task wakes a sleeping
