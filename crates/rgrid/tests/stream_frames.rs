@@ -52,6 +52,33 @@ fn count(msgs: &[Got], op: Op) -> usize {
     msgs.iter().filter(|m| m.op == op).count()
 }
 
+/// The ops of each frame's messages ([`frames_until`]).
+fn ops_of(frames: &[Vec<Got>]) -> Vec<Vec<Op>> {
+    frames
+        .iter()
+        .map(|f| f.iter().map(|m| m.op).collect())
+        .collect()
+}
+
+/// Reads frames until one carries a message with `op`; returns that message.
+async fn first_of(ws: &mut WebSocket, op: Op) -> Got {
+    loop {
+        let msgs = bounded(recv_msgs(ws)).await.expect("socket closed");
+        if let Some(m) = msgs.into_iter().find(|m| m.op == op) {
+            return m;
+        }
+    }
+}
+
+/// The raw caller ends its input (message `seq`), waits for the handler's end and checks
+/// that no mux is left on the node, then shuts the node down.
+async fn end_input(n: common::raw::Node, ws: &mut WebSocket, mux: u64, seq: u32) {
+    send_mux(ws, Op::MUX_CLIENT_MSG, mux, seq, Flags::EOF, None).await;
+    frames_until(ws, mux, ended).await;
+    assert_no_active(&n).await;
+    n.manager.shutdown().await;
+}
+
 /// A handler that sends `BURST` messages at once, then ends.
 fn burst_handler(out_cap: usize) -> RawStreamHandler {
     sending_handler(out_cap, BURST, Duration::ZERO)
@@ -115,10 +142,7 @@ async fn served_ops(handler: RawStreamHandler) -> Vec<Vec<Op>> {
     // The handler's output is all out: the stream ends cleanly.
     assert_no_active(&n).await;
     n.manager.shutdown().await;
-    frames
-        .iter()
-        .map(|f| f.iter().map(|m| m.op).collect())
-        .collect()
+    ops_of(&frames)
 }
 
 /// How many of the handler's messages (the end included) each frame carried
@@ -181,12 +205,7 @@ async fn caller_stream(window: usize) -> (common::raw::Node, WebSocket, rgrid::C
 /// `at_once` records, after each send, whether its message was already in the pipe.
 async fn caller_burst(window: usize) -> (Vec<usize>, Vec<bool>) {
     let (n, mut ws, mut st) = caller_stream(window).await;
-    let open = loop {
-        let msgs = bounded(recv_msgs(&mut ws)).await.unwrap();
-        if let Some(m) = msgs.into_iter().find(|m| m.op == Op::CONNECT_MUX) {
-            break m;
-        }
-    };
+    let open = first_of(&mut ws, Op::CONNECT_MUX).await;
     let mux = open.mux;
     send_mux(&mut ws, Op::ACK_MUX, mux, 0, Flags::NONE, None).await;
     let mut per_frame = Vec::new();
@@ -300,10 +319,7 @@ async fn a_handler_waiting_for_input_is_acked_at_once() {
     let echo = frames_until(&mut ws, MUX, |all| count(all, Op::MUX_SERVER_MSG) == 1).await;
     let echo = echo.concat();
     assert_eq!(echo.last().map(Got::text).as_deref(), Some("ping"));
-    send_mux(&mut ws, Op::MUX_CLIENT_MSG, MUX, 2, Flags::EOF, None).await;
-    frames_until(&mut ws, MUX, ended).await;
-    assert_no_active(&n).await;
-    n.manager.shutdown().await;
+    end_input(n, &mut ws, MUX, 2).await;
 }
 
 /// A caller's open is written once the caller yields, like a burst of input (input usually
@@ -364,22 +380,15 @@ async fn a_served_streams_credit_leaves_with_its_answer() {
         .await;
         seq += 1;
         let frames = frames_until(&mut ws, MUX, |all| count(all, Op::MUX_SERVER_MSG) == 1).await;
-        let ops: Vec<Vec<Op>> = frames
-            .iter()
-            .map(|f| f.iter().map(|m| m.op).collect())
-            .collect();
         assert_eq!(
-            ops,
+            ops_of(&frames),
             vec![vec![Op::UNBLOCK_CL_MUX, Op::MUX_SERVER_MSG]],
             "round {round}: the credit and the echo in one frame"
         );
         assert_eq!(frames[0][1].text(), text);
     }
     send_mux(&mut ws, Op::UNBLOCK_SRV_MUX, MUX, seq, Flags::NONE, None).await;
-    send_mux(&mut ws, Op::MUX_CLIENT_MSG, MUX, seq + 1, Flags::EOF, None).await;
-    frames_until(&mut ws, MUX, ended).await;
-    assert_no_active(&n).await;
-    n.manager.shutdown().await;
+    end_input(n, &mut ws, MUX, seq + 1).await;
 }
 
 /// The same on the calling side: the node takes an answer of a stream with windows of 1 and
@@ -390,12 +399,7 @@ async fn a_callers_credit_leaves_with_its_next_message() {
     use futures_util::StreamExt;
     let (n, mut ws, mut st) = caller_stream(1).await;
     bounded(st.send(b"m0".to_vec())).await.unwrap();
-    let first = loop {
-        let msgs = bounded(recv_msgs(&mut ws)).await.unwrap();
-        if let Some(m) = msgs.into_iter().find(|m| m.op == Op::MUX_CLIENT_MSG) {
-            break m;
-        }
-    };
+    let first = first_of(&mut ws, Op::MUX_CLIENT_MSG).await;
     let mux = first.mux;
     send_mux(&mut ws, Op::ACK_MUX, mux, 0, Flags::NONE, None).await;
     let mut seq = 1;
@@ -417,12 +421,8 @@ async fn a_callers_credit_leaves_with_its_next_message() {
         let text = format!("m{round}");
         bounded(st.send(text.clone().into_bytes())).await.unwrap();
         let frames = frames_until(&mut ws, mux, |all| count(all, Op::MUX_CLIENT_MSG) == 1).await;
-        let ops: Vec<Vec<Op>> = frames
-            .iter()
-            .map(|f| f.iter().map(|m| m.op).collect())
-            .collect();
         assert_eq!(
-            ops,
+            ops_of(&frames),
             vec![vec![Op::UNBLOCK_SRV_MUX, Op::MUX_CLIENT_MSG]],
             "round {round}: the credit and the next message in one frame"
         );
